@@ -1,0 +1,210 @@
+"""Run configuration: a pydantic tree of per-stage models, loaded from YAML plus overrides.
+
+Unknown keys and bad values are errors that name the key, the value and what is allowed.
+Pass the resolved config explicitly to every stage; nothing reads a global settings object.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pathopipe.errors import ConfigError
+from pathopipe.tissue import OtsuTissueConfig
+
+__all__ = [
+    "ClusterConfig",
+    "RunConfig",
+    "SlideConfig",
+    "StoreConfig",
+    "TilingConfig",
+    "config_hash",
+    "load_config",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SlideConfig(_Model):
+    """How slides are opened."""
+
+    backend: str = Field("auto", description="'auto' or a registered backend: openslide, tiffslide")
+    assume_mpp: float | None = Field(
+        None, gt=0, le=100, description="µm/px used only for slides without resolution metadata"
+    )
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from pathopipe.slide import list_backends
+
+        allowed = ["auto", *list_backends()]
+        if value not in allowed:
+            raise ValueError(f"unknown backend {value!r}; allowed: {', '.join(allowed)}")
+        return value
+
+
+class TilingConfig(_Model):
+    """The tile grid, at a physical resolution."""
+
+    target_mpp: float = Field(0.5, gt=0, le=100, description="tile resolution, µm per pixel (0.5 ≈ 20x)")
+    tile_size: int = Field(224, ge=8, le=4096, description="tile side in pixels at target_mpp")
+    stride: int | None = Field(
+        None, ge=1, le=4096, description="grid step in pixels at target_mpp (default: tile_size)"
+    )
+    min_tissue_fraction: float = Field(
+        0.5, ge=0, le=1, description="keep tiles with at least this tissue area fraction"
+    )
+    edge: Literal["drop", "pad"] = Field(
+        "drop", description="tiles crossing the slide border: drop, or pad with white"
+    )
+    mpp_tolerance: float = Field(
+        0.02, ge=0, lt=0.5, description="relative mpp difference read without resizing (0.499 ≈ 0.5)"
+    )
+
+    @property
+    def step(self) -> int:
+        return self.stride if self.stride is not None else self.tile_size
+
+
+class StoreConfig(_Model):
+    """How tiles are stored."""
+
+    codec: Literal["jpeg", "zstd", "none"] = Field(
+        "jpeg", description="tile codec; 'none' stores no tile pixels"
+    )
+    jpeg_quality: int = Field(90, ge=1, le=100)
+    jpeg_subsampling: Literal["444", "420"] = Field("444", description="chroma subsampling of JPEG tiles")
+    zstd_level: int = Field(3, ge=1, le=22)
+    tiles_per_shard: int = Field(512, ge=1, le=65536, description="tiles per shard file, also tiles per task")
+
+
+class ClusterConfig(_Model):
+    """The local Dask cluster (processes on loopback)."""
+
+    n_workers: int | None = Field(None, ge=1, le=1024, description="worker processes (default: CPU cores)")
+    threads_per_worker: int = Field(1, ge=1, le=256)
+    memory_limit: str = Field("auto", description="per-worker memory limit, e.g. '4GiB' or 'auto'")
+    dashboard: bool = Field(True, description="serve the Dask dashboard on a free loopback port")
+
+
+class RunConfig(_Model):
+    """Everything a run needs; stored resolved in run.json and in every slide store."""
+
+    slide: SlideConfig = SlideConfig()
+    tissue: OtsuTissueConfig = OtsuTissueConfig()
+    tiling: TilingConfig = TilingConfig()
+    store: StoreConfig = StoreConfig()
+    cluster: ClusterConfig = ClusterConfig()
+
+    def output_relevant(self) -> dict[str, Any]:
+        """The parts that change what is written to a slide store (the cluster does not)."""
+        return self.model_dump(mode="json", include={"slide", "tissue", "tiling", "store"})
+
+
+def config_hash(config: RunConfig) -> str:
+    """Stable hash of the output-relevant configuration (16 hex digits)."""
+    canonical = json.dumps(config.output_relevant(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: include loop through {' -> '.join(map(str, seen))}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of sections, got {type(data).__name__}")
+    includes = data.pop("include", []) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    merged: dict[str, Any] = {}
+    for include in includes:
+        merged = _deep_merge(merged, _read_yaml(path.parent / include, (*seen, path)))
+    return _deep_merge(merged, data)
+
+
+def _apply_override(data: dict[str, Any], override: str) -> dict[str, Any]:
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(
+            f"override {override!r} must look like section.key=value, e.g. tiling.tile_size=256"
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {override!r}: value is not valid YAML: {err}") from err
+    parts = key.strip().split(".")
+    update: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        update = {part: update}
+    return _deep_merge(data, update)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Allowed field names of the model found at ``loc`` (for unknown-key errors)."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for item in err.errors():
+        loc = tuple(item["loc"])
+        dotted = ".".join(str(p) for p in loc)
+        if item["type"] == "extra_forbidden":
+            allowed = _fields_at(RunConfig, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"; did you mean {'.'.join(map(str, (*loc[:-1], close[0])))!r}?" if close else ""
+            lines.append(f"  unknown key {dotted!r}; allowed here: {', '.join(allowed)}{hint}")
+        else:
+            lines.append(f"  {dotted}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> RunConfig:
+    """Load a YAML config (with ``include:`` files merged first), apply ``key=value`` overrides."""
+    data = _read_yaml(Path(path)) if path is not None else {}
+    for override in overrides:
+        data = _apply_override(data, override)
+    source = f"{path}" if path else "defaults"
+    if overrides:
+        source += " with --set " + " ".join(overrides)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err, source)) from None

@@ -1,0 +1,50 @@
+"""The whole pathopipe exception hierarchy.
+
+Each class also inherits the built-in type callers already catch, so ``except OSError``
+around slide access or ``except ValueError`` around configuration keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class PathopipeError(Exception):
+    """Base class of every error pathopipe raises on purpose."""
+
+
+class ConfigError(PathopipeError, ValueError):
+    """A configuration value, file or command-line override is invalid."""
+
+
+class SlideOpenError(PathopipeError, OSError):
+    """No slide backend could open a file; carries each backend's reason."""
+
+    def __init__(self, path: str, causes: Mapping[str, str]) -> None:
+        self.path = path
+        self.causes = dict(causes)
+        reasons = "; ".join(f"{name}: {why}" for name, why in self.causes.items()) or "no backend tried"
+        super().__init__(f"cannot open slide {path!r} ({reasons})")
+
+
+class SlideMetadataError(PathopipeError, ValueError):
+    """A slide lacks metadata the run needs (e.g. microns per pixel)."""
+
+
+class TilingError(PathopipeError, ValueError):
+    """The requested tile geometry does not fit the slide."""
+
+
+class StoreError(PathopipeError, OSError):
+    """A slide store is missing, incomplete, or was written with another configuration."""
+
+
+class BackendUnavailableError(PathopipeError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+
+class UnknownNameError(PathopipeError, KeyError):
+    """A name is not in a registry; the message lists the known names."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,66 @@
+"""``OUT/run.json``: resolved config, its hash, versions and host facts."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pathopipe
+
+_PACKAGES = (
+    "numpy", "zarr", "numcodecs", "dask", "distributed", "openslide-python", "openslide-bin",
+    "tiffslide", "tifffile", "imagecodecs", "opencv-python-headless", "pydantic",
+)  # fmt: skip
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment_info() -> dict[str, Any]:
+    return {
+        "pathopipe": pathopipe.__version__,
+        "python": sys.version.split()[0],
+        "packages": {name: _version(name) for name in _PACKAGES},
+        "host": {
+            "hostname": socket.gethostname(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "cpu_model": _cpu_model(),
+            "memory_bytes": _memory_bytes(),
+        },
+    }
+
+
+def write_run_json(out: str | Path, data: dict[str, Any]) -> Path:
+    path = Path(out) / "run.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+    return path

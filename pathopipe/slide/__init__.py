@@ -1,0 +1,138 @@
+"""Slide access: one interface over openslide and tiffslide.
+
+>>> with open_slide("slide.svs") as slide:          # doctest: +SKIP
+...     tile = slide.read_region((0, 0), 0, (224, 224))
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pathopipe.errors import SlideMetadataError, SlideOpenError
+from pathopipe.slide import _openslide as _openslide
+from pathopipe.slide import _tiffslide as _tiffslide
+from pathopipe.slide._base import SlideInfo, SlideReader
+from pathopipe.slide._registry import slide_backends
+
+__all__ = [
+    "AUTO_ORDER",
+    "SlideInfo",
+    "SlideReader",
+    "cached_slide",
+    "list_backends",
+    "open_slide",
+    "read_downsampled",
+    "require_mpp",
+    "slide_backends",
+]
+
+logger = logging.getLogger(__name__)
+
+AUTO_ORDER = ("openslide", "tiffslide")
+
+
+def list_backends() -> list[str]:
+    """Names of the registered slide backends."""
+    return slide_backends.names()
+
+
+def open_slide(
+    path: str | os.PathLike[str],
+    *,
+    backend: str = "auto",
+    assume_mpp: float | None = None,
+    options: dict[str, Any] | None = None,
+) -> SlideReader:
+    """Open a slide with ``backend`` (``"auto"``: the first of :data:`AUTO_ORDER` that opens it).
+
+    ``assume_mpp`` is used only when the slide carries no resolution; it is then recorded
+    as assumed. Raises :class:`SlideOpenError` naming the file and each backend's reason.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise SlideOpenError(path, {"file": "no such file"})
+    if os.path.isdir(path):
+        raise SlideOpenError(path, {"file": "is a directory, not a slide file"})
+    names = AUTO_ORDER if backend == "auto" else (slide_backends.entry(backend).name,)
+    causes: dict[str, str] = {}
+    for name in names:
+        cls = slide_backends.get(name)
+        try:
+            reader = cls(path, options=options)
+        except Exception as err:  # noqa: BLE001 - every backend failure is reported to the user
+            causes[name] = f"{type(err).__name__}: {err}".strip()
+            continue
+        if reader.info.mpp is None and assume_mpp is not None:
+            reader.info = reader.info.with_assumed_mpp(float(assume_mpp))
+        return reader
+    raise SlideOpenError(path, causes)
+
+
+def require_mpp(info: SlideInfo) -> float:
+    """The level-0 mpp, or a clear error telling how to provide one."""
+    if info.mpp is None:
+        raise SlideMetadataError(
+            f"slide {info.path!r} has no resolution metadata (microns per pixel); "
+            "set slide.assume_mpp (e.g. --set slide.assume_mpp=0.25) to tile it anyway"
+        )
+    return info.mpp
+
+
+_local = threading.local()
+CACHE_SIZE = 4
+
+
+def cached_slide(path: str, *, backend: str = "auto", assume_mpp: float | None = None) -> SlideReader:
+    """A reader from a small per-thread cache: tasks on one worker thread reuse open handles."""
+    cache: OrderedDict[tuple, SlideReader] = getattr(_local, "cache", None) or OrderedDict()
+    _local.cache = cache
+    stat = os.stat(path)
+    key = (path, backend, assume_mpp, stat.st_mtime_ns, stat.st_size)
+    reader = cache.get(key)
+    if reader is None:
+        reader = open_slide(path, backend=backend, assume_mpp=assume_mpp)
+        cache[key] = reader
+        while len(cache) > CACHE_SIZE:
+            _, old = cache.popitem(last=False)
+            old.close()
+    else:
+        cache.move_to_end(key)
+    return reader
+
+
+def read_downsampled(
+    reader: SlideReader, downsample: float, *, max_strip_pixels: int = 1 << 24
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """The whole slide at ``downsample`` (level-0 px per output px), read in strips.
+
+    Uses the coarsest level not coarser than ``downsample`` and resizes with area
+    averaging, strip by strip, so memory stays bounded for any slide size. Returns the
+    image and its exact (x, y) downsample relative to level 0.
+    """
+    info = reader.info
+    width, height = info.dimensions
+    out_w = max(1, round(width / downsample))
+    out_h = max(1, round(height / downsample))
+    candidates = [i for i, d in enumerate(info.level_downsamples) if d <= downsample * 1.0001]
+    level = max(candidates, key=lambda i: info.level_downsamples[i]) if candidates else 0
+    lw, lh = info.level_dimensions[level]
+    level_ds = info.level_downsamples[level]
+    fy = lh / out_h  # level rows per output row
+    rows_per_strip = max(1, int(max_strip_pixels // max(1, lw) / max(fy, 1.0)))
+    out = np.empty((out_h, out_w, 3), dtype=np.uint8)
+    for r0 in range(0, out_h, rows_per_strip):
+        r1 = min(out_h, r0 + rows_per_strip)
+        y0 = math.floor(r0 * fy)
+        y1 = min(lh, max(y0 + 1, math.ceil(r1 * fy)))
+        strip = reader.read_region((0, round(y0 * level_ds)), level, (lw, y1 - y0))
+        interpolation = cv2.INTER_AREA if lw >= out_w else cv2.INTER_LINEAR
+        out[r0:r1] = cv2.resize(strip, (out_w, r1 - r0), interpolation=interpolation)
+    return out, (width / out_w, height / out_h)

@@ -1,0 +1,141 @@
+"""The slide reader interface shared by every backend.
+
+Coordinate convention (openslide's): locations ``(x, y)`` in level-0 pixels, sizes
+``(width, height)`` in pixels of the level read, arrays ``(H, W, 3)`` uint8 RGB.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+MppSource = Literal["metadata", "tiff-resolution", "assumed"]
+
+# A TIFF resolution outside this range is a placeholder (72 dpi, 1 px/unit), not a scan.
+PLAUSIBLE_MPP = (0.01, 50.0)
+BACKGROUND_VALUE = 255  # pixels outside the slide read as white glass
+
+
+@dataclass(frozen=True)
+class SlideInfo:
+    """Slide metadata, independent of the backend that read it."""
+
+    path: str
+    backend: str
+    vendor: str | None
+    dimensions: tuple[int, int]  # level-0 (width, height)
+    level_dimensions: tuple[tuple[int, int], ...]
+    level_downsamples: tuple[float, ...]
+    mpp_x: float | None
+    mpp_y: float | None
+    mpp_source: MppSource | None
+    objective_power: float | None
+    properties: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def mpp(self) -> float | None:
+        """Level-0 microns per pixel (mean of x and y), or None when unknown."""
+        if self.mpp_x is None or self.mpp_y is None:
+            return None
+        return (self.mpp_x + self.mpp_y) / 2
+
+    @property
+    def level_count(self) -> int:
+        return len(self.level_dimensions)
+
+    def with_assumed_mpp(self, mpp: float) -> SlideInfo:
+        return replace(self, mpp_x=mpp, mpp_y=mpp, mpp_source="assumed")
+
+    def to_dict(self, *, with_properties: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        data["properties"] = dict(self.properties) if with_properties else None
+        if not with_properties:
+            del data["properties"]
+        data["mpp"] = self.mpp
+        data["level_dimensions"] = [list(d) for d in self.level_dimensions]
+        data["dimensions"] = list(self.dimensions)
+        data["level_downsamples"] = list(self.level_downsamples)
+        return data
+
+
+def parse_float(value: object) -> float | None:
+    """A positive finite float from a property value, else None."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def mpp_from_properties(
+    props: Mapping[str, Any], prefix: str
+) -> tuple[float | None, float | None, MppSource | None]:
+    """Level-0 mpp from a backend's own properties, then from TIFF resolution tags."""
+    mx, my = parse_float(props.get(f"{prefix}.mpp-x")), parse_float(props.get(f"{prefix}.mpp-y"))
+    if mx and my:
+        return mx, my, "metadata"
+    unit = str(props.get("tiff.ResolutionUnit", "")).lower()
+    per_unit = {"centimeter": 1e4, "inch": 25400.0}.get(unit)
+    xres, yres = parse_float(props.get("tiff.XResolution")), parse_float(props.get("tiff.YResolution"))
+    if per_unit and xres and yres:
+        mx, my = per_unit / xres, per_unit / yres
+        lo, hi = PLAUSIBLE_MPP
+        if lo <= mx <= hi and lo <= my <= hi:
+            return mx, my, "tiff-resolution"
+    return None, None, None
+
+
+class SlideReader(abc.ABC):
+    """An open slide. Not picklable: open it where it is used (each worker/thread)."""
+
+    backend: ClassVar[str]
+
+    def __init__(self, path: str, info: SlideInfo) -> None:
+        self.path = path
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+    def __enter__(self) -> SlideReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"{type(self).__name__} holds an open file and cannot be pickled; "
+            "pass the path and open the slide inside the task"
+        )
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """Read ``size`` pixels of ``level`` whose top-left is level-0 ``location``.
+
+        Returns (H, W, 3) uint8 RGB; pixels outside the slide are white.
+        """
+        if not 0 <= level < self.info.level_count:
+            raise IndexError(f"level {level} out of range 0..{self.info.level_count - 1} for {self.path}")
+        width, height = size
+        if width <= 0 or height <= 0:
+            raise ValueError(f"region size must be positive, got {size}")
+        return self._read_region(location, level, size)
+
+    @abc.abstractmethod
+    def _read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """Backend read; same contract as :meth:`read_region`."""
+
+    def _inside(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> bool:
+        x, y = location
+        ds = self.info.level_downsamples[level]
+        lw, lh = self.info.level_dimensions[level]
+        return x >= 0 and y >= 0 and x / ds + size[0] <= lw and y / ds + size[1] <= lh
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the file handle."""

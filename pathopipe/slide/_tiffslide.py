@@ -1,0 +1,65 @@
+"""tiffslide backend (pure Python over tifffile; also reads fsspec URLs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pathopipe.slide._base import (
+    BACKGROUND_VALUE,
+    SlideInfo,
+    SlideReader,
+    mpp_from_properties,
+    parse_float,
+)
+from pathopipe.slide._registry import slide_backends
+
+
+@slide_backends.register("tiffslide", description="tiffslide over tifffile: TIFF-based formats")
+class TiffSlideReader(SlideReader):
+    backend = "tiffslide"
+
+    def __init__(self, path: str, *, options: dict[str, Any] | None = None) -> None:
+        import tiffslide
+
+        self._slide = tiffslide.TiffSlide(path, **(options or {}))
+        props = dict(self._slide.properties)
+        mx, my, source = mpp_from_properties(props, "tiffslide")
+        if self._slide.properties.get("tiffslide.series-axes") not in ("YXS",):
+            axes = self._slide.properties.get("tiffslide.series-axes")
+            self._slide.close()
+            raise ValueError(f"unsupported image axes {axes!r} (need RGB pages, axes YXS)")
+        info = SlideInfo(
+            path=path,
+            backend=self.backend,
+            vendor=props.get("tiffslide.vendor"),
+            dimensions=tuple(self._slide.dimensions),
+            level_dimensions=tuple(tuple(d) for d in self._slide.level_dimensions),
+            level_downsamples=tuple(float(d) for d in self._slide.level_downsamples),
+            mpp_x=mx,
+            mpp_y=my,
+            mpp_source=source,
+            objective_power=parse_float(props.get("tiffslide.objective-power")),
+            properties={k: str(v) for k, v in props.items() if v is not None},
+        )
+        super().__init__(path, info)
+
+    def _read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        if self._inside(location, level, size):
+            region = self._slide.read_region(location, level, size, as_array=True)
+        else:
+            # locations are never negative here, so the valid part is the top-left corner
+            part = self._slide.read_region(location, level, size, as_array=True, padding=False)
+            region = np.full(
+                (size[1], size[0], part.shape[2] if part.ndim == 3 else 3), BACKGROUND_VALUE, np.uint8
+            )
+            region[: part.shape[0], : part.shape[1]] = part
+        if region.dtype != np.uint8:
+            raise ValueError(f"{self.path}: unsupported sample type {region.dtype} (need 8-bit RGB)")
+        if region.shape[2] == 4:
+            region = region[..., :3]
+        return np.ascontiguousarray(region)
+
+    def close(self) -> None:
+        self._slide.close()

@@ -1,0 +1,216 @@
+"""The tiling stage: plan a slide (metadata, tissue, grid, empty store), write tile shards, finish.
+
+Each function takes small picklable values (paths, specs) and opens what it needs itself, so
+orchestration can run them anywhere; tile pixels go from the slide straight to the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+import pathopipe
+from pathopipe.config import RunConfig
+from pathopipe.slide import cached_slide, open_slide, read_downsampled
+from pathopipe.store import create_slide_store, mark_complete, open_tiles_for_write, write_image
+from pathopipe.store.layout import COORDS, TISSUE_FRACTION
+from pathopipe.tiling import TileSpec, plan_grid, plan_tile_spec, read_tiles, tissue_fractions
+from pathopipe.tissue import detect_tissue
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SlideJob:
+    """One slide to process: where it is and where its store goes."""
+
+    slide_id: str
+    source: str
+    store: str
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """What the workers need to fill a slide store (small and picklable)."""
+
+    job: SlideJob
+    spec: TileSpec
+    backend: str  # the backend that opened the slide, reused by every task
+    assume_mpp: float | None
+    n_tiles: int
+    tiles_per_shard: int
+    write_tiles: bool
+    seconds: float
+    warnings: tuple[str, ...] = ()
+
+    def shards(self) -> list[tuple[int, int]]:
+        """Tile ranges, one per shard (one task each)."""
+        if not self.write_tiles:
+            return []
+        step = self.tiles_per_shard
+        return [(start, min(start + step, self.n_tiles)) for start in range(0, self.n_tiles, step)]
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What one shard task did, with its timings."""
+
+    slide_id: str
+    start: int
+    stop: int
+    read_seconds: float
+    write_seconds: float
+    worker_pid: int = field(default_factory=os.getpid)
+
+    @property
+    def n_tiles(self) -> int:
+        return self.stop - self.start
+
+
+def _store_attrs(job: SlideJob, reader_info: Any, spec: TileSpec, config: RunConfig, chash: str) -> dict:
+    info = reader_info
+    return {
+        "slide_id": job.slide_id,
+        "source_path": os.path.abspath(job.source),
+        "source_bytes": os.path.getsize(job.source),
+        "backend": info.backend,
+        "vendor": info.vendor,
+        "dimensions": list(info.dimensions),
+        "level_dimensions": [list(d) for d in info.level_dimensions],
+        "level_downsamples": list(info.level_downsamples),
+        "objective_power": info.objective_power,
+        "mpp": info.mpp,
+        "mpp_x": info.mpp_x,
+        "mpp_y": info.mpp_y,
+        "mpp_source": info.mpp_source,
+        "mpp_assumed": info.mpp_source == "assumed",
+        "target_mpp": spec.target_mpp,
+        "effective_mpp": spec.effective_mpp,
+        "tile_size": spec.tile_size,
+        "stride": spec.stride,
+        "read_level": spec.level,
+        "read_level_downsample": spec.level_downsample,
+        "read_size": spec.read_size,
+        "resize_factor": spec.resize_factor,
+        "tile_size_level0": spec.tile_size_level0,
+        "min_tissue_fraction": config.tiling.min_tissue_fraction,
+        "edge": config.tiling.edge,
+        "tissue_detector": config.tissue.model_dump(mode="json"),
+        "tile_codec": config.store.model_dump(mode="json"),
+        "config_hash": chash,
+        "config": config.output_relevant(),
+        "pathopipe_version": pathopipe.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
+    """Open the slide, find tissue, plan the grid and create the (incomplete) store."""
+    t0 = time.perf_counter()
+    warnings: list[str] = []
+    with open_slide(job.source, backend=config.slide.backend, assume_mpp=config.slide.assume_mpp) as reader:
+        info = reader.info
+        tiling = config.tiling
+        spec = plan_tile_spec(
+            info,
+            target_mpp=tiling.target_mpp,
+            tile_size=tiling.tile_size,
+            stride=tiling.stride,
+            mpp_tolerance=tiling.mpp_tolerance,
+        )
+        if info.mpp_source == "assumed":
+            warnings.append(f"no resolution metadata; assumed {info.mpp} µm/px")
+        mask_downsample = max(1.0, config.tissue.mask_mpp / spec.mpp_level0)
+        thumbnail, (dsx, dsy) = read_downsampled(reader, mask_downsample)
+        mask = detect_tissue(thumbnail, mpp=spec.mpp_level0 * (dsx + dsy) / 2, config=config.tissue)
+        grid = plan_grid(info, spec, edge=tiling.edge)
+        fractions = tissue_fractions(mask, (dsx, dsy), grid.coords, spec.read_size * spec.level_downsample)
+        keep = fractions >= tiling.min_tissue_fraction
+        coords, fractions = grid.coords[keep], fractions[keep]
+        if len(coords) == 0:
+            warnings.append("no tissue tiles found (blank slide or tissue below min_tissue_fraction)")
+        attrs = _store_attrs(job, info, spec, config, chash)
+    attrs |= {"grid": {"columns": grid.columns, "rows": grid.rows}, "n_tiles": len(coords)}
+    store_cfg = config.store
+    group = create_slide_store(
+        job.store,
+        n_tiles=len(coords),
+        tile_size=spec.tile_size,
+        codec=store_cfg.codec,
+        tiles_per_shard=store_cfg.tiles_per_shard,
+        jpeg_quality=store_cfg.jpeg_quality,
+        jpeg_subsampling=store_cfg.jpeg_subsampling,
+        zstd_level=store_cfg.zstd_level,
+        attrs=attrs,
+    )
+    shard = max(1, min(store_cfg.tiles_per_shard * 64, max(len(coords), 1)))
+    coords_array = group.create_array(
+        COORDS, shape=coords.shape, dtype="int64", chunks=(shard, 2), dimension_names=("tile", "xy")
+    )
+    coords_array[...] = coords
+    coords_array.attrs.update({"axis": ["x", "y"], "units": "level-0 pixels", "origin": "top-left corner",
+                               "tile_size_level0": spec.tile_size_level0})  # fmt: skip
+    fraction_array = group.create_array(
+        TISSUE_FRACTION, shape=fractions.shape, dtype="float32", chunks=(shard,), dimension_names=("tile",)
+    )
+    fraction_array[...] = fractions
+    image_attrs = {"downsample": [dsx, dsy], "mpp": [spec.mpp_level0 * dsx, spec.mpp_level0 * dsy]}
+    write_image(group, "mask", mask, attrs=image_attrs)
+    write_image(group, "thumbnail", thumbnail, attrs=image_attrs)
+    return TilePlan(
+        job=job,
+        spec=spec,
+        backend=info.backend,
+        assume_mpp=config.slide.assume_mpp,
+        n_tiles=len(coords),
+        tiles_per_shard=store_cfg.tiles_per_shard,
+        write_tiles=store_cfg.codec != "none",
+        seconds=time.perf_counter() - t0,
+        warnings=tuple(warnings),
+    )
+
+
+def write_tile_shard(plan: TilePlan, start: int, stop: int) -> ShardResult:
+    """Read tiles [start, stop) from the slide and write them (one whole shard)."""
+    t0 = time.perf_counter()
+    reader = cached_slide(plan.job.source, backend=plan.backend, assume_mpp=plan.assume_mpp)
+    coords = zarr.open_array(Path(plan.job.store) / COORDS, mode="r")[start:stop]
+    tiles = read_tiles(reader, plan.spec, np.asarray(coords))
+    t1 = time.perf_counter()
+    open_tiles_for_write(plan.job.store)[start:stop] = tiles
+    t2 = time.perf_counter()
+    return ShardResult(plan.job.slide_id, start, stop, read_seconds=t1 - t0, write_seconds=t2 - t1)
+
+
+def store_bytes(path: str | Path) -> int:
+    """Bytes on disk under a store."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(root, name)) for name in files)
+    return total
+
+
+def finish_slide(plan: TilePlan, results: list[ShardResult]) -> dict[str, Any]:
+    """Check every tile was written, record the summary and mark the store complete."""
+    written = sum(r.n_tiles for r in results)
+    expected = plan.n_tiles if plan.write_tiles else 0
+    if written != expected:
+        raise RuntimeError(
+            f"{plan.job.slide_id}: {written} of {expected} tiles written; store left incomplete"
+        )
+    summary = {
+        "n_tiles": plan.n_tiles,
+        "seconds_prepare": plan.seconds,
+        "seconds_read": sum(r.read_seconds for r in results),
+        "seconds_write": sum(r.write_seconds for r in results),
+        "warnings": list(plan.warnings),
+    }
+    mark_complete(plan.job.store, summary)
+    return summary | {"bytes": store_bytes(plan.job.store)}

@@ -1,0 +1,26 @@
+"""Reading tiles from a slide at the planned geometry."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pathopipe.slide import SlideReader
+from pathopipe.tiling._spec import TileSpec
+
+
+def read_tile(reader: SlideReader, spec: TileSpec, x: int, y: int) -> np.ndarray:
+    """One tile (tile_size, tile_size, 3) uint8 whose level-0 top-left is (x, y)."""
+    region = reader.read_region((int(x), int(y)), spec.level, (spec.read_size, spec.read_size))
+    if not spec.resize:
+        return region
+    interpolation = cv2.INTER_AREA if spec.read_size > spec.tile_size else cv2.INTER_LINEAR
+    return cv2.resize(region, (spec.tile_size, spec.tile_size), interpolation=interpolation)
+
+
+def read_tiles(reader: SlideReader, spec: TileSpec, coords: np.ndarray) -> np.ndarray:
+    """Tiles for each level-0 (x, y) in ``coords``, as (N, T, T, 3) uint8."""
+    out = np.empty((len(coords), spec.tile_size, spec.tile_size, 3), dtype=np.uint8)
+    for i, (x, y) in enumerate(coords):
+        out[i] = read_tile(reader, spec, x, y)
+    return out
