@@ -27,6 +27,10 @@ class SlideOpenError(PathopipeError, OSError):
         super().__init__(f"cannot open slide {path!r} ({reasons})")
 
 
+class SlideReadError(PathopipeError, OSError):
+    """A slide opened but a region could not be read (truncated or corrupt tile data)."""
+
+
 class SlideMetadataError(PathopipeError, ValueError):
     """A slide lacks metadata the run needs (e.g. microns per pixel)."""
 

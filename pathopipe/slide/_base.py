@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from pathopipe.errors import SlideReadError
+
 MppSource = Literal["metadata", "tiff-resolution", "assumed"]
 
 # A TIFF resolution outside this range is a placeholder (72 dpi, 1 px/unit), not a scan.
@@ -124,7 +126,13 @@ class SlideReader(abc.ABC):
         width, height = size
         if width <= 0 or height <= 0:
             raise ValueError(f"region size must be positive, got {size}")
-        return self._read_region(location, level, size)
+        try:
+            return self._read_region(location, level, size)
+        except Exception as err:
+            raise SlideReadError(
+                f"cannot read {size[0]}x{size[1]} px at {location} (level {level}) of slide {self.path!r} "
+                f"with {self.backend}: {type(err).__name__}: {err}"
+            ) from err
 
     @abc.abstractmethod
     def _read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:

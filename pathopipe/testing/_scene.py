@@ -60,7 +60,7 @@ class TissueScene:
         field = np.full((fh, fw), -1.0, dtype=np.float32)
         for _ in range(islands):
             cx, cy = rng.uniform(0.18, 0.82, size=2)
-            a = rng.uniform(0.10, 0.22)
+            a = rng.uniform(0.12, 0.25)
             b = a * rng.uniform(0.5, 1.0)
             theta = rng.uniform(0, np.pi)
             dx = (xx - cx) * aspect

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up .venv if needed, check style, run the test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_setup.sh
+echo "== ruff"
+ruff check .
+ruff format --check .
+echo "== pytest"
+exec python -m pytest "$@"

@@ -1,0 +1,72 @@
+"""The command line, end to end (each tile command starts its own LocalCluster)."""
+
+import json
+
+import zarr
+from typer.testing import CliRunner
+
+from pathopipe.cli import app
+from pathopipe.output import RunLock, read_manifest
+
+runner = CliRunner()
+
+
+def test_info_json(aperio_slide):
+    result = runner.invoke(app, ["info", str(aperio_slide.path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["vendor"] == "aperio" and data["mpp"] == 0.25 and data["level_dimensions"][2] == [375, 250]
+
+
+def test_info_table_and_bad_file(aperio_slide, not_a_slide):
+    result = runner.invoke(app, ["info", str(aperio_slide.path)])
+    assert result.exit_code == 0 and "aperio" in result.output
+    result = runner.invoke(app, ["info", str(not_a_slide)])
+    assert result.exit_code == 2 and "cannot open slide" in result.output
+
+
+def test_tile_folder_with_a_bad_slide(tmp_path, slide_dir, generic_slide, blank_slide, not_a_slide):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for src in (generic_slide.path, blank_slide.path, not_a_slide):
+        (folder / src.name).symlink_to(src)
+    out = tmp_path / "out"
+    args = [
+        "tile",
+        str(folder),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--no-progress",
+        "--set",
+        "tiling.target_mpp=1",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output  # one slide failed
+    rows = {row["slide_id"]: row for row in read_manifest(out)}
+    assert rows["generic"]["status"] == "done" and int(rows["generic"]["n_tiles"]) > 0
+    assert rows["blank"]["status"] == "done" and rows["blank"]["n_tiles"] == "0"
+    assert rows["notes"]["status"] == "failed" and "notes.svs" in rows["notes"]["error"]
+    assert zarr.open_group(out / "slides" / "generic.zarr", mode="r").attrs["complete"] is True
+    run = json.loads((out / "run.json").read_text())
+    assert run["status_counts"] == {"done": 2, "skipped": 0, "failed": 1}
+    assert run["cluster"]["workers"] == 1 and run["config"]["tiling"]["target_mpp"] == 1.0
+
+
+def test_config_errors_exit_2(tmp_path, generic_slide):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("tiling:\n  tile_szie: 256\n")
+    result = runner.invoke(
+        app, ["tile", str(generic_slide.path), "--out", str(tmp_path / "o"), "-c", str(cfg)]
+    )
+    assert result.exit_code == 2
+    assert "tiling.tile_szie" in result.output and "tiling.tile_size" in result.output
+    result = runner.invoke(app, ["tile", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_second_run_on_same_out_is_refused(tmp_path, generic_slide):
+    with RunLock(tmp_path):
+        result = runner.invoke(app, ["tile", str(generic_slide.path), "--out", str(tmp_path)])
+    assert result.exit_code == 3 and "in use by another pathopipe run" in result.output

@@ -1,0 +1,89 @@
+import pytest
+
+from pathopipe.config import RunConfig, config_hash, load_config
+from pathopipe.errors import ConfigError
+from pathopipe.ids import find_slides, slide_ids
+
+
+def test_ids_are_safe_and_unique():
+    paths = [
+        "/data/a/x.svs",
+        "/data/b/x.svs",
+        "/data/c/../../etc/passwd",
+        "/d/s p ä.ome.tiff",
+        "/d/.hidden.svs",
+    ]
+    ids = slide_ids(paths)
+    assert len(set(ids)) == len(ids)
+    assert ids[0].startswith("x-") and ids[1].startswith("x-") and ids[0] != ids[1]
+    assert ids == slide_ids(paths)  # deterministic
+    assert ids[3] == "s_p"  # spaces and non-ASCII replaced, '.ome.tiff' removed whole
+    assert ids[4] == "hidden"
+    for sid in ids:
+        assert "/" not in sid and not sid.startswith(".") and ".." not in sid.strip(".")
+
+
+def test_find_slides(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.svs").write_bytes(b"")
+    (tmp_path / "b.tiff").write_bytes(b"")
+    (tmp_path / "readme.txt").write_text("x")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "c.svs").write_bytes(b"")
+    found = find_slides([tmp_path])
+    assert [p.name for p in found] == ["b.tiff", "a.svs"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no slides found"):
+        find_slides([tmp_path / "empty"])
+    assert [p.name for p in find_slides([tmp_path / "readme.txt"])] == ["readme.txt"]  # named: taken
+
+
+def test_config_yaml_include_and_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text("tiling:\n  tile_size: 256\n  target_mpp: 1.0\n")
+    (tmp_path / "run.yaml").write_text(
+        "include: [base.yaml]\ntiling:\n  target_mpp: 0.5\nstore: {codec: zstd}\n"
+    )
+    cfg = load_config(tmp_path / "run.yaml", ["store.tiles_per_shard=64"])
+    assert (cfg.tiling.tile_size, cfg.tiling.target_mpp, cfg.store.codec) == (256, 0.5, "zstd")
+    assert cfg.store.tiles_per_shard == 64
+    assert config_hash(cfg) != config_hash(RunConfig())
+    # the cluster does not change what is written, so not the hash either
+    assert config_hash(load_config(None, ["cluster.n_workers=7"])) == config_hash(RunConfig())
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("tiling.tile_szie=256", "did you mean 'tiling.tile_size'"),
+        ("tilling.tile_size=256", "did you mean 'tiling'"),
+        ("store.codec=png", "'jpeg', 'zstd' or 'none'"),
+        ("tiling.min_tissue_fraction=2", "less than or equal to 1"),
+        ("slide.backend=bioformats", "allowed: auto, openslide, tiffslide"),
+        ("nokey", "section.key=value"),
+    ],
+)
+def test_config_errors_name_key_and_allowed_values(override, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [override])
+    assert message in str(caught.value)
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "code.yaml").write_text("tiling: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "code.yaml")
+
+
+def test_configuration_docs_are_current():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gen_config_docs.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
