@@ -21,6 +21,7 @@ from pathopipe.config import RunConfig
 from pathopipe.slide import cached_slide, open_slide, read_downsampled
 from pathopipe.store import create_slide_store, mark_complete, open_tiles_for_write, write_image
 from pathopipe.store.layout import COORDS, TISSUE_FRACTION
+from pathopipe.store.shards import write_tiles
 from pathopipe.tiling import TileSpec, plan_grid, plan_tile_spec, read_tiles, tissue_fractions
 from pathopipe.tissue import detect_tissue
 
@@ -184,7 +185,7 @@ def write_tile_shard(plan: TilePlan, start: int, stop: int) -> ShardResult:
     coords = zarr.open_array(Path(plan.job.store) / COORDS, mode="r")[start:stop]
     tiles = read_tiles(reader, plan.spec, np.asarray(coords))
     t1 = time.perf_counter()
-    open_tiles_for_write(plan.job.store)[start:stop] = tiles
+    write_tiles(open_tiles_for_write(plan.job.store), start, tiles)
     t2 = time.perf_counter()
     return ShardResult(plan.job.slide_id, start, stop, read_seconds=t1 - t0, write_seconds=t2 - t1)
 

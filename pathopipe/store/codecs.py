@@ -40,6 +40,12 @@ def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return shape[-3], shape[-2], shape[-1]
 
 
+def encode_jpeg(image: np.ndarray, *, quality: int, subsampling: Subsampling = "444") -> bytes:
+    """Baseline JPEG of an (H, W, 3) or (H, W) uint8 image (libjpeg-turbo)."""
+    sampling = _SUBSAMPLING[subsampling] if image.ndim == 3 and image.shape[2] == 3 else None
+    return imagecodecs.jpeg8_encode(np.ascontiguousarray(image), level=quality, subsampling=sampling)
+
+
 @dataclass(frozen=True)
 class JpegCodec(ArrayBytesCodec):
     """Lossy JPEG for uint8 RGB (or grey) image chunks."""
@@ -92,9 +98,7 @@ class JpegCodec(ArrayBytesCodec):
         image = np.ascontiguousarray(chunk_array.as_numpy_array().reshape(h, w, c))
         if c == 1:
             image = image[..., 0]
-        encoded = imagecodecs.jpeg8_encode(
-            image, level=self.quality, subsampling=_SUBSAMPLING[self.subsampling] if c == 3 else None
-        )
+        encoded = encode_jpeg(image, quality=self.quality, subsampling=self.subsampling)
         return chunk_spec.prototype.buffer.from_bytes(encoded)
 
 

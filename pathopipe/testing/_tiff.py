@@ -51,7 +51,15 @@ def _init_worker(scene: TissueScene) -> None:
 def _render_row(args: tuple[int, int, int, int, int]) -> tuple[list[bytes], np.ndarray]:
     row, n_cols, tile, quality, first_downsample = args
     assert _worker_scene is not None
-    strip = _worker_scene.render(0, row * tile, n_cols * tile, tile)
+    # render in blocks: OpenCV's remap takes images narrower than 32767 px
+    block = max(1, 4096 // tile)
+    strip = np.concatenate(
+        [
+            _worker_scene.render(c * tile, row * tile, min(block, n_cols - c) * tile, tile)
+            for c in range(0, n_cols, block)
+        ],
+        axis=1,
+    )
     encoded = [
         _encode(np.ascontiguousarray(strip[:, i * tile : (i + 1) * tile]), quality) for i in range(n_cols)
     ]
@@ -164,7 +172,8 @@ def write_synthetic_slide(
                     reduced[row * step : (row + 1) * step] = small
                 yield from encoded
 
-        with executor, tifffile.TiffWriter(path, bigtiff=bigtiff) as tif:
+        partial = Path(tmp) / path.name  # renamed into place when complete: no half-written slides
+        with executor, tifffile.TiffWriter(partial, bigtiff=bigtiff) as tif:
             common = dict(
                 dtype=np.uint8,
                 tile=(tile_size, tile_size),
@@ -208,6 +217,7 @@ def write_synthetic_slide(
                     subfiletype=0 if layout == "aperio" else 1,
                     **common,
                 )
+        os.replace(partial, path)
     return SyntheticSlide(
         path=path,
         width=width,
