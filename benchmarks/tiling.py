@@ -19,6 +19,7 @@ taken within this run; absolute tiles/s depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import multiprocessing as mp
 import os
@@ -35,7 +36,7 @@ import tifffile
 import zarr
 
 from pathopipe.config import load_config
-from pathopipe.parallel import tile_slides
+from pathopipe.parallel import local_client, tile_slides
 from pathopipe.testing import write_synthetic_slide
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -89,25 +90,23 @@ def raw_decode(path: str, coords: np.ndarray, read_size: int) -> tuple[float, in
         return time.perf_counter() - t0, len(order)
 
 
-def run_pathopipe(slide: Path, out: Path, overrides: list[str], workers: int) -> tuple[float, dict]:
-    from distributed import Client, LocalCluster
-
-    cfg = load_config(None, overrides)
-    with (
-        LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        client.run(lambda: None)
-        t0 = time.perf_counter()
-        result = tile_slides([slide], out, cfg, client=client)
-        elapsed = time.perf_counter() - t0
-    record = result.records[0]
-    if record.status != "done":
-        raise RuntimeError(f"pathopipe run failed: {record.error}")
-    attrs = dict(zarr.open_group(out / "slides" / f"{record.slide_id}.zarr", mode="r").attrs)
-    return elapsed, attrs
+def run_pathopipe(slide: Path, overrides: list[str], workers: int) -> tuple[float, dict, np.ndarray]:
+    """Seconds for ``tile_slides`` on a fresh LocalCluster (started and warmed before timing)."""
+    cfg = load_config(None, [*overrides, f"cluster.n_workers={workers}", "cluster.dashboard=false"])
+    out = Path(tempfile.mkdtemp(prefix="pathopipe-bench-"))
+    try:
+        with local_client(cfg.cluster) as client:
+            client.run(importlib.import_module, "pathopipe.stages.tiling")  # imports are start-up cost
+            t0 = time.perf_counter()
+            result = tile_slides([slide], out, cfg, client=client)
+            elapsed = time.perf_counter() - t0
+        record = result.records[0]
+        if record.status != "done":
+            raise RuntimeError(f"pathopipe run failed: {record.error}")
+        group = zarr.open_group(out / "slides" / f"{record.slide_id}.zarr", mode="r")
+        return elapsed, dict(group.attrs), group["coords"][:]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def main() -> None:
@@ -119,6 +118,7 @@ def main() -> None:
     parser.add_argument("--targets", default="0.5,0.25", help="target mpp values")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--codec", default="jpeg", choices=["jpeg", "zstd", "none"])
+    parser.add_argument("--repeat", type=int, default=3, help="measurements per variant (median)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -139,42 +139,58 @@ def main() -> None:
         "slide": str(slide),
         "size": [args.width, args.height],
         "cpu_count": os.cpu_count(),
+        "repeat": args.repeat,
+        "statistic": "median of repeats",
         "runs": [],
     }
     for target in (float(t) for t in args.targets.split(",")):
         overrides = [f"tiling.target_mpp={target}", "tiling.tile_size=224", f"store.codec={args.codec}"]
-        row: dict = {"target_mpp": target, "codec": args.codec}
-        for n in workers:
-            out = Path(tempfile.mkdtemp(prefix="pathopipe-bench-"))
-            try:
-                elapsed, attrs = run_pathopipe(slide, out, overrides, n)
-                coords = zarr.open_array(out / "slides" / f"{slide.stem}.zarr" / "coords", mode="r")[:]
-            finally:
-                shutil.rmtree(out, ignore_errors=True)
-            row[f"pathopipe_{n}w_s"] = elapsed
-            row[f"pathopipe_{n}w_prepare_s"] = attrs["seconds_prepare"]
+        seconds: dict[str, list[float]] = {}
+        for _ in range(args.repeat):  # interleaved, so drifting machine load hits every variant
+            for n in workers:
+                elapsed, attrs, coords = run_pathopipe(slide, overrides, n)
+                seconds.setdefault(f"pathopipe_{n}w", []).append(elapsed)
+                seconds.setdefault(f"pathopipe_{n}w_prepare", []).append(attrs["seconds_prepare"])
+            read_size = attrs["read_size"]
+            seconds.setdefault("bare_openslide_1p", []).append(
+                bare_openslide(str(slide), coords, read_size, 224)
+            )
+            seconds.setdefault("bare_openslide_2p", []).append(
+                bare_openslide_processes(str(slide), coords, read_size, 224, 2)
+            )
+            raw_s, raw_tiles = raw_decode(str(slide), coords, read_size)
+            seconds.setdefault("raw_decode_1p", []).append(raw_s)
+        median = {k: float(np.median(v)) for k, v in seconds.items()}
         n_tiles = len(coords)
-        read_size = attrs["read_size"]
-        row |= {"tiles": n_tiles, "read_size": read_size, "read_level": attrs["read_level"]}
-        row["bare_openslide_1p_s"] = bare_openslide(str(slide), coords, read_size, 224)
-        row["bare_openslide_2p_s"] = bare_openslide_processes(str(slide), coords, read_size, 224, 2)
-        row["raw_decode_s"], row["raw_source_tiles"] = raw_decode(str(slide), coords, read_size)
-        rate = {k[:-2]: n_tiles / v for k, v in row.items() if k.endswith("_s") and "prepare" not in k}
-        row["tiles_per_s"] = rate
+        rate = {k: n_tiles / v for k, v in median.items() if "prepare" not in k}
         one = rate.get("pathopipe_1w")
-        row["ratios"] = {
-            "pathopipe_1w / bare_openslide_1p": one / rate["bare_openslide_1p"] if one else None,
-            "pathopipe_2w / pathopipe_1w": rate.get("pathopipe_2w", 0) / one if one else None,
-            "pathopipe_1w / raw_decode_1p": one / rate["raw_decode"] if one else None,
-            "bare_openslide_2p / bare_openslide_1p": rate["bare_openslide_2p"] / rate["bare_openslide_1p"],
+        row = {
+            "target_mpp": target,
+            "codec": args.codec,
+            "tiles": n_tiles,
+            "read_size": read_size,
+            "read_level": attrs["read_level"],
+            "raw_source_tiles": raw_tiles,
+            "seconds": seconds,
+            "tiles_per_s": rate,
+            "ratios": {
+                "pathopipe_1w / bare_openslide_1p": one / rate["bare_openslide_1p"] if one else None,
+                "pathopipe_2w / pathopipe_1w": rate["pathopipe_2w"] / one
+                if one and "pathopipe_2w" in rate
+                else None,
+                "pathopipe_1w / raw_decode_1p": one / rate["raw_decode_1p"] if one else None,
+                "bare_openslide_2p / bare_openslide_1p": rate["bare_openslide_2p"]
+                / rate["bare_openslide_1p"],
+            },
         }
         results["runs"].append(row)
         print(
             f"\n== target {target} µm/px: {n_tiles} tiles of 224 px, read {read_size} px at level "
-            f"{row['read_level']} ({args.codec} tiles)"
+            f"{row['read_level']} ({args.codec} tiles; median of {args.repeat})"
         )
         for name, value in rate.items():
             print(f"  {name:22s} {value:8.1f} tiles/s")
+        print(f"  pathopipe prepare (open, tissue, grid, store) {median['pathopipe_1w_prepare']:.2f} s")
         for name, value in row["ratios"].items():
             print(f"  {name:40s} {value:.2f}" if value is not None else f"  {name}: n/a")
     if args.json:

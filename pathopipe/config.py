@@ -86,7 +86,18 @@ class StoreConfig(_Model):
     jpeg_quality: int = Field(90, ge=1, le=100)
     jpeg_subsampling: Literal["444", "420"] = Field("444", description="chroma subsampling of JPEG tiles")
     zstd_level: int = Field(3, ge=1, le=22)
-    tiles_per_shard: int = Field(512, ge=1, le=65536, description="tiles per shard file, also tiles per task")
+    tiles_per_shard: int = Field(
+        1024, ge=1, le=65536, description="most tiles per shard file; one task writes one shard"
+    )
+    min_shards_per_slide: int = Field(
+        16, ge=1, le=4096, description="smaller shards (down to 32 tiles) so one slide spreads over workers"
+    )
+
+    def shard_size(self, n_tiles: int) -> int:
+        """Tiles per shard for a slide of ``n_tiles`` tiles."""
+        wanted = -(-n_tiles // self.min_shards_per_slide)
+        size = min(self.tiles_per_shard, max(wanted, min(32, self.tiles_per_shard)))
+        return max(1, min(size, n_tiles))
 
 
 class ClusterConfig(_Model):

@@ -71,15 +71,11 @@ def real_slide() -> Path:
 @pytest.fixture(scope="session")
 def dask_client():
     """A real LocalCluster: two worker processes on loopback."""
-    from distributed import Client, LocalCluster
+    from pathopipe.config import ClusterConfig
+    from pathopipe.parallel import local_client
 
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    )
-    client = Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
+    with local_client(ClusterConfig(n_workers=2, dashboard=False)) as client:
+        yield client
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -87,3 +87,12 @@ def test_configuration_docs_are_current():
     script = Path(__file__).resolve().parents[1] / "scripts" / "gen_config_docs.py"
     done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_shard_size_spreads_small_slides_and_caps_large_ones():
+    store = RunConfig().store  # at most 1024 tiles per shard, at least 16 shards down to 32 tiles
+    assert store.shard_size(50_000) == 1024  # 49 files for a 50k-tile slide
+    assert store.shard_size(1_000) == 63  # 16 tasks
+    assert store.shard_size(100) == 32
+    assert store.shard_size(20) == 20  # never larger than the slide
+    assert store.shard_size(0) == 1

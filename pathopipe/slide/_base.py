@@ -116,10 +116,13 @@ class SlideReader(abc.ABC):
             "pass the path and open the slide inside the task"
         )
 
-    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def read_region(
+        self, location: tuple[int, int], level: int, size: tuple[int, int], *, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Read ``size`` pixels of ``level`` whose top-left is level-0 ``location``.
 
-        Returns (H, W, 3) uint8 RGB; pixels outside the slide are white.
+        Returns (H, W, 3) uint8 RGB; pixels outside the slide are white. With ``out`` (a
+        C-contiguous (H, W, 3) uint8 array) the pixels are written there and it is returned.
         """
         if not 0 <= level < self.info.level_count:
             raise IndexError(f"level {level} out of range 0..{self.info.level_count - 1} for {self.path}")
@@ -127,16 +130,22 @@ class SlideReader(abc.ABC):
         if width <= 0 or height <= 0:
             raise ValueError(f"region size must be positive, got {size}")
         try:
-            return self._read_region(location, level, size)
+            region = self._read_region(location, level, size, out)
         except Exception as err:
             raise SlideReadError(
                 f"cannot read {size[0]}x{size[1]} px at {location} (level {level}) of slide {self.path!r} "
                 f"with {self.backend}: {type(err).__name__}: {err}"
             ) from err
+        if out is not None and region is not out:
+            out[...] = region
+            return out
+        return region
 
     @abc.abstractmethod
-    def _read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        """Backend read; same contract as :meth:`read_region`."""
+    def _read_region(
+        self, location: tuple[int, int], level: int, size: tuple[int, int], out: np.ndarray | None
+    ) -> np.ndarray:
+        """Backend read; may fill and return ``out`` to save a copy."""
 
     def _inside(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> bool:
         x, y = location

@@ -43,10 +43,12 @@ class OpenSlideReader(SlideReader):
         )
         super().__init__(path, info)
 
-    def _read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def _read_region(
+        self, location: tuple[int, int], level: int, size: tuple[int, int], out: np.ndarray | None
+    ) -> np.ndarray:
         rgba = np.asarray(self._slide.read_region(location, level, size))
         if self._inside(location, level, size):
-            return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
+            return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB, dst=out)
         # outside the slide openslide returns transparent pixels: composite onto white
         alpha = rgba[..., 3:4].astype(np.float32) * (1 / 255)
         rgb = rgba[..., :3].astype(np.float32) * alpha + 255.0 * (1 - alpha)

@@ -45,7 +45,9 @@ class TiffSlideReader(SlideReader):
         )
         super().__init__(path, info)
 
-    def _read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def _read_region(
+        self, location: tuple[int, int], level: int, size: tuple[int, int], out: np.ndarray | None
+    ) -> np.ndarray:
         if self._inside(location, level, size):
             region = self._slide.read_region(location, level, size, as_array=True)
         else:

@@ -140,18 +140,19 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         attrs = _store_attrs(job, info, spec, config, chash)
     attrs |= {"grid": {"columns": grid.columns, "rows": grid.rows}, "n_tiles": len(coords)}
     store_cfg = config.store
+    per_shard = store_cfg.shard_size(len(coords))
     group = create_slide_store(
         job.store,
         n_tiles=len(coords),
         tile_size=spec.tile_size,
         codec=store_cfg.codec,
-        tiles_per_shard=store_cfg.tiles_per_shard,
+        tiles_per_shard=per_shard,
         jpeg_quality=store_cfg.jpeg_quality,
         jpeg_subsampling=store_cfg.jpeg_subsampling,
         zstd_level=store_cfg.zstd_level,
         attrs=attrs,
     )
-    shard = max(1, min(store_cfg.tiles_per_shard * 64, max(len(coords), 1)))
+    shard = max(1, min(65536, len(coords)))
     coords_array = group.create_array(
         COORDS, shape=coords.shape, dtype="int64", chunks=(shard, 2), dimension_names=("tile", "xy")
     )
@@ -171,7 +172,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         backend=info.backend,
         assume_mpp=config.slide.assume_mpp,
         n_tiles=len(coords),
-        tiles_per_shard=store_cfg.tiles_per_shard,
+        tiles_per_shard=per_shard,
         write_tiles=store_cfg.codec != "none",
         seconds=time.perf_counter() - t0,
         warnings=tuple(warnings),

@@ -61,8 +61,10 @@ def test_store_layout_and_attrs(jpeg_run):
     assert group["tissue_fraction"].shape == (n,)
     assert group["mask"].dtype == bool and group["thumbnail"].shape[2] == 3
     assert group["mask"].attrs["downsample"][0] == pytest.approx(32, rel=0.02)
+    per_shard = group["tiles"].shards[0]
+    assert per_shard == RunConfig().store.model_copy(update={"tiles_per_shard": 64}).shard_size(n)
     shards = list((result.out / "slides" / "aperio.zarr" / "tiles" / "c").iterdir())
-    assert len(shards) == -(-n // 64)  # one file per shard of 64 tiles
+    assert len(shards) == -(-n // per_shard)  # one file per shard, not one per tile
     run = (result.out / "run.json").read_text()
     assert attrs["config_hash"] in run
     assert read_manifest(result.out)[0]["status"] == "done"
