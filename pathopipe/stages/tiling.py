@@ -157,8 +157,10 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         COORDS, shape=coords.shape, dtype="int64", chunks=(shard, 2), dimension_names=("tile", "xy")
     )
     coords_array[...] = coords
-    coords_array.attrs.update({"axis": ["x", "y"], "units": "level-0 pixels", "origin": "top-left corner",
-                               "tile_size_level0": spec.tile_size_level0})  # fmt: skip
+    coords_array.update_attributes(
+        {"axis": ["x", "y"], "units": "level-0 pixels", "origin": "top-left corner",
+         "tile_size_level0": spec.tile_size_level0}
+    )  # fmt: skip
     fraction_array = group.create_array(
         TISSUE_FRACTION, shape=fractions.shape, dtype="float32", chunks=(shard,), dimension_names=("tile",)
     )

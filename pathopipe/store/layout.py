@@ -71,7 +71,7 @@ def create_slide_store(
     if path.exists():
         shutil.rmtree(path)
     group = zarr.open_group(path, mode="w", zarr_format=3)
-    group.attrs.update({**attrs, "schema_version": SCHEMA_VERSION, "complete": False})
+    group.update_attributes({**attrs, "schema_version": SCHEMA_VERSION, "complete": False})
     if codec != "none":
         shard = max(1, min(tiles_per_shard, max(n_tiles, 1)))
         group.create_array(
@@ -102,7 +102,7 @@ def write_image(group: zarr.Group, name: str, image: np.ndarray, *, attrs: dict[
         dimension_names=dims,
     )
     array[...] = image
-    array.attrs.update(attrs)
+    array.update_attributes(attrs)
 
 
 def open_tiles_for_write(path: str | Path) -> zarr.Array:
@@ -112,5 +112,5 @@ def open_tiles_for_write(path: str | Path) -> zarr.Array:
 def mark_complete(path: str | Path, summary: dict[str, Any]) -> None:
     """Record the summary, then set ``complete`` (the last write to the store)."""
     group = zarr.open_group(path, mode="r+")
-    group.attrs.update({**summary, "complete": False})
-    group.attrs.update({"complete": True})
+    group.update_attributes({**summary, "complete": False})
+    group.update_attributes({"complete": True})
