@@ -6,7 +6,8 @@ benchmarks/.cache), for each target resolution (0.5 µm/px, resized from level 0
 native 0.25 µm/px) this measures over the *same tile coordinates*:
 
 - pathopipe: ``tile_slides`` on a LocalCluster of 1 and of 2 worker processes (one thread
-  each), end to end (prepare + tissue + all shards + finish; cluster start-up excluded);
+  each), end to end (prepare + tissue + all shards + finish; cluster start-up and worker
+  imports excluded), and once more on 1 worker storing no tile pixels (``store.codec=none``);
 - bare openslide: a loop of ``read_region`` (+ RGBA->RGB, + resize when needed) storing
   nothing, in 1 process (and in 2 processes, for the scaling reference);
 - raw work: the source JPEG tiles those regions cover, read with tifffile and decoded with
@@ -151,6 +152,9 @@ def main() -> None:
                 elapsed, attrs, coords = run_pathopipe(slide, overrides, n)
                 seconds.setdefault(f"pathopipe_{n}w", []).append(elapsed)
                 seconds.setdefault(f"pathopipe_{n}w_prepare", []).append(attrs["seconds_prepare"])
+            if args.codec != "none":  # the same run storing no tile pixels: what encoding costs
+                no_tiles = [*overrides[:-1], "store.codec=none"]
+                seconds.setdefault("pathopipe_1w_no_tiles", []).append(run_pathopipe(slide, no_tiles, 1)[0])
             read_size = attrs["read_size"]
             seconds.setdefault("bare_openslide_1p", []).append(
                 bare_openslide(str(slide), coords, read_size, 224)

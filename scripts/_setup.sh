@@ -13,8 +13,12 @@ stamp="$REPO/.venv/.pathopipe-installed"
 want="$(sha256sum "$REPO/pyproject.toml" | cut -c1-16)-$EXTRAS"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "== installing pathopipe[$EXTRAS] into .venv"
-  "$REPO/.venv/bin/python" -m pip install -q -e "$REPO[$EXTRAS]" 2>&1 | grep -v "^WARNING: Location" || true
-  "$REPO/.venv/bin/python" -c "import pathopipe, openslide, zarr" 
+  if ! "$REPO/.venv/bin/python" -m pip install -e "$REPO[$EXTRAS]" > "$REPO/.venv/install.log" 2>&1; then
+    tail -40 "$REPO/.venv/install.log"
+    echo "pip install failed; full log in .venv/install.log" >&2
+    exit 1
+  fi
+  "$REPO/.venv/bin/python" -c "import pathopipe, openslide, zarr"
   echo "$want" > "$stamp"
 fi
 export PATH="$REPO/.venv/bin:$PATH"
