@@ -7,7 +7,7 @@ native 0.25 µm/px) this measures over the *same tile coordinates*:
 
 - pathopipe: ``tile_slides`` on a LocalCluster of 1 and of 2 worker processes (one thread
   each), end to end (prepare + tissue + all shards + finish; cluster start-up and worker
-  imports excluded), and once more on 1 worker storing no tile pixels (``store.codec=none``);
+  imports excluded), with the task-side split (prepare, read+resize, encode+write);
 - bare openslide: a loop of ``read_region`` (+ RGBA->RGB, + resize when needed) storing
   nothing, in 1 process (and in 2 processes, for the scaling reference);
 - raw work: the source JPEG tiles those regions cover, read with tifffile and decoded with
@@ -151,10 +151,8 @@ def main() -> None:
             for n in workers:
                 elapsed, attrs, coords = run_pathopipe(slide, overrides, n)
                 seconds.setdefault(f"pathopipe_{n}w", []).append(elapsed)
-                seconds.setdefault(f"pathopipe_{n}w_prepare", []).append(attrs["seconds_prepare"])
-            if args.codec != "none":  # the same run storing no tile pixels: what encoding costs
-                no_tiles = [*overrides[:-1], "store.codec=none"]
-                seconds.setdefault("pathopipe_1w_no_tiles", []).append(run_pathopipe(slide, no_tiles, 1)[0])
+                for part in ("prepare", "read", "write"):  # task-side sums recorded in the store
+                    seconds.setdefault(f"pathopipe_{n}w_{part}", []).append(attrs[f"seconds_{part}"])
             read_size = attrs["read_size"]
             seconds.setdefault("bare_openslide_1p", []).append(
                 bare_openslide(str(slide), coords, read_size, 224)
@@ -166,7 +164,7 @@ def main() -> None:
             seconds.setdefault("raw_decode_1p", []).append(raw_s)
         median = {k: float(np.median(v)) for k, v in seconds.items()}
         n_tiles = len(coords)
-        rate = {k: n_tiles / v for k, v in median.items() if "prepare" not in k}
+        rate = {k: n_tiles / v for k, v in median.items() if not k.endswith(("prepare", "read", "write"))}
         one = rate.get("pathopipe_1w")
         row = {
             "target_mpp": target,
@@ -194,7 +192,11 @@ def main() -> None:
         )
         for name, value in rate.items():
             print(f"  {name:22s} {value:8.1f} tiles/s")
-        print(f"  pathopipe prepare (open, tissue, grid, store) {median['pathopipe_1w_prepare']:.2f} s")
+        print(
+            f"  pathopipe 1 worker, inside tasks: prepare {median['pathopipe_1w_prepare']:.2f} s, "
+            f"read+resize {median['pathopipe_1w_read']:.2f} s, "
+            f"encode+write {median['pathopipe_1w_write']:.2f} s"
+        )
         for name, value in row["ratios"].items():
             print(f"  {name:40s} {value:.2f}" if value is not None else f"  {name}: n/a")
     if args.json:
