@@ -14,7 +14,7 @@ def test_missing_shard_leaves_store_incomplete(tmp_path, aperio_slide):
     )
     job = SlideJob("aperio", str(aperio_slide.path), str(tmp_path / "aperio.zarr"))
     plan = prepare_slide(job, cfg, "hash")
-    shards = plan.shards()
+    shards = plan.ranges()
     assert len(shards) >= 2
     results = [write_tile_shard(plan, start, stop) for start, stop in shards[:-1]]
     with pytest.raises(RuntimeError, match="incomplete"):

@@ -28,9 +28,16 @@ class SlideRecord:
 MANIFEST_COLUMNS = [f.name for f in fields(SlideRecord)]
 
 
+def _manifest_path(out: str | Path) -> Path:
+    """``out`` itself when it names a .csv file, else ``out/manifest.csv``."""
+    path = Path(out)
+    return path if path.suffix == ".csv" else path / "manifest.csv"
+
+
 def write_manifest(out: str | Path, records: list[SlideRecord]) -> Path:
-    """Write the manifest to a temporary file and rename it over the old one."""
-    path = Path(out) / "manifest.csv"
+    """Write the manifest (``OUT/manifest.csv`` or a .csv path) atomically: temporary file, rename."""
+    path = _manifest_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
@@ -47,13 +54,13 @@ def write_manifest(out: str | Path, records: list[SlideRecord]) -> Path:
 
 
 def read_manifest(out: str | Path) -> list[dict[str, str]]:
-    with (Path(out) / "manifest.csv").open(newline="", encoding="utf-8") as fh:
+    with _manifest_path(out).open(newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
 
 def read_manifest_records(out: str | Path) -> list[SlideRecord]:
     """The manifest as records; empty when there is none yet."""
-    if not (Path(out) / "manifest.csv").exists():
+    if not _manifest_path(out).exists():
         return []
     records = []
     for row in read_manifest(out):

@@ -19,7 +19,14 @@ import zarr
 import pathopipe
 from pathopipe.config import RunConfig
 from pathopipe.slide import cached_slide, open_slide, read_downsampled
-from pathopipe.store import create_slide_store, mark_complete, open_tiles_for_write, write_image
+from pathopipe.store import (
+    StoreStatus,
+    create_slide_store,
+    mark_complete,
+    open_tiles_for_write,
+    read_status,
+    write_image,
+)
 from pathopipe.store.layout import COORDS, TISSUE_FRACTION
 from pathopipe.store.shards import write_tiles
 from pathopipe.tiling import TileSpec, plan_grid, plan_tile_spec, read_tiles, tissue_fractions
@@ -51,7 +58,7 @@ class TilePlan:
     seconds: float
     warnings: tuple[str, ...] = ()
 
-    def shards(self) -> list[tuple[int, int]]:
+    def ranges(self) -> list[tuple[int, int]]:
         """Tile ranges, one per shard (one task each)."""
         if not self.write_tiles:
             return []
@@ -191,6 +198,10 @@ def write_tile_shard(plan: TilePlan, start: int, stop: int) -> ShardResult:
     write_tiles(open_tiles_for_write(plan.job.store), start, tiles)
     t2 = time.perf_counter()
     return ShardResult(plan.job.slide_id, start, stop, read_seconds=t1 - t0, write_seconds=t2 - t1)
+
+
+def tile_store_status(job: SlideJob) -> StoreStatus:
+    return read_status(job.store)
 
 
 def store_bytes(path: str | Path) -> int:

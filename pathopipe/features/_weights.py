@@ -1,0 +1,123 @@
+"""Model weights: seeded random, pretrained from the local Hugging Face cache, or a local file.
+
+Nothing is downloaded. Loading is strict: a file that does not fit the architecture is an
+error listing what is missing, unexpected or of the wrong shape, never a partial load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pathopipe.errors import PathopipeError
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+
+class WeightsError(PathopipeError, OSError):
+    """Weights are missing (offline) or do not fit the model."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where the weights come from, as recorded in the feature attrs."""
+
+    kind: str  # "random" | "pretrained" | "file"
+    path: str | None = None
+    sha256: str | None = None
+    seed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "sha256": self.sha256, "seed": self.seed}
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hub_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def cached_pretrained_file(hub_id: str | None, model_name: str) -> Path:
+    """The weights file of ``hub_id`` in the local Hugging Face cache, or a clear error."""
+    if not hub_id:
+        raise WeightsError(
+            f"model {model_name!r} has no pretrained weights source; use --weights random or "
+            "--weights /path/to/weights.safetensors"
+        )
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in WEIGHT_FILES:
+        found = try_to_load_from_cache(hub_id, filename)
+        if isinstance(found, str) and os.path.exists(found):
+            return Path(found)
+    raise WeightsError(
+        f"pretrained weights for model {model_name!r} ({hub_id}) are not in the Hugging Face cache "
+        f"{hub_cache_dir()} and pathopipe does not download at run time. Download them where there "
+        f"is network (`huggingface-cli download {hub_id}`, after accepting the model's licence if it "
+        "is gated) and copy the cache (or set HF_HUB_CACHE), or pass --weights /path/to/file"
+    )
+
+
+def read_state_dict(path: str | Path) -> dict[str, Any]:
+    """Tensors from .safetensors, .pth, .pt or .bin (torch ``weights_only`` load: no code runs)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {str(path)!r} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise WeightsError(f"cannot read weights file {str(path)!r}: {type(err).__name__}: {err}") from err
+    for wrapper in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file {str(path)!r} holds {type(state).__name__}, not a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_strict(model: Any, state: dict[str, Any], *, source: str, classifier: tuple[str, ...] = ()) -> None:
+    """Load ``state`` into ``model``; classifier weights of a head the model does not have are dropped."""
+    own = model.state_dict()
+    state = {
+        k: v for k, v in state.items() if k in own or not k.startswith(tuple(c + "." for c in classifier))
+    }
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing: {few(missing)}")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected: {few(unexpected)}")
+        if wrong:
+            shapes = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in wrong]
+            problems.append(f"{len(wrong)} of wrong shape: {few(shapes)}")
+        raise WeightsError(
+            f"weights {source} do not fit {type(model).__name__}: "
+            + "; ".join(problems)
+            + ". Check the --model matches the checkpoint"
+        )
+    model.load_state_dict(state, strict=True)
