@@ -155,5 +155,97 @@ def tile(
         raise typer.Exit(EXIT_SLIDES_FAILED)
 
 
+@app.command()
+def models() -> None:
+    """List the feature extractor presets (any timm model also works as timm/<name>)."""
+    from pathopipe.features import list_extractors
+
+    for spec in list_extractors():
+        console.print(f"[bold]{spec.key}[/bold]  {spec.description}", highlight=False)
+        console.print(
+            f"    timm {spec.architecture}, output {spec.output}, input {spec.input_size} px; "
+            f"pretrained: {spec.pretrained_hub_id or '-'} (local hub cache); licence: {spec.licence}",
+            highlight=False,
+        )
+    console.print("Any timm model: --model timm/<name>, e.g. timm/resnet50, timm/vit_small_patch16_224")
+
+
+@app.command()
+def extract(
+    out: Annotated[Path, typer.Argument(help="output folder of a `pathopipe tile` run")],
+    model: Annotated[str, typer.Option("--model", "-m", help="preset key, timm/<name> or a preset .yaml")],
+    weights: Annotated[
+        str, typer.Option(help="random, pretrained (local hub cache) or a file path")
+    ] = "random",
+    batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 32,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (autocast)")] = "fp32",
+    dtype: Annotated[str, typer.Option(help="stored feature dtype: float16 or float32")] = "float16",
+    seed: Annotated[int, typer.Option(help="seed of random weights")] = 0,
+    workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="torch threads per worker (default: cores / workers)")
+    ] = None,
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
+    force: Annotated[bool, typer.Option(help="recompute complete features")] = False,
+    progress: Annotated[bool, typer.Option(help="show live progress")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Compute features of the stored tiles into OUT/slides/<id>.zarr/features/<model_key>."""
+    import os
+
+    from pathopipe.cli._progress import RunProgress
+    from pathopipe.config import ClusterConfig
+    from pathopipe.features import resolve_model
+    from pathopipe.output import RunLockedError
+    from pathopipe.parallel.extraction import extract_features
+    from pathopipe.stages.extraction import ExtractionSettings
+
+    _setup_logging(verbose)
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise _fail(f"--precision must be fp32, bf16 or fp16, not {precision!r}")
+    if dtype not in ("float16", "float32"):
+        raise _fail(f"--dtype must be float16 or float32, not {dtype!r}")
+    n_workers = workers or 1
+    bar: RunProgress | None = None
+
+    def started(info: dict) -> None:
+        nonlocal bar
+        console.print(
+            f"[bold]{info['slides']}[/bold] slides, model {model} -> features/{info['model']['key']} "
+            f"({info['cluster']['workers']} workers)",
+            highlight=False,
+        )
+        bar = RunProgress(console, info["slides"], enabled=progress).__enter__()
+
+    try:
+        settings = ExtractionSettings(
+            model=resolve_model(model),
+            weights=weights,
+            seed=seed,
+            precision=precision,  # type: ignore[arg-type]
+            feature_dtype=dtype,  # type: ignore[arg-type]
+            batch_size=batch_size,
+            device=device,
+            torch_threads=threads or max(1, (os.cpu_count() or 1) // n_workers),
+            compile=compile_model,
+        )
+        cluster = ClusterConfig(n_workers=n_workers, dashboard=False)
+        result = extract_features(
+            out, settings, cluster=cluster, force=force, on_start=started, on_event=lambda e: bar and bar(e)
+        )
+    except RunLockedError as err:
+        raise _fail(str(err), EXIT_LOCKED) from None
+    except (PathopipeError, KeyError) as err:
+        raise _fail(str(err)) from None
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    console.print(_summary_table(result.records))
+    if result.failed:
+        err_console.print(f"[red]{len(result.failed)} of {len(result.records)} slides failed[/red]")
+        raise typer.Exit(EXIT_SLIDES_FAILED)
+
+
 def main() -> None:
     app()

@@ -59,7 +59,8 @@ def environment_info() -> dict[str, Any]:
 
 
 def write_run_json(out: str | Path, data: dict[str, Any]) -> Path:
-    path = Path(out) / "run.json"
+    """Write ``OUT/run.json`` (or ``out`` itself when it names a .json file) atomically."""
+    path = Path(out) if str(out).endswith(".json") else Path(out) / "run.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
     os.replace(tmp, path)

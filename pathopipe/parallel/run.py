@@ -44,7 +44,7 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[s
     ]
 
 
-def _cluster_info(client: Client) -> dict[str, Any]:
+def cluster_info(client: Client) -> dict[str, Any]:
     workers = client.scheduler_info(n_workers=-1)["workers"]
     return {
         "address": client.scheduler.address if client.scheduler else None,
@@ -88,9 +88,9 @@ def tile_slides(
         write_run_json(out, info)
         if client is None:
             client = stack.enter_context(local_client(config.cluster))
-            info["cluster"] = {"kind": "local", **_cluster_info(client)}
+            info["cluster"] = {"kind": "local", **cluster_info(client)}
         else:
-            info["cluster"] = {"kind": "external", **_cluster_info(client)}
+            info["cluster"] = {"kind": "external", **cluster_info(client)}
         write_run_json(out, info)
         if on_start:
             on_start(info)

@@ -1,0 +1,222 @@
+"""The extraction stage: features of stored tiles, written next to them in the slide store.
+
+``features/<model_key>/features`` (N, D) is row-aligned with ``coords``; the group has its own
+``complete`` flag, written last. The model is built once per worker process (a small cache
+keyed by the settings) and tile decoding of the next batch overlaps the model on this one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+
+from pathopipe.errors import StoreError
+from pathopipe.features import ModelSpec
+from pathopipe.stages.tiling import SlideJob, store_bytes
+from pathopipe.store import StoreStatus, read_status
+from pathopipe.store.layout import TILES
+
+FEATURES = "features"
+_EXTRACTORS: dict[str, Any] = {}  # per worker process: settings hash -> FeatureExtractor
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """What to compute (model, weights, precision, dtype) and how (batch, device, threads)."""
+
+    model: ModelSpec
+    weights: str = "random"  # "random", "pretrained" or a file path
+    seed: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    feature_dtype: Literal["float16", "float32"] = "float16"
+    batch_size: int = 32
+    device: str = "auto"
+    torch_threads: int | None = None
+    compile: bool = False
+    weights_sha256: str | None = None  # filled in by the client for file weights
+
+    def output_hash(self) -> str:
+        """Hash of everything that changes the feature values (not batch size or device)."""
+        identity = {
+            "model": self.model.model_dump(mode="json"),
+            "weights": self.weights if self.weights in ("random", "pretrained") else self.weights_sha256,
+            "seed": self.seed if self.weights == "random" else None,
+            "precision": self.precision,
+            "feature_dtype": self.feature_dtype,
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def feature_group_path(store: str | Path, key: str) -> Path:
+    return Path(store) / FEATURES / key
+
+
+def get_extractor(settings: ExtractionSettings) -> Any:
+    """The extractor for ``settings``, built once per process."""
+    key = json.dumps(asdict(settings), sort_keys=True, default=str)
+    extractor = _EXTRACTORS.get(key)
+    if extractor is None:
+        import torch
+
+        from pathopipe.features import create_extractor
+
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        extractor = create_extractor(
+            settings.model,
+            weights=settings.weights,
+            seed=settings.seed,
+            device=settings.device,
+            precision=settings.precision,
+            compile=settings.compile,
+        )
+        _EXTRACTORS.clear()  # one model per process at a time keeps memory bounded
+        _EXTRACTORS[key] = extractor
+    return extractor
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    job: SlideJob
+    settings: ExtractionSettings
+    feature_hash: str
+    n_tiles: int
+    rows_per_task: int
+    embedding_dim: int
+    seconds: float
+    warnings: tuple[str, ...] = ()
+
+    def ranges(self) -> list[tuple[int, int]]:
+        step = self.rows_per_task
+        return [(start, min(start + step, self.n_tiles)) for start in range(0, self.n_tiles, step)]
+
+
+@dataclass(frozen=True)
+class FeatureResult:
+    slide_id: str
+    start: int
+    stop: int
+    read_seconds: float  # waiting for decoded tiles
+    model_seconds: float
+    write_seconds: float
+    worker_pid: int = field(default_factory=os.getpid)
+
+    @property
+    def n_tiles(self) -> int:
+        return self.stop - self.start
+
+
+def feature_status(job: SlideJob, key: str) -> StoreStatus:
+    return read_status(feature_group_path(job.store, key))
+
+
+def prepare_features(job: SlideJob, settings: ExtractionSettings, feature_hash: str) -> FeaturePlan:
+    """Check the tile store, build the model and create an empty (incomplete) feature array."""
+    t0 = time.perf_counter()
+    tiles_status = read_status(job.store)
+    if not tiles_status.complete:
+        raise StoreError(
+            f"slide store {job.store} is missing or incomplete; run `pathopipe tile` on the slide first"
+        )
+    group = zarr.open_group(job.store, mode="r+")
+    if TILES not in group:
+        raise StoreError(
+            f"slide store {job.store} holds no tiles (store.codec: none); tile it with a tile codec "
+            "(streaming extraction from the slide is not implemented yet)"
+        )
+    tiles = group[TILES]
+    n_tiles = int(tiles.shape[0])
+    rows = int(tiles.shards[0]) if tiles.shards else int(tiles.chunks[0])
+    extractor = get_extractor(settings)
+    dim = extractor.embedding_dim
+    warnings = []
+    if tiles.shape[1] != settings.model.input_size:
+        warnings.append(f"tiles of {tiles.shape[1]} px resized to the model's {settings.model.input_size} px")
+    features = group.require_group(FEATURES)
+    key = settings.model.key
+    if key in features:
+        del features[key]
+    target = features.create_group(key)
+    target.update_attributes(
+        {
+            **extractor.describe(),
+            "feature_dtype": settings.feature_dtype,
+            "config_hash": feature_hash,
+            "tiles_config_hash": tiles_status.config_hash,
+            "n_tiles": n_tiles,
+            "tile_size": int(tiles.shape[1]),
+            "complete": False,
+        }
+    )
+    target.create_array(
+        FEATURES,
+        shape=(n_tiles, dim),
+        dtype=settings.feature_dtype,
+        chunks=(max(1, min(rows, max(n_tiles, 1))), dim),
+        dimension_names=("tile", "feature"),
+    )
+    return FeaturePlan(
+        job=job,
+        settings=settings,
+        feature_hash=feature_hash,
+        n_tiles=n_tiles,
+        rows_per_task=rows,
+        embedding_dim=dim,
+        seconds=time.perf_counter() - t0,
+        warnings=tuple(warnings),
+    )
+
+
+def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
+    """Features of tiles [start, stop): decode the next batch while the model runs on this one."""
+    settings = plan.settings
+    extractor = get_extractor(settings)
+    tiles = zarr.open_array(Path(plan.job.store) / TILES, mode="r")
+    batches = [(a, min(a + settings.batch_size, stop)) for a in range(start, stop, settings.batch_size)]
+    out = np.empty((stop - start, plan.embedding_dim), dtype=np.float32)
+    waited = modelled = 0.0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathopipe-decode") as pool:
+        pending = pool.submit(tiles.__getitem__, slice(*batches[0])) if batches else None
+        for i, (a, b) in enumerate(batches):
+            t0 = time.perf_counter()
+            batch = pending.result()  # type: ignore[union-attr]
+            t1 = time.perf_counter()
+            if i + 1 < len(batches):
+                pending = pool.submit(tiles.__getitem__, slice(*batches[i + 1]))
+            out[a - start : b - start] = extractor(batch)
+            waited += t1 - t0
+            modelled += time.perf_counter() - t1
+    t2 = time.perf_counter()
+    target = zarr.open_array(feature_group_path(plan.job.store, settings.model.key) / FEATURES, mode="r+")
+    target[start:stop] = out.astype(settings.feature_dtype)
+    return FeatureResult(plan.job.slide_id, start, stop, waited, modelled, time.perf_counter() - t2)
+
+
+def finish_features(plan: FeaturePlan, results: list[FeatureResult]) -> dict[str, Any]:
+    """Check every row was written, then mark the feature group complete (last write)."""
+    written = sum(r.n_tiles for r in results)
+    if written != plan.n_tiles:
+        raise RuntimeError(
+            f"{plan.job.slide_id}: {written} of {plan.n_tiles} feature rows written; left incomplete"
+        )
+    path = feature_group_path(plan.job.store, plan.settings.model.key)
+    group = zarr.open_group(path, mode="r+")
+    summary = {
+        "seconds_prepare": plan.seconds,
+        "seconds_wait_tiles": sum(r.read_seconds for r in results),
+        "seconds_model": sum(r.model_seconds for r in results),
+        "seconds_write": sum(r.write_seconds for r in results),
+        "warnings": list(plan.warnings),
+    }
+    group.update_attributes({**summary, "complete": False})
+    group.update_attributes({"complete": True})
+    return summary | {"n_tiles": plan.n_tiles, "bytes": store_bytes(path)}

@@ -1,0 +1,145 @@
+"""Feature extraction with real timm models (random weights), real Dask workers and stores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from pathopipe.config import load_config
+from pathopipe.errors import UnknownNameError
+from pathopipe.features import WeightsError, create_extractor, resolve_model
+from pathopipe.parallel import tile_slides
+from pathopipe.parallel.extraction import extract_features, jobs_from_out
+from pathopipe.stages.extraction import (
+    ExtractionSettings,
+    extract_rows,
+    feature_status,
+    prepare_features,
+)
+
+
+def _reference_features(model_name: str, tiles: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """An independent forward pass: timm model with the same seed, torchvision-style preprocessing."""
+    import timm
+
+    torch.manual_seed(seed)
+    model = timm.create_model(model_name, pretrained=False, num_classes=0).eval()
+    x = torch.from_numpy(tiles).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return model((x - mean) / std).numpy()
+
+
+@pytest.fixture(scope="module")
+def tiled_out(tmp_path_factory, dask_client, aperio_slide, generic_slide):
+    out = tmp_path_factory.mktemp("extract")
+    cfg = load_config(None, ["tiling.target_mpp=1.0", "store.codec=zstd", "tiling.min_tissue_fraction=0.3"])
+    result = tile_slides([aperio_slide.path, generic_slide.path], out, cfg, client=dask_client)
+    assert all(r.status == "done" for r in result.records)
+    return out
+
+
+def _settings(name="timm/resnet18", **kw) -> ExtractionSettings:
+    return ExtractionSettings(model=resolve_model(name), device="cpu", batch_size=16, **kw)
+
+
+def test_features_equal_a_direct_forward_pass(tiled_out, dask_client):
+    settings = _settings(feature_dtype="float32")
+    result = extract_features(tiled_out, settings, client=dask_client)
+    assert [r.status for r in result.records] == ["done", "done"]
+    for job in jobs_from_out(tiled_out):
+        group = zarr.open_group(job.store, mode="r")
+        features = group["features/timm-resnet18/features"][:]
+        tiles = group["tiles"][:]
+        assert features.shape == (group["coords"].shape[0], 512)
+        reference = _reference_features("resnet18", tiles)
+        np.testing.assert_allclose(features, reference, rtol=1e-4, atol=1e-4)  # fp32 on CPU
+        attrs = group["features/timm-resnet18"].attrs
+        assert attrs["complete"] is True and attrs["embedding_dim"] == 512
+        assert attrs["weights"]["kind"] == "random" and attrs["normalisation"]["mean"][0] == 0.485
+    again = extract_features(tiled_out, settings, client=dask_client)
+    assert [r.status for r in again.records] == ["skipped", "skipped"]
+
+
+def test_rerun_gives_identical_float16_features(tiled_out, dask_client):
+    settings = _settings()
+    refused = extract_features(tiled_out, settings, client=dask_client)  # float32 ones exist
+    assert refused.records[0].status == "failed" and "--force" in refused.records[0].error
+    first = extract_features(tiled_out, settings, client=dask_client, force=True)
+    store = jobs_from_out(tiled_out)[0].store
+    a = zarr.open_array(f"{store}/features/timm-resnet18/features")[:]
+    assert a.dtype == np.float16 and first.records[0].status == "done"
+    extract_features(tiled_out, settings, client=dask_client, force=True)
+    b = zarr.open_array(f"{store}/features/timm-resnet18/features")[:]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_half_written_features_are_redone_and_never_complete(tiled_out, dask_client):
+    settings = _settings("timm/resnet18", seed=3)
+    job = jobs_from_out(tiled_out)[0]
+    plan = prepare_features(job, settings, settings.output_hash())
+    ranges = plan.ranges()
+    extract_rows(plan, *ranges[0])  # a task ran, then the run died before finishing
+    status = feature_status(job, "timm-resnet18")
+    assert status.exists and not status.complete
+    result = extract_features(tiled_out, settings, client=dask_client)
+    assert result.records[0].status == "done"
+    assert feature_status(job, "timm-resnet18").complete
+
+
+def test_resnet50_trunc_is_1024_d_and_tiles_are_resized(tmp_path, dask_client, generic_slide):
+    cfg = load_config(None, ["tiling.target_mpp=1.0", "tiling.tile_size=256"])
+    tile_slides([generic_slide.path], tmp_path, cfg, client=dask_client)
+    result = extract_features(tmp_path, _settings("resnet50_trunc"), client=dask_client)
+    record = result.records[0]
+    assert record.status == "done" and "resized to the model's 224 px" in record.warnings
+    group = zarr.open_group(tmp_path / "slides" / "generic.zarr", mode="r")
+    assert group["features/resnet50_trunc/features"].shape == (group["coords"].shape[0], 1024)
+
+
+def test_model_and_weights_errors(tmp_path):
+    with pytest.raises(UnknownNameError, match="resnet50_trunc"):
+        resolve_model("resnet50_trnc")
+    with pytest.raises(UnknownNameError, match="timm/resnet50"):
+        resolve_model("timm/resnet5O")
+    # pretrained weights that are not in the (empty) local hub cache: a clear error, no download
+    with pytest.raises(WeightsError, match="not in the Hugging Face cache"):
+        create_extractor("uni", weights="pretrained")
+    # a weights file for another architecture is refused, never partially loaded
+    import timm
+    from safetensors.torch import save_file
+
+    path = tmp_path / "resnet18.safetensors"
+    save_file(timm.create_model("resnet18", num_classes=0).state_dict(), str(path))
+    with pytest.raises(WeightsError, match="do not fit") as caught:
+        create_extractor("timm/resnet34", weights=str(path))
+    assert "missing" in str(caught.value)
+    extractor = create_extractor("timm/resnet18", weights=str(path))  # the right one loads
+    assert extractor.weights.kind == "file" and len(extractor.weights.sha256) == 64
+
+
+def test_weights_file_loads_exactly(tmp_path):
+    import timm
+
+    torch.manual_seed(42)
+    model = timm.create_model("resnet18", num_classes=1000)  # with a classifier head: dropped
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "w.pth")
+    extractor = create_extractor("timm/resnet18", weights=str(tmp_path / "w.pth"), seed=0)
+    tiles = np.random.default_rng(0).integers(0, 255, (3, 224, 224, 3), dtype=np.uint8)
+    model.reset_classifier(0)
+    model.eval()
+    x = (
+        torch.from_numpy(tiles).permute(0, 3, 1, 2).float() / 255
+        - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    ) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        np.testing.assert_allclose(extractor(tiles), model(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_missing_pretrained_weights_fail_before_any_work(tiled_out):
+    settings = _settings("uni", weights="pretrained")
+    with pytest.raises(WeightsError, match="huggingface-cli download MahmoodLab/uni"):
+        extract_features(tiled_out, settings)
