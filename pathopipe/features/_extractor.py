@@ -1,4 +1,7 @@
-"""A timm model turned into a tile feature extractor (uint8 tiles in, float features out)."""
+"""A timm model turned into a tile feature extractor (uint8 tiles in, float features out).
+
+Imported only when an extractor is created (it imports torch).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import logging
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from pathopipe.errors import ConfigError
 from pathopipe.features._spec import ModelSpec
@@ -48,6 +52,16 @@ def resolve_device(device: str) -> str:
     return device
 
 
+NOOP = "noop"
+
+
+class ChannelMean(torch.nn.Module):
+    """The 'noop' model: per-channel mean, so data-path benchmarks measure no model."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
 class FeatureExtractor:
     """Runs one model on batches of uint8 RGB tiles (N, H, W, 3) and returns (N, D) float32."""
 
@@ -68,7 +82,10 @@ class FeatureExtractor:
         self.device = torch.device(resolve_device(device))
         self.precision = precision
         torch.manual_seed(seed)  # random weights are a function of the seed
-        model = timm.create_model(spec.architecture, pretrained=False, **_timm_kwargs(spec))
+        if spec.architecture == NOOP:
+            model = ChannelMean()
+        else:
+            model = timm.create_model(spec.architecture, pretrained=False, **_timm_kwargs(spec))
         classifier = ("fc", "head", "classifier", "head.fc")
         if weights == "random":
             self.weights = WeightsSource("random", seed=seed)

@@ -44,7 +44,7 @@ def _load_preset(path: Path) -> ModelSpec:
 @cache
 def list_presets() -> dict[str, ModelSpec]:
     """Preset key -> spec, from the YAML files shipped in configs/models."""
-    specs = [_load_preset(p) for p in sorted(PRESET_DIR.glob("*.yaml"))]
+    specs = [_load_preset(p) for p in sorted(PRESET_DIR.glob("*.yaml"))]  # includes 'noop' (no model)
     return {spec.key: spec for spec in specs}
 
 

@@ -24,6 +24,7 @@ from pathopipe.features import ModelSpec
 from pathopipe.stages.tiling import SlideJob, store_bytes
 from pathopipe.store import StoreStatus, read_status
 from pathopipe.store.layout import TILES
+from pathopipe.store.shards import read_tiles
 
 FEATURES = "features"
 _EXTRACTORS: dict[str, Any] = {}  # per worker process: settings hash -> FeatureExtractor
@@ -181,17 +182,21 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     settings = plan.settings
     extractor = get_extractor(settings)
     tiles = zarr.open_array(Path(plan.job.store) / TILES, mode="r")
+
+    def read(a: int, b: int) -> np.ndarray:
+        return read_tiles(tiles, a, b)
+
     batches = [(a, min(a + settings.batch_size, stop)) for a in range(start, stop, settings.batch_size)]
     out = np.empty((stop - start, plan.embedding_dim), dtype=np.float32)
     waited = modelled = 0.0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathopipe-decode") as pool:
-        pending = pool.submit(tiles.__getitem__, slice(*batches[0])) if batches else None
+        pending = pool.submit(read, *batches[0]) if batches else None
         for i, (a, b) in enumerate(batches):
             t0 = time.perf_counter()
             batch = pending.result()  # type: ignore[union-attr]
             t1 = time.perf_counter()
             if i + 1 < len(batches):
-                pending = pool.submit(tiles.__getitem__, slice(*batches[i + 1]))
+                pending = pool.submit(read, *batches[i + 1])
             out[a - start : b - start] = extractor(batch)
             waited += t1 - t0
             modelled += time.perf_counter() - t1

@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Extraction throughput: pathopipe vs the model alone and the data path vs a bare decode loop.
+
+On the stored JPEG tiles of a generated slide (tiled once, cached in a temporary folder), in
+one run:
+
+(a) the model alone: preprocessed tensors already in memory, same batch size, device, threads;
+(b) pathopipe ``extract_features`` from the stored tiles on a LocalCluster of 1 worker using
+    the same torch threads (the model is built in the worker before timing: a once-per-worker
+    start-up cost, reported separately);
+(c) the data path alone, in one process and one thread: pathopipe's tile reading, decoding,
+    preprocessing and batching with the ``noop`` model, in tiles/s per core, next to a bare
+    loop decoding the same JPEG tiles from memory with imagecodecs.
+
+Streaming mode (tiles straight from the slide) is not implemented yet and is not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import torch
+import zarr
+
+from pathopipe.config import ClusterConfig, load_config
+from pathopipe.features import create_extractor, resolve_model
+from pathopipe.parallel import local_client, tile_slides
+from pathopipe.parallel.extraction import extract_features
+from pathopipe.stages.extraction import ExtractionSettings, get_extractor
+from pathopipe.store.shards import read_tiles
+from pathopipe.testing import write_synthetic_slide
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def model_alone(name: str, tiles: np.ndarray, batch: int, threads: int) -> float:
+    torch.set_num_threads(threads)
+    extractor = create_extractor(name, device="cpu")
+    batches = [extractor.preprocess(tiles[i : i + batch]) for i in range(0, len(tiles), batch)]
+    with torch.inference_mode():
+        extractor._forward(batches[0])  # warm-up
+        t0 = time.perf_counter()
+        for x in batches:
+            extractor._forward(x)
+        return len(tiles) / (time.perf_counter() - t0)
+
+
+def pipeline(out: Path, name: str, batch: int, threads: int) -> tuple[float, float]:
+    settings = ExtractionSettings(
+        model=resolve_model(name), device="cpu", batch_size=batch, torch_threads=threads
+    )
+    with local_client(ClusterConfig(n_workers=1, threads_per_worker=1, dashboard=False)) as client:
+        t0 = time.perf_counter()
+        client.run(get_extractor, settings)  # build the model in the worker: start-up cost
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = extract_features(out, settings, client=client, force=True)
+        elapsed = time.perf_counter() - t0
+    n = sum(r.n_tiles or 0 for r in result.records)
+    if any(r.status != "done" for r in result.records):
+        raise RuntimeError([r.error for r in result.records])
+    return n / elapsed, build
+
+
+def data_path(tiles_array: zarr.Array, batch: int) -> float:
+    torch.set_num_threads(1)
+    extractor = create_extractor("noop", device="cpu")
+    n = tiles_array.shape[0]
+    t0 = time.perf_counter()
+    for a in range(0, n, batch):
+        extractor(read_tiles(tiles_array, a, min(n, a + batch)))
+    return n / (time.perf_counter() - t0)
+
+
+def bare_decode(encoded: list[bytes]) -> float:
+    t0 = time.perf_counter()
+    for data in encoded:
+        imagecodecs.jpeg8_decode(data)
+    return len(encoded) / (time.perf_counter() - t0)
+
+
+def jpeg_chunks(store: Path, tiles_array: zarr.Array) -> list[bytes]:
+    """The encoded tiles, taken out of the shard files (for the bare decode loop)."""
+    per_shard, n = tiles_array.shards[0], tiles_array.shape[0]
+    chunks = []
+    for shard in range(-(-n // per_shard)):
+        data = (store / "tiles" / "c" / str(shard) / "0" / "0" / "0").read_bytes()
+        index = np.frombuffer(data[-(per_shard * 16 + 4) : -4], dtype="<u8").reshape(per_shard, 2)
+        for offset, length in index[: min(per_shard, n - shard * per_shard)]:
+            chunks.append(data[int(offset) : int(offset + length)])
+    return chunks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", default="timm/resnet18,timm/resnet50")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--width", type=int, default=40_000)
+    parser.add_argument("--height", type=int, default=30_000)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    CACHE.mkdir(exist_ok=True)
+    slide = CACHE / f"bench-{args.width}x{args.height}.svs"
+    if not slide.exists():
+        write_synthetic_slide(slide, width=args.width, height=args.height, seed=2024, workers=os.cpu_count())
+    out = Path(tempfile.mkdtemp(prefix="pathopipe-extract-bench-"))
+    results: dict = {
+        "slide": str(slide),
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "models": {},
+    }
+    try:
+        cfg = load_config(None, ["tiling.target_mpp=0.5", "cluster.dashboard=false"])
+        tile_slides([slide], out, cfg)
+        store = out / "slides" / f"{slide.stem}.zarr"
+        tiles_array = zarr.open_array(store / "tiles", mode="r")
+        tiles = tiles_array[:]
+        print(
+            f"{len(tiles)} stored JPEG tiles of 224 px; batch {args.batch_size}, {args.threads} torch threads"
+        )
+        for name in args.models.split(","):
+            alone = model_alone(name, tiles, args.batch_size, args.threads)
+            piped, build = pipeline(out, name, args.batch_size, args.threads)
+            results["models"][name] = {"model_alone": alone, "pathopipe": piped, "ratio": piped / alone,
+                                       "worker_model_build_s": build}  # fmt: skip
+            print(f"  {name:24s} (a) model alone {alone:7.1f} tiles/s   (b) pathopipe {piped:7.1f} tiles/s"
+                  f"   (b)/(a) {piped / alone:.2f}   (model built in worker in {build:.1f} s)")  # fmt: skip
+        path_rate = data_path(tiles_array, args.batch_size)
+        bare = bare_decode(jpeg_chunks(store, tiles_array))
+        results["data_path"] = {
+            "pathopipe_per_core": path_rate,
+            "bare_decode_per_core": bare,
+            "ratio": path_rate / bare,
+        }
+        print(f"  (c) data path (read, decode, preprocess, noop model) {path_rate:7.1f} tiles/s per core; "
+              f"bare JPEG decode {bare:7.1f} tiles/s per core; ratio {path_rate / bare:.2f}")  # fmt: skip
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
