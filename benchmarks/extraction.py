@@ -70,14 +70,22 @@ def pipeline(out: Path, name: str, batch: int, threads: int) -> tuple[float, flo
     return n / elapsed, build
 
 
-def data_path(tiles_array: zarr.Array, batch: int) -> float:
+def data_path(tiles_array: zarr.Array, batch: int) -> tuple[float, float]:
+    """Tiles/s in one thread: (read + decode + batch + preprocess + noop model, read + decode + batch).
+
+    The second is the CPU side of a GPU node, where preprocessing runs on the GPU.
+    """
     torch.set_num_threads(1)
     extractor = create_extractor("noop", device="cpu")
     n = tiles_array.shape[0]
     t0 = time.perf_counter()
     for a in range(0, n, batch):
         extractor(read_tiles(tiles_array, a, min(n, a + batch)))
-    return n / (time.perf_counter() - t0)
+    full = n / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for a in range(0, n, batch):
+        read_tiles(tiles_array, a, min(n, a + batch))
+    return full, n / (time.perf_counter() - t0)
 
 
 def bare_decode(encoded: list[bytes]) -> float:
@@ -109,6 +117,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=40_000)
     parser.add_argument("--height", type=int, default=30_000)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only-data-path", action="store_true", help="skip the models, measure (c) only")
     args = parser.parse_args()
 
     CACHE.mkdir(exist_ok=True)
@@ -131,22 +140,26 @@ def main() -> None:
         print(
             f"{len(tiles)} stored JPEG tiles of 224 px; batch {args.batch_size}, {args.threads} torch threads"
         )
-        for name in args.models.split(","):
+        for name in [] if args.only_data_path else args.models.split(","):
             alone = model_alone(name, tiles, args.batch_size, args.threads)
             piped, build = pipeline(out, name, args.batch_size, args.threads)
             results["models"][name] = {"model_alone": alone, "pathopipe": piped, "ratio": piped / alone,
                                        "worker_model_build_s": build}  # fmt: skip
             print(f"  {name:24s} (a) model alone {alone:7.1f} tiles/s   (b) pathopipe {piped:7.1f} tiles/s"
                   f"   (b)/(a) {piped / alone:.2f}   (model built in worker in {build:.1f} s)")  # fmt: skip
-        path_rate = data_path(tiles_array, args.batch_size)
+        path_rate, cpu_side = data_path(tiles_array, args.batch_size)
         bare = bare_decode(jpeg_chunks(store, tiles_array))
         results["data_path"] = {
             "pathopipe_per_core": path_rate,
+            "read_decode_batch_per_core": cpu_side,
             "bare_decode_per_core": bare,
             "ratio": path_rate / bare,
+            "ratio_cpu_side": cpu_side / bare,
         }
-        print(f"  (c) data path (read, decode, preprocess, noop model) {path_rate:7.1f} tiles/s per core; "
-              f"bare JPEG decode {bare:7.1f} tiles/s per core; ratio {path_rate / bare:.2f}")  # fmt: skip
+        print(f"  (c) data path, noop model, 1 thread: {path_rate:7.1f} tiles/s (read, decode, batch, "
+              f"preprocess on the CPU); {cpu_side:7.1f} tiles/s (read, decode, batch: the CPU side on a "
+              f"GPU node); bare JPEG decode {bare:7.1f} tiles/s; ratios {path_rate / bare:.2f} and "
+              f"{cpu_side / bare:.2f}")  # fmt: skip
     finally:
         shutil.rmtree(out, ignore_errors=True)
     if args.json:

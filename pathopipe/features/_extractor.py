@@ -101,8 +101,10 @@ class FeatureExtractor:
         model.eval().to(self.device, memory_format=torch.channels_last)
         self.model = torch.compile(model) if compile else model
         self._raw_model = model
-        self.mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1)
+        mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1)
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = -mean / std
         self.embedding_dim = int(self(np.zeros((1, spec.input_size, spec.input_size, 3), np.uint8)).shape[1])
 
     def preprocess(self, tiles: np.ndarray) -> Any:
@@ -116,12 +118,16 @@ class FeatureExtractor:
         x = torch.from_numpy(np.ascontiguousarray(tiles))
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        # NHWC uint8 viewed as NCHW is already channels-last; ops below keep that layout
+        x = x.permute(0, 3, 1, 2)
         size = self.spec.input_size
         if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last)
+            x = F.interpolate(
+                x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
+            return torch.addcmul(self.shift, x, self.scale)
+        # (x / 255 - mean) / std as one multiply-add on the converted tensor
+        return torch.addcmul(self.shift, x.float(), self.scale)
 
     def _forward(self, x: Any) -> Any:
         model, raw = self.model, self._raw_model

@@ -16,6 +16,7 @@ from typing import Any
 
 from distributed import Client, Future, as_completed
 
+from pathopipe.errors import ConfigError
 from pathopipe.output import SlideRecord, read_manifest_records, write_manifest
 from pathopipe.stages.tiling import SlideJob
 from pathopipe.store import StoreStatus
@@ -50,6 +51,7 @@ class SlideStage:
     finish: Callable[[Any, list], dict]
     status: Callable[[SlideJob], StoreStatus]
     size: Callable[[SlideJob], int]
+    resources: dict[str, float] | None = None  # Dask resources of prepare and work tasks, e.g. {"GPU": 1}
 
 
 def _describe(exc: BaseException) -> str:
@@ -79,6 +81,15 @@ def run_slides(
 ) -> list[SlideRecord]:
     """Run ``stage`` for every job; returns the records, also written to ``manifest`` (CSV)."""
     emit = on_event or (lambda event: None)
+    if stage.resources:
+        offered = [w.get("resources", {}) for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+        for name, amount in stage.resources.items():
+            if not any(r.get(name, 0) >= amount for r in offered):
+                raise ConfigError(
+                    f"{stage.name} tasks need the Dask resource {name}={amount:g} but no worker offers "
+                    f"it; start one worker per GPU with `--resources {name}=1` (or dask-cuda), "
+                    "or use --device cpu"
+                )
     chash = stage.config_hash
     states: dict[str, _SlideState] = {}
     records: list[SlideRecord] = []
@@ -91,9 +102,9 @@ def run_slides(
         write_manifest(manifest, earlier + records)
 
     def submit(role: str, slide_id: str, fn: Callable, *args: Any, name: str, retries: int = 0) -> Future:
-        fut = client.submit(
-            fn, *args, key=f"{stage.name}-{name}-{slide_id}-{chash}", pure=False, retries=retries
-        )
+        resources = stage.resources if role in ("prepare", "work") else None
+        key = f"{stage.name}-{name}-{slide_id}-{chash}"
+        fut = client.submit(fn, *args, key=key, pure=False, retries=retries, resources=resources)
         roles[fut.key] = (role, slide_id)
         queue.add(fut)
         return fut

@@ -11,6 +11,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from pathopipe.config import ClusterConfig
+from pathopipe.errors import BackendUnavailableError
 
 
 def worker_environment() -> dict[str, str]:
@@ -39,6 +40,30 @@ def local_client(config: ClusterConfig) -> Iterator[Client]:
             dashboard_address="127.0.0.1:0" if config.dashboard else None,
             memory_limit=config.memory_limit,
             # task failures are reported per slide in the manifest; keep worker logs quiet
+            silence_logs=logging.CRITICAL,
+        )
+        try:
+            with Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
+
+
+@contextmanager
+def local_cuda_client(config: ClusterConfig) -> Iterator[Client]:
+    """dask-cuda's ``LocalCUDACluster``: one worker per visible GPU, each offering ``GPU=1``."""
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError as err:
+        raise BackendUnavailableError(
+            "GPU extraction on a local cluster needs dask-cuda: pip install 'pathopipe[gpu]'"
+        ) from err
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
+        cluster = LocalCUDACluster(
+            threads_per_worker=config.threads_per_worker,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0" if config.dashboard else None,
+            resources={"GPU": 1},
             silence_logs=logging.CRITICAL,
         )
         try:

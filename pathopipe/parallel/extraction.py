@@ -15,10 +15,11 @@ from distributed import Client
 
 from pathopipe.config import ClusterConfig
 from pathopipe.errors import ConfigError
+from pathopipe.features._extractor import resolve_device
 from pathopipe.features._weights import cached_pretrained_file, sha256_file
 from pathopipe.output import RunLock, environment_info, write_run_json
 from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
-from pathopipe.parallel.cluster import local_client
+from pathopipe.parallel.cluster import local_client, local_cuda_client
 from pathopipe.parallel.run import RunResult, cluster_info
 from pathopipe.stages.extraction import (
     ExtractionSettings,
@@ -59,6 +60,7 @@ def extraction_stage(settings: ExtractionSettings) -> SlideStage:
         finish=finish_features,
         status=partial(feature_status, key=key),
         size=lambda job: store_bytes(feature_group_path(job.store, key)),
+        resources={"GPU": 1} if settings.needs_gpu_resource() else None,
     )
 
 
@@ -78,6 +80,8 @@ def extract_features(
     """
     out = Path(out)
     jobs = jobs_from_out(out)
+    if settings.device == "auto" and client is None:
+        settings = replace(settings, device=resolve_device("auto"))  # the local workers see the same devices
     if settings.weights == "pretrained":  # fail before any work when the cache lacks them
         cached_pretrained_file(settings.model.pretrained_hub_id, settings.model.key)
     elif settings.weights != "random":
@@ -99,6 +103,8 @@ def extract_features(
     run_json = out / f"extract-{key}.json"
     with ExitStack() as stack:
         stack.enter_context(RunLock(out))
+        if client is None and settings.needs_gpu_resource():
+            client = stack.enter_context(local_cuda_client(cluster or ClusterConfig()))
         if client is None:
             client = stack.enter_context(local_client(cluster or ClusterConfig()))
             info["cluster"] = {"kind": "local", **cluster_info(client)}

@@ -1,4 +1,7 @@
-"""The extraction stage: features of stored tiles, written next to them in the slide store.
+"""The extraction stage: features of the tiles, written next to them in the slide store.
+
+Tiles come from the store, or, when it holds none (``store.codec: none``), straight from the
+slide with the geometry the store records (streaming mode).
 
 ``features/<model_key>/features`` (N, D) is row-aligned with ``coords``; the group has its own
 ``complete`` flag, written last. The model is built once per worker process (a small cache
@@ -19,12 +22,16 @@ from typing import Any, Literal
 import numpy as np
 import zarr
 
+from pathopipe.config import StoreConfig
 from pathopipe.errors import StoreError
 from pathopipe.features import ModelSpec
+from pathopipe.slide import cached_slide
 from pathopipe.stages.tiling import SlideJob, store_bytes
 from pathopipe.store import StoreStatus, read_status
-from pathopipe.store.layout import TILES
+from pathopipe.store.layout import COORDS, TILES
 from pathopipe.store.shards import read_tiles
+from pathopipe.tiling import TileSpec
+from pathopipe.tiling import read_tiles as read_slide_tiles
 
 FEATURES = "features"
 _EXTRACTORS: dict[str, Any] = {}  # per worker process: settings hash -> FeatureExtractor
@@ -44,6 +51,10 @@ class ExtractionSettings:
     torch_threads: int | None = None
     compile: bool = False
     weights_sha256: str | None = None  # filled in by the client for file weights
+    gpu_resource: bool | None = None  # tasks require Dask resource GPU=1 (None: when device is cuda)
+
+    def needs_gpu_resource(self) -> bool:
+        return self.gpu_resource if self.gpu_resource is not None else self.device.startswith("cuda")
 
     def output_hash(self) -> str:
         """Hash of everything that changes the feature values (not batch size or device)."""
@@ -86,10 +97,25 @@ def get_extractor(settings: ExtractionSettings) -> Any:
 
 
 @dataclass(frozen=True)
+class TileSource:
+    """Where streaming extraction reads tiles: the slide, with the geometry the store records."""
+
+    path: str
+    backend: str
+    assume_mpp: float | None
+    spec: TileSpec
+
+    def read(self, coords: np.ndarray) -> np.ndarray:
+        reader = cached_slide(self.path, backend=self.backend, assume_mpp=self.assume_mpp)
+        return read_slide_tiles(reader, self.spec, coords)
+
+
+@dataclass(frozen=True)
 class FeaturePlan:
     job: SlideJob
     settings: ExtractionSettings
     feature_hash: str
+    source: TileSource | None  # None: tiles are read from the store
     n_tiles: int
     rows_per_task: int
     embedding_dim: int
@@ -129,19 +155,26 @@ def prepare_features(job: SlideJob, settings: ExtractionSettings, feature_hash: 
             f"slide store {job.store} is missing or incomplete; run `pathopipe tile` on the slide first"
         )
     group = zarr.open_group(job.store, mode="r+")
-    if TILES not in group:
-        raise StoreError(
-            f"slide store {job.store} holds no tiles (store.codec: none); tile it with a tile codec "
-            "(streaming extraction from the slide is not implemented yet)"
-        )
-    tiles = group[TILES]
-    n_tiles = int(tiles.shape[0])
-    rows = int(tiles.shards[0]) if tiles.shards else int(tiles.chunks[0])
+    attrs = dict(group.attrs)
+    streaming = TILES not in group  # store.codec none: read the tiles from the slide
+    n_tiles = int(group[COORDS].shape[0])
+    if streaming:
+        if not Path(attrs["source_path"]).exists():
+            raise StoreError(
+                f"slide store {job.store} holds no tiles and its slide {attrs['source_path']!r} is gone; "
+                "streaming extraction reads tiles from the slide"
+            )
+        tile_size = int(attrs["tile_size"])
+        rows = StoreConfig.model_validate(attrs["config"]["store"]).shard_size(n_tiles)
+    else:
+        tiles = group[TILES]
+        tile_size = int(tiles.shape[1])
+        rows = int(tiles.shards[0]) if tiles.shards else int(tiles.chunks[0])
     extractor = get_extractor(settings)
     dim = extractor.embedding_dim
     warnings = []
-    if tiles.shape[1] != settings.model.input_size:
-        warnings.append(f"tiles of {tiles.shape[1]} px resized to the model's {settings.model.input_size} px")
+    if tile_size != settings.model.input_size:
+        warnings.append(f"tiles of {tile_size} px resized to the model's {settings.model.input_size} px")
     features = group.require_group(FEATURES)
     key = settings.model.key
     if key in features:
@@ -154,7 +187,8 @@ def prepare_features(job: SlideJob, settings: ExtractionSettings, feature_hash: 
             "config_hash": feature_hash,
             "tiles_config_hash": tiles_status.config_hash,
             "n_tiles": n_tiles,
-            "tile_size": int(tiles.shape[1]),
+            "tile_size": tile_size,
+            "streamed_from_slide": streaming,
             "complete": False,
         }
     )
@@ -165,10 +199,17 @@ def prepare_features(job: SlideJob, settings: ExtractionSettings, feature_hash: 
         chunks=(max(1, min(rows, max(n_tiles, 1))), dim),
         dimension_names=("tile", "feature"),
     )
+    source = None
+    if streaming:
+        spec = TileSpec(**{f: attrs["tile_spec"][f] for f in TileSpec.__dataclass_fields__})
+        source = TileSource(
+            attrs["source_path"], attrs["backend"], attrs["config"]["slide"]["assume_mpp"], spec
+        )
     return FeaturePlan(
         job=job,
         settings=settings,
         feature_hash=feature_hash,
+        source=source,
         n_tiles=n_tiles,
         rows_per_task=rows,
         embedding_dim=dim,
@@ -181,10 +222,16 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     """Features of tiles [start, stop): decode the next batch while the model runs on this one."""
     settings = plan.settings
     extractor = get_extractor(settings)
-    tiles = zarr.open_array(Path(plan.job.store) / TILES, mode="r")
+    if plan.source is not None:
+        coords = np.asarray(zarr.open_array(Path(plan.job.store) / COORDS, mode="r")[start:stop])
 
-    def read(a: int, b: int) -> np.ndarray:
-        return read_tiles(tiles, a, b)
+        def read(a: int, b: int) -> np.ndarray:
+            return plan.source.read(coords[a - start : b - start])  # type: ignore[union-attr]
+    else:
+        tiles = zarr.open_array(Path(plan.job.store) / TILES, mode="r")
+
+        def read(a: int, b: int) -> np.ndarray:
+            return read_tiles(tiles, a, b)
 
     batches = [(a, min(a + settings.batch_size, stop)) for a in range(start, stop, settings.batch_size)]
     out = np.empty((stop - start, plan.embedding_dim), dtype=np.float32)
@@ -220,6 +267,7 @@ def finish_features(plan: FeaturePlan, results: list[FeatureResult]) -> dict[str
         "seconds_wait_tiles": sum(r.read_seconds for r in results),
         "seconds_model": sum(r.model_seconds for r in results),
         "seconds_write": sum(r.write_seconds for r in results),
+        "worker_pids": sorted({r.worker_pid for r in results}),
         "warnings": list(plan.warnings),
     }
     group.update_attributes({**summary, "complete": False})

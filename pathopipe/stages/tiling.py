@@ -108,6 +108,7 @@ def _store_attrs(job: SlideJob, reader_info: Any, spec: TileSpec, config: RunCon
         "read_size": spec.read_size,
         "resize_factor": spec.resize_factor,
         "tile_size_level0": spec.tile_size_level0,
+        "tile_spec": spec.to_dict(),
         "min_tissue_fraction": config.tiling.min_tissue_fraction,
         "edge": config.tiling.edge,
         "tissue_detector": config.tissue.model_dump(mode="json"),

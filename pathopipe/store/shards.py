@@ -103,19 +103,28 @@ def write_tiles(array: zarr.Array, start: int, tiles: np.ndarray) -> None:
         raise
 
 
-def _chunk_decoder(
-    sharding: ShardingCodec, chunk_shape: tuple[int, ...]
-) -> Callable[[bytes], np.ndarray] | None:
+def _chunk_decoder(sharding: ShardingCodec) -> Callable[[bytes, np.ndarray], None] | None:
+    """A function decoding one inner chunk into a given (tile-shaped) output array."""
     codecs = list(sharding.codecs)
     if len(codecs) == 1 and isinstance(codecs[0], JpegCodec):
         import imagecodecs
 
-        return lambda data: imagecodecs.jpeg8_decode(data).reshape(chunk_shape[1:])
+        def decode_jpeg(data: bytes, out: np.ndarray) -> None:
+            if out.shape[-1] == 1:
+                out[..., 0] = imagecodecs.jpeg8_decode(data)
+            else:
+                imagecodecs.jpeg8_decode(data, out=out)
+
+        return decode_jpeg
     if len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], ZstdCodec):
         import numcodecs
 
         zstd = numcodecs.Zstd()
-        return lambda data: np.frombuffer(zstd.decode(data), dtype=np.uint8).reshape(chunk_shape[1:])
+
+        def decode_zstd(data: bytes, out: np.ndarray) -> None:
+            out[...] = np.frombuffer(zstd.decode(data), dtype=np.uint8).reshape(out.shape)
+
+        return decode_zstd
     return None
 
 
@@ -126,7 +135,7 @@ def read_tiles(array: zarr.Array, start: int, stop: int) -> np.ndarray:
     any other layout, or an index that fails its checksum, goes through zarr.
     """
     sharding = _layout_ok(array)
-    decode = _chunk_decoder(sharding, tuple(array.chunks)) if sharding is not None else None
+    decode = _chunk_decoder(sharding) if sharding is not None else None
     if decode is None or array.chunks[0] != 1:
         return array[start:stop]
     per_shard = array.shards[0]  # type: ignore[index]
@@ -151,5 +160,5 @@ def read_tiles(array: zarr.Array, start: int, stop: int) -> np.ndarray:
             if offset == EMPTY:
                 out[row - start] = fill
             else:
-                out[row - start] = decode(data[int(offset) : int(offset + length)])
+                decode(data[int(offset) : int(offset + length)], out[row - start])
     return out

@@ -143,3 +143,59 @@ def test_missing_pretrained_weights_fail_before_any_work(tiled_out):
     settings = _settings("uni", weights="pretrained")
     with pytest.raises(WeightsError, match="huggingface-cli download MahmoodLab/uni"):
         extract_features(tiled_out, settings)
+
+
+def test_streaming_from_the_slide_equals_stored_zstd_tiles(tmp_path, dask_client, generic_slide):
+    common = ["tiling.target_mpp=1.0", "tiling.min_tissue_fraction=0.3"]
+    stored, streamed = tmp_path / "stored", tmp_path / "streamed"
+    tile_slides(
+        [generic_slide.path], stored, load_config(None, [*common, "store.codec=zstd"]), client=dask_client
+    )
+    tile_slides(
+        [generic_slide.path], streamed, load_config(None, [*common, "store.codec=none"]), client=dask_client
+    )
+    settings = _settings(feature_dtype="float32")
+    for out in (stored, streamed):
+        assert extract_features(out, settings, client=dask_client).records[0].status == "done"
+    a = zarr.open_group(stored / "slides" / "generic.zarr", mode="r")
+    b = zarr.open_group(streamed / "slides" / "generic.zarr", mode="r")
+    assert "tiles" not in b and b["features/timm-resnet18"].attrs["streamed_from_slide"] is True
+    np.testing.assert_array_equal(a["coords"][:], b["coords"][:])
+    np.testing.assert_array_equal(
+        a["features/timm-resnet18/features"][:], b["features/timm-resnet18/features"][:]
+    )
+
+
+def test_gpu_tasks_run_only_on_workers_offering_gpu(tiled_out):
+    """Placement on CPU: one plain worker, one started as users do with `--resources GPU=1`."""
+    import os
+    import subprocess
+    import sys
+
+    from pathopipe.config import ClusterConfig
+    from pathopipe.errors import ConfigError
+    from pathopipe.parallel import local_client
+
+    settings = _settings(gpu_resource=True, seed=5)  # device cpu, placed as GPU work
+    with local_client(ClusterConfig(n_workers=1, dashboard=False)) as client:
+        with pytest.raises(ConfigError, match="GPU=1"):
+            extract_features(tiled_out, settings, client=client)
+        address = client.scheduler.address
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+             "--resources", "GPU=1", "--no-dashboard", "--host", "127.0.0.1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            client.wait_for_workers(2, timeout=60)
+            infos = client.scheduler_info(n_workers=-1)["workers"]
+            gpu_worker = next(a for a, w in infos.items() if w.get("resources", {}).get("GPU"))
+            gpu_pid = client.run(os.getpid, workers=[gpu_worker])[gpu_worker]
+            result = extract_features(tiled_out, settings, client=client, force=True)
+            assert {r.status for r in result.records} == {"done"}
+            for job in jobs_from_out(tiled_out):
+                attrs = zarr.open_group(f"{job.store}/features/timm-resnet18", mode="r").attrs
+                assert attrs["worker_pids"] == [gpu_pid]
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
