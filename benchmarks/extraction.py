@@ -41,21 +41,35 @@ from pathopipe.testing import write_synthetic_slide
 CACHE = Path(__file__).resolve().parent / ".cache"
 
 
-def model_alone(name: str, tiles: np.ndarray, batch: int, threads: int) -> float:
+def model_alone(name: str, tiles: np.ndarray, batch: int, threads: int, device: str, precision: str) -> float:
     torch.set_num_threads(threads)
-    extractor = create_extractor(name, device="cpu")
+    extractor = create_extractor(name, device=device, precision=precision)
     batches = [extractor.preprocess(tiles[i : i + batch]) for i in range(0, len(tiles), batch)]
-    with torch.inference_mode():
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    with (
+        torch.inference_mode(),
+        torch.autocast(extractor.device.type, dtype=dtype, enabled=dtype is not None),
+    ):
         extractor._forward(batches[0])  # warm-up
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         for x in batches:
-            extractor._forward(x)
+            result = extractor._forward(x)
+        result.float().cpu()  # waits for the device
         return len(tiles) / (time.perf_counter() - t0)
 
 
-def pipeline(out: Path, name: str, batch: int, threads: int) -> tuple[float, float]:
+def pipeline(
+    out: Path, name: str, batch: int, threads: int, device: str, precision: str
+) -> tuple[float, float]:
     settings = ExtractionSettings(
-        model=resolve_model(name), device="cpu", batch_size=batch, torch_threads=threads
+        model=resolve_model(name),
+        device=device,
+        precision=precision,  # type: ignore[arg-type]
+        batch_size=batch,
+        torch_threads=threads,
+        gpu_resource=False,  # one local worker that sees the device
     )
     with local_client(ClusterConfig(n_workers=1, threads_per_worker=1, dashboard=False)) as client:
         t0 = time.perf_counter()
@@ -116,6 +130,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--width", type=int, default=40_000)
     parser.add_argument("--height", type=int, default=30_000)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--target-mpp", type=float, default=0.5, help="tiling resolution (more tiles: 0.25)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--only-data-path", action="store_true", help="skip the models, measure (c) only")
     args = parser.parse_args()
@@ -132,7 +149,7 @@ def main() -> None:
         "models": {},
     }
     try:
-        cfg = load_config(None, ["tiling.target_mpp=0.5", "cluster.dashboard=false"])
+        cfg = load_config(None, [f"tiling.target_mpp={args.target_mpp}", "cluster.dashboard=false"])
         tile_slides([slide], out, cfg)
         store = out / "slides" / f"{slide.stem}.zarr"
         tiles_array = zarr.open_array(store / "tiles", mode="r")
@@ -141,8 +158,8 @@ def main() -> None:
             f"{len(tiles)} stored JPEG tiles of 224 px; batch {args.batch_size}, {args.threads} torch threads"
         )
         for name in [] if args.only_data_path else args.models.split(","):
-            alone = model_alone(name, tiles, args.batch_size, args.threads)
-            piped, build = pipeline(out, name, args.batch_size, args.threads)
+            alone = model_alone(name, tiles, args.batch_size, args.threads, args.device, args.precision)
+            piped, build = pipeline(out, name, args.batch_size, args.threads, args.device, args.precision)
             results["models"][name] = {"model_alone": alone, "pathopipe": piped, "ratio": piped / alone,
                                        "worker_model_build_s": build}  # fmt: skip
             print(f"  {name:24s} (a) model alone {alone:7.1f} tiles/s   (b) pathopipe {piped:7.1f} tiles/s"
