@@ -173,7 +173,10 @@ def models() -> None:
 @app.command()
 def extract(
     out: Annotated[Path, typer.Argument(help="output folder of a `pathopipe tile` run")],
-    model: Annotated[str, typer.Option("--model", "-m", help="preset key, timm/<name> or a preset .yaml")],
+    model: Annotated[
+        list[str],
+        typer.Option("--model", "-m", help="preset key, timm/<name> or preset .yaml; repeat for one pass"),
+    ],
     weights: Annotated[
         str, typer.Option(help="random, pretrained (local hub cache) or a file path")
     ] = "random",
@@ -211,25 +214,28 @@ def extract(
 
     def started(info: dict) -> None:
         nonlocal bar
+        keys = ", ".join(f"features/{m['key']}" for m in info["models"])
         console.print(
-            f"[bold]{info['slides']}[/bold] slides, model {model} -> features/{info['model']['key']} "
-            f"({info['cluster']['workers']} workers)",
+            f"[bold]{info['slides']}[/bold] slides -> {keys} ({info['cluster']['workers']} workers)",
             highlight=False,
         )
         bar = RunProgress(console, info["slides"], enabled=progress).__enter__()
 
     try:
-        settings = ExtractionSettings(
-            model=resolve_model(model),
-            weights=weights,
-            seed=seed,
-            precision=precision,  # type: ignore[arg-type]
-            feature_dtype=dtype,  # type: ignore[arg-type]
-            batch_size=batch_size,
-            device=device,
-            torch_threads=threads or max(1, (os.cpu_count() or 1) // n_workers),
-            compile=compile_model,
-        )
+        settings = [
+            ExtractionSettings(
+                model=resolve_model(name),
+                weights=weights,
+                seed=seed,
+                precision=precision,  # type: ignore[arg-type]
+                feature_dtype=dtype,  # type: ignore[arg-type]
+                batch_size=batch_size,
+                device=device,
+                torch_threads=threads or max(1, (os.cpu_count() or 1) // n_workers),
+                compile=compile_model,
+            )
+            for name in model
+        ]
         cluster = ClusterConfig(n_workers=n_workers, dashboard=False)
         result = extract_features(
             out, settings, cluster=cluster, force=force, on_start=started, on_event=lambda e: bar and bar(e)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from functools import partial
@@ -23,9 +23,10 @@ from pathopipe.parallel.cluster import local_client, local_cuda_client
 from pathopipe.parallel.run import RunResult, cluster_info
 from pathopipe.stages.extraction import (
     ExtractionSettings,
+    combined_hash,
     extract_rows,
     feature_group_path,
-    feature_status,
+    features_status,
     finish_features,
     prepare_features,
 )
@@ -49,24 +50,38 @@ def jobs_from_out(out: str | Path) -> list[SlideJob]:
     return jobs
 
 
-def extraction_stage(settings: ExtractionSettings) -> SlideStage:
-    chash = settings.output_hash()
-    key = settings.model.key
+def extraction_stage(models: tuple[ExtractionSettings, ...], *, force: bool = False) -> SlideStage:
+    """All ``models`` in one pass over the tiles (each tile decoded once)."""
+    keys = [settings.model.key for settings in models]
     return SlideStage(
         name="features",
-        config_hash=chash,
-        prepare=partial(prepare_features, settings=settings, feature_hash=chash),
+        config_hash=combined_hash(models),
+        prepare=partial(prepare_features, models=models, force=force),
         work=extract_rows,
         finish=finish_features,
-        status=partial(feature_status, key=key),
-        size=lambda job: store_bytes(feature_group_path(job.store, key)),
-        resources={"GPU": 1} if settings.needs_gpu_resource() else None,
+        status=partial(features_status, models=models),
+        size=lambda job: sum(store_bytes(feature_group_path(job.store, key)) for key in keys),
+        resources={"GPU": 1} if any(m.needs_gpu_resource() for m in models) else None,
     )
+
+
+def _checked(settings: ExtractionSettings, client: Client | None) -> ExtractionSettings:
+    """Resolve the device for local runs; check weights exist before any work starts."""
+    if settings.device == "auto" and client is None:
+        settings = replace(settings, device=resolve_device("auto"))  # local workers see the same devices
+    if settings.weights == "pretrained":
+        cached_pretrained_file(settings.model.pretrained_hub_id, settings.model.key)
+    elif settings.weights != "random":
+        if not Path(settings.weights).is_file():
+            raise ConfigError(f"weights file {settings.weights!r} does not exist")
+        settings = replace(settings, weights=str(Path(settings.weights).resolve()),
+                           weights_sha256=sha256_file(settings.weights))  # fmt: skip
+    return settings
 
 
 def extract_features(
     out: str | Path,
-    settings: ExtractionSettings,
+    settings: ExtractionSettings | Sequence[ExtractionSettings],
     *,
     client: Client | None = None,
     cluster: ClusterConfig | None = None,
@@ -74,27 +89,23 @@ def extract_features(
     on_event: Callable[[ProgressEvent], None] | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
-    """Compute ``settings.model`` features for every tiled slide in ``out``.
+    """Compute the features of one model, or of several in one pass, for every slide in ``out``.
 
-    Records go to ``OUT/features-<model_key>.csv`` and the run to ``OUT/extract-<model_key>.json``.
+    Records go to ``OUT/features-<key>[+<key>...].csv``, the run to ``OUT/extract-<keys>.json``.
     """
     out = Path(out)
     jobs = jobs_from_out(out)
-    if settings.device == "auto" and client is None:
-        settings = replace(settings, device=resolve_device("auto"))  # the local workers see the same devices
-    if settings.weights == "pretrained":  # fail before any work when the cache lacks them
-        cached_pretrained_file(settings.model.pretrained_hub_id, settings.model.key)
-    elif settings.weights != "random":
-        if not Path(settings.weights).is_file():
-            raise ConfigError(f"weights file {settings.weights!r} does not exist")
-        settings = replace(settings, weights=str(Path(settings.weights).resolve()),
-                           weights_sha256=sha256_file(settings.weights))  # fmt: skip
-    stage = extraction_stage(settings)
-    key = settings.model.key
+    listed = [settings] if isinstance(settings, ExtractionSettings) else list(settings)
+    keys = [s.model.key for s in listed]
+    if not listed or len(set(keys)) != len(keys):
+        raise ConfigError(f"give one or more different models, got {keys}")
+    models = tuple(_checked(s, client) for s in listed)
+    stage = extraction_stage(models, force=force)
+    key = "+".join(keys)
     info: dict[str, Any] = {
         "stage": "extract",
-        "model": settings.model.model_dump(mode="json"),
-        "settings": {k: v for k, v in vars(settings).items() if k != "model"},
+        "models": [m.model.model_dump(mode="json") for m in models],
+        "settings": [{k: v for k, v in vars(m).items() if k != "model"} for m in models],
         "config_hash": stage.config_hash,
         "started": time.time(),
         "slides": len(jobs),
@@ -103,13 +114,12 @@ def extract_features(
     run_json = out / f"extract-{key}.json"
     with ExitStack() as stack:
         stack.enter_context(RunLock(out))
-        if client is None and settings.needs_gpu_resource():
-            client = stack.enter_context(local_cuda_client(cluster or ClusterConfig()))
+        kind = "external"
         if client is None:
-            client = stack.enter_context(local_client(cluster or ClusterConfig()))
-            info["cluster"] = {"kind": "local", **cluster_info(client)}
-        else:
-            info["cluster"] = {"kind": "external", **cluster_info(client)}
+            kind = "local-cuda" if stage.resources else "local"
+            start = local_cuda_client if stage.resources else local_client
+            client = stack.enter_context(start(cluster or ClusterConfig()))
+        info["cluster"] = {"kind": kind, **cluster_info(client)}
         write_run_json(run_json, info)
         if on_start:
             on_start(info)

@@ -72,28 +72,46 @@ def feature_group_path(store: str | Path, key: str) -> Path:
     return Path(store) / FEATURES / key
 
 
+def _cache_key(settings: ExtractionSettings) -> str:
+    return json.dumps(asdict(settings), sort_keys=True, default=str)
+
+
+def get_extractors(models: tuple[ExtractionSettings, ...]) -> list[Any]:
+    """The extractors for ``models``, each built once per process; others are released."""
+    wanted = [_cache_key(settings) for settings in models]
+    for key in list(_EXTRACTORS):
+        if key not in wanted:
+            del _EXTRACTORS[key]  # keeps memory bounded by the models of the current run
+    extractors = []
+    for key, settings in zip(wanted, models, strict=True):
+        if key not in _EXTRACTORS:
+            import torch
+
+            from pathopipe.features import create_extractor
+
+            if settings.torch_threads:
+                torch.set_num_threads(settings.torch_threads)
+            _EXTRACTORS[key] = create_extractor(
+                settings.model,
+                weights=settings.weights,
+                seed=settings.seed,
+                device=settings.device,
+                precision=settings.precision,
+                compile=settings.compile,
+            )
+        extractors.append(_EXTRACTORS[key])
+    return extractors
+
+
 def get_extractor(settings: ExtractionSettings) -> Any:
-    """The extractor for ``settings``, built once per process."""
-    key = json.dumps(asdict(settings), sort_keys=True, default=str)
-    extractor = _EXTRACTORS.get(key)
-    if extractor is None:
-        import torch
+    """The extractor for one model, built once per process."""
+    return get_extractors((settings,))[0]
 
-        from pathopipe.features import create_extractor
 
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
-        extractor = create_extractor(
-            settings.model,
-            weights=settings.weights,
-            seed=settings.seed,
-            device=settings.device,
-            precision=settings.precision,
-            compile=settings.compile,
-        )
-        _EXTRACTORS.clear()  # one model per process at a time keeps memory bounded
-        _EXTRACTORS[key] = extractor
-    return extractor
+def combined_hash(models: tuple[ExtractionSettings, ...]) -> str:
+    """One hash for a set of models (a single model's own hash when there is one)."""
+    hashes = sorted(settings.output_hash() for settings in models)
+    return hashes[0] if len(hashes) == 1 else hashlib.sha256("+".join(hashes).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -112,17 +130,20 @@ class TileSource:
 
 @dataclass(frozen=True)
 class FeaturePlan:
+    """One slide's extraction: the models still to compute, and where tiles come from."""
+
     job: SlideJob
-    settings: ExtractionSettings
-    feature_hash: str
+    models: tuple[ExtractionSettings, ...]
+    dims: tuple[int, ...]
     source: TileSource | None  # None: tiles are read from the store
     n_tiles: int
     rows_per_task: int
-    embedding_dim: int
     seconds: float
     warnings: tuple[str, ...] = ()
 
     def ranges(self) -> list[tuple[int, int]]:
+        if not self.models:
+            return []
         step = self.rows_per_task
         return [(start, min(start + step, self.n_tiles)) for start in range(0, self.n_tiles, step)]
 
@@ -146,8 +167,25 @@ def feature_status(job: SlideJob, key: str) -> StoreStatus:
     return read_status(feature_group_path(job.store, key))
 
 
-def prepare_features(job: SlideJob, settings: ExtractionSettings, feature_hash: str) -> FeaturePlan:
-    """Check the tile store, build the model and create an empty (incomplete) feature array."""
+def features_status(job: SlideJob, models: tuple[ExtractionSettings, ...]) -> StoreStatus:
+    """Complete only when every model's features are complete for its own hash."""
+    states = [feature_status(job, settings.model.key) for settings in models]
+    done = all(
+        st.complete and st.config_hash == m.output_hash() for st, m in zip(states, models, strict=True)
+    )
+    if done:
+        return StoreStatus(True, True, combined_hash(models), states[0].n_tiles)
+    return StoreStatus(any(st.exists for st in states), False, None, None)
+
+
+def prepare_features(
+    job: SlideJob, models: tuple[ExtractionSettings, ...], force: bool = False
+) -> FeaturePlan:
+    """Check the tile store, build the models and create empty (incomplete) feature arrays.
+
+    Models whose features are already complete for the same hash are kept (not recomputed)
+    unless ``force``; complete features of another configuration are refused unless ``force``.
+    """
     t0 = time.perf_counter()
     tiles_status = read_status(job.store)
     if not tiles_status.complete:
@@ -170,35 +208,49 @@ def prepare_features(job: SlideJob, settings: ExtractionSettings, feature_hash: 
         tiles = group[TILES]
         tile_size = int(tiles.shape[1])
         rows = int(tiles.shards[0]) if tiles.shards else int(tiles.chunks[0])
-    extractor = get_extractor(settings)
-    dim = extractor.embedding_dim
-    warnings = []
-    if tile_size != settings.model.input_size:
-        warnings.append(f"tiles of {tile_size} px resized to the model's {settings.model.input_size} px")
+    todo = []
+    for settings in models:
+        state = feature_status(job, settings.model.key)
+        if state.complete and not force:
+            if state.config_hash == settings.output_hash():
+                continue
+            raise StoreError(
+                f"features/{settings.model.key} of {job.slide_id} are complete for another configuration "
+                f"(hash {state.config_hash}, this run {settings.output_hash()}); "
+                "use --force to overwrite them"
+            )
+        todo.append(settings)
+    extractors = get_extractors(tuple(todo))
     features = group.require_group(FEATURES)
-    key = settings.model.key
-    if key in features:
-        del features[key]
-    target = features.create_group(key)
-    target.update_attributes(
-        {
-            **extractor.describe(),
-            "feature_dtype": settings.feature_dtype,
-            "config_hash": feature_hash,
-            "tiles_config_hash": tiles_status.config_hash,
-            "n_tiles": n_tiles,
-            "tile_size": tile_size,
-            "streamed_from_slide": streaming,
-            "complete": False,
-        }
-    )
-    target.create_array(
-        FEATURES,
-        shape=(n_tiles, dim),
-        dtype=settings.feature_dtype,
-        chunks=(max(1, min(rows, max(n_tiles, 1))), dim),
-        dimension_names=("tile", "feature"),
-    )
+    warnings = []
+    for settings, extractor in zip(todo, extractors, strict=True):
+        key = settings.model.key
+        if tile_size != settings.model.input_size:
+            warnings.append(
+                f"{key}: tiles of {tile_size} px resized to the model's {settings.model.input_size} px"
+            )
+        if key in features:
+            del features[key]
+        target = features.create_group(key)
+        target.update_attributes(
+            {
+                **extractor.describe(),
+                "feature_dtype": settings.feature_dtype,
+                "config_hash": settings.output_hash(),
+                "tiles_config_hash": tiles_status.config_hash,
+                "n_tiles": n_tiles,
+                "tile_size": tile_size,
+                "streamed_from_slide": streaming,
+                "complete": False,
+            }
+        )
+        target.create_array(
+            FEATURES,
+            shape=(n_tiles, extractor.embedding_dim),
+            dtype=settings.feature_dtype,
+            chunks=(max(1, min(rows, max(n_tiles, 1))), extractor.embedding_dim),
+            dimension_names=("tile", "feature"),
+        )
     source = None
     if streaming:
         spec = TileSpec(**{f: attrs["tile_spec"][f] for f in TileSpec.__dataclass_fields__})
@@ -207,21 +259,20 @@ def prepare_features(job: SlideJob, settings: ExtractionSettings, feature_hash: 
         )
     return FeaturePlan(
         job=job,
-        settings=settings,
-        feature_hash=feature_hash,
+        models=tuple(todo),
+        dims=tuple(e.embedding_dim for e in extractors),
         source=source,
         n_tiles=n_tiles,
         rows_per_task=rows,
-        embedding_dim=dim,
         seconds=time.perf_counter() - t0,
         warnings=tuple(warnings),
     )
 
 
 def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
-    """Features of tiles [start, stop): decode the next batch while the model runs on this one."""
-    settings = plan.settings
-    extractor = get_extractor(settings)
+    """Features of tiles [start, stop) for every model: each tile is decoded once, and the
+    next batch decodes while the models run on this one."""
+    extractors = get_extractors(plan.models)
     if plan.source is not None:
         coords = np.asarray(zarr.open_array(Path(plan.job.store) / COORDS, mode="r")[start:stop])
 
@@ -233,8 +284,9 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
         def read(a: int, b: int) -> np.ndarray:
             return read_tiles(tiles, a, b)
 
-    batches = [(a, min(a + settings.batch_size, stop)) for a in range(start, stop, settings.batch_size)]
-    out = np.empty((stop - start, plan.embedding_dim), dtype=np.float32)
+    batch_size = min(settings.batch_size for settings in plan.models)
+    batches = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
+    outs = [np.empty((stop - start, dim), dtype=np.float32) for dim in plan.dims]
     waited = modelled = 0.0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathopipe-decode") as pool:
         pending = pool.submit(read, *batches[0]) if batches else None
@@ -244,32 +296,39 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
             t1 = time.perf_counter()
             if i + 1 < len(batches):
                 pending = pool.submit(read, *batches[i + 1])
-            out[a - start : b - start] = extractor(batch)
+            for extractor, out in zip(extractors, outs, strict=True):
+                out[a - start : b - start] = extractor(batch)
             waited += t1 - t0
             modelled += time.perf_counter() - t1
     t2 = time.perf_counter()
-    target = zarr.open_array(feature_group_path(plan.job.store, settings.model.key) / FEATURES, mode="r+")
-    target[start:stop] = out.astype(settings.feature_dtype)
+    for settings, out in zip(plan.models, outs, strict=True):
+        path = feature_group_path(plan.job.store, settings.model.key) / FEATURES
+        zarr.open_array(path, mode="r+")[start:stop] = out.astype(settings.feature_dtype)
     return FeatureResult(plan.job.slide_id, start, stop, waited, modelled, time.perf_counter() - t2)
 
 
 def finish_features(plan: FeaturePlan, results: list[FeatureResult]) -> dict[str, Any]:
-    """Check every row was written, then mark the feature group complete (last write)."""
+    """Check every row was written, then mark each model's features complete (their last write)."""
     written = sum(r.n_tiles for r in results)
-    if written != plan.n_tiles:
+    expected = plan.n_tiles if plan.models else 0
+    if written != expected:
         raise RuntimeError(
-            f"{plan.job.slide_id}: {written} of {plan.n_tiles} feature rows written; left incomplete"
+            f"{plan.job.slide_id}: {written} of {expected} feature rows written; left incomplete"
         )
-    path = feature_group_path(plan.job.store, plan.settings.model.key)
-    group = zarr.open_group(path, mode="r+")
     summary = {
         "seconds_prepare": plan.seconds,
         "seconds_wait_tiles": sum(r.read_seconds for r in results),
-        "seconds_model": sum(r.model_seconds for r in results),
+        "seconds_models": sum(r.model_seconds for r in results),
         "seconds_write": sum(r.write_seconds for r in results),
+        "models_in_pass": [settings.model.key for settings in plan.models],
         "worker_pids": sorted({r.worker_pid for r in results}),
         "warnings": list(plan.warnings),
     }
-    group.update_attributes({**summary, "complete": False})
-    group.update_attributes({"complete": True})
-    return summary | {"n_tiles": plan.n_tiles, "bytes": store_bytes(path)}
+    size = 0
+    for settings in plan.models:
+        path = feature_group_path(plan.job.store, settings.model.key)
+        group = zarr.open_group(path, mode="r+")
+        group.update_attributes({**summary, "complete": False})
+        group.update_attributes({"complete": True})
+        size += store_bytes(path)
+    return summary | {"n_tiles": plan.n_tiles, "bytes": size}

@@ -70,3 +70,25 @@ def test_second_run_on_same_out_is_refused(tmp_path, generic_slide):
     with RunLock(tmp_path):
         result = runner.invoke(app, ["tile", str(generic_slide.path), "--out", str(tmp_path)])
     assert result.exit_code == 3 and "in use by another pathopipe run" in result.output
+
+
+def test_models_and_extract_commands(tmp_path, generic_slide):
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0 and "resnet50_trunc" in result.output and "uni" in result.output
+    out = tmp_path / "out"
+    tiled = runner.invoke(
+        app, ["tile", str(generic_slide.path), "--out", str(out), "--workers", "1", "--no-progress",
+              "--set", "tiling.target_mpp=1"],
+    )  # fmt: skip
+    assert tiled.exit_code == 0, tiled.output
+    args = ["extract", str(out), "-m", "timm/resnet18", "-m", "noop", "--device", "cpu", "--workers", "1",
+            "--no-progress", "--dtype", "float32"]  # fmt: skip
+    extracted = runner.invoke(app, args)
+    assert extracted.exit_code == 0, extracted.output
+    group = zarr.open_group(out / "slides" / "generic.zarr", mode="r")
+    n = group["coords"].shape[0]
+    assert group["features/timm-resnet18/features"].shape == (n, 512)
+    assert group["features/noop/features"].shape == (n, 3)
+    assert read_manifest(out / "features-timm-resnet18+noop.csv")[0]["status"] == "done"
+    bad = runner.invoke(app, ["extract", str(out), "-m", "resnet50_trnc"])
+    assert bad.exit_code == 2 and "did you mean 'resnet50_trunc'" in bad.output

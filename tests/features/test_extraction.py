@@ -80,7 +80,7 @@ def test_rerun_gives_identical_float16_features(tiled_out, dask_client):
 def test_half_written_features_are_redone_and_never_complete(tiled_out, dask_client):
     settings = _settings("timm/resnet18", seed=3)
     job = jobs_from_out(tiled_out)[0]
-    plan = prepare_features(job, settings, settings.output_hash())
+    plan = prepare_features(job, (settings,), force=True)
     ranges = plan.ranges()
     extract_rows(plan, *ranges[0])  # a task ran, then the run died before finishing
     status = feature_status(job, "timm-resnet18")
@@ -95,7 +95,10 @@ def test_resnet50_trunc_is_1024_d_and_tiles_are_resized(tmp_path, dask_client, g
     tile_slides([generic_slide.path], tmp_path, cfg, client=dask_client)
     result = extract_features(tmp_path, _settings("resnet50_trunc"), client=dask_client)
     record = result.records[0]
-    assert record.status == "done" and "resized to the model's 224 px" in record.warnings
+    assert (
+        record.status == "done"
+        and "resnet50_trunc: tiles of 256 px resized to the model's 224 px" in record.warnings
+    )
     group = zarr.open_group(tmp_path / "slides" / "generic.zarr", mode="r")
     assert group["features/resnet50_trunc/features"].shape == (group["coords"].shape[0], 1024)
 
@@ -199,3 +202,27 @@ def test_gpu_tasks_run_only_on_workers_offering_gpu(tiled_out):
         finally:
             worker.terminate()
             worker.wait(timeout=30)
+
+
+def test_several_models_in_one_pass_equal_separate_runs(tmp_path, dask_client, generic_slide):
+    cfg = load_config(None, ["tiling.target_mpp=1.0", "store.codec=zstd", "tiling.min_tissue_fraction=0.3"])
+    together, apart = tmp_path / "together", tmp_path / "apart"
+    for out in (together, apart):
+        tile_slides([generic_slide.path], out, cfg, client=dask_client)
+    a = _settings("timm/resnet18", feature_dtype="float32")
+    b = _settings("timm/vit_small_patch16_224", feature_dtype="float32")
+    result = extract_features(together, [a, b], client=dask_client)
+    assert result.records[0].status == "done"
+    for settings in (a, b):
+        extract_features(apart, settings, client=dask_client)
+    for key in ("timm-resnet18", "timm-vit_small_patch16_224"):
+        one = zarr.open_group(together / "slides" / "generic.zarr" / "features" / key, mode="r")
+        two = zarr.open_group(apart / "slides" / "generic.zarr" / "features" / key, mode="r")
+        assert one.attrs["models_in_pass"] == ["timm-resnet18", "timm-vit_small_patch16_224"]
+        np.testing.assert_array_equal(one["features"][:], two["features"][:])
+    # rerun: both complete -> skipped; one model added -> only that one is computed
+    assert extract_features(together, [a, b], client=dask_client).records[0].status == "skipped"
+    c = _settings("noop")
+    again = extract_features(together, [a, c], client=dask_client)
+    attrs = zarr.open_group(together / "slides" / "generic.zarr" / "features" / "noop", mode="r").attrs
+    assert again.records[0].status == "done" and attrs["models_in_pass"] == ["noop"]
