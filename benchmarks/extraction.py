@@ -5,14 +5,15 @@ On the stored JPEG tiles of a generated slide (tiled once, cached in a temporary
 one run:
 
 (a) the model alone: preprocessed tensors already in memory, same batch size, device, threads;
-(b) pathopipe ``extract_features`` from the stored tiles on a LocalCluster of 1 worker using
+(b) pathopipe ``extract_features`` on a LocalCluster of 1 worker using
     the same torch threads (the model is built in the worker before timing: a once-per-worker
     start-up cost, reported separately);
 (c) the data path alone, in one process and one thread: pathopipe's tile reading, decoding,
     preprocessing and batching with the ``noop`` model, in tiles/s per core, next to a bare
     loop decoding the same JPEG tiles from memory with imagecodecs.
 
-Streaming mode (tiles straight from the slide) is not implemented yet and is not measured.
+(b) runs twice: from the stored tiles, and in streaming mode (the slide tiled with
+``store.codec=none``, tiles read straight from the slide by the extraction tasks).
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ def main() -> None:
     try:
         cfg = load_config(None, [f"tiling.target_mpp={args.target_mpp}", "cluster.dashboard=false"])
         tile_slides([slide], out, cfg)
+        streaming_out = out / "streaming"  # same tiles, no pixels stored: extract reads the slide
+        tile_slides(
+            [slide],
+            streaming_out,
+            cfg.model_copy(update={"store": cfg.store.model_copy(update={"codec": "none"})}),
+        )
         store = out / "slides" / f"{slide.stem}.zarr"
         tiles_array = zarr.open_array(store / "tiles", mode="r")
         tiles = tiles_array[:]
@@ -160,10 +167,15 @@ def main() -> None:
         for name in [] if args.only_data_path else args.models.split(","):
             alone = model_alone(name, tiles, args.batch_size, args.threads, args.device, args.precision)
             piped, build = pipeline(out, name, args.batch_size, args.threads, args.device, args.precision)
+            streamed, _ = pipeline(
+                streaming_out, name, args.batch_size, args.threads, args.device, args.precision
+            )
             results["models"][name] = {"model_alone": alone, "pathopipe": piped, "ratio": piped / alone,
+                                       "pathopipe_streaming": streamed, "ratio_streaming": streamed / alone,
                                        "worker_model_build_s": build}  # fmt: skip
             print(f"  {name:24s} (a) model alone {alone:7.1f} tiles/s   (b) pathopipe {piped:7.1f} tiles/s"
-                  f"   (b)/(a) {piped / alone:.2f}   (model built in worker in {build:.1f} s)")  # fmt: skip
+                  f" (stored tiles), {streamed:7.1f} (streaming)   (b)/(a) {piped / alone:.2f}, "
+                  f"{streamed / alone:.2f}   (model built in worker in {build:.1f} s)")  # fmt: skip
         path_rate, cpu_side = data_path(tiles_array, args.batch_size)
         bare = bare_decode(jpeg_chunks(store, tiles_array))
         results["data_path"] = {
