@@ -134,6 +134,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--target-mpp", type=float, default=0.5, help="tiling resolution (more tiles: 0.25)")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved repeats per model (median)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--only-data-path", action="store_true", help="skip the models, measure (c) only")
     args = parser.parse_args()
@@ -165,17 +166,28 @@ def main() -> None:
             f"{len(tiles)} stored JPEG tiles of 224 px; batch {args.batch_size}, {args.threads} torch threads"
         )
         for name in [] if args.only_data_path else args.models.split(","):
-            alone = model_alone(name, tiles, args.batch_size, args.threads, args.device, args.precision)
-            piped, build = pipeline(out, name, args.batch_size, args.threads, args.device, args.precision)
-            streamed, _ = pipeline(
-                streaming_out, name, args.batch_size, args.threads, args.device, args.precision
+            runs: dict[str, list[float]] = {"alone": [], "stored": [], "streaming": [], "build": []}
+            for _ in range(args.repeat):  # interleaved, so drifting machine load hits every variant
+                runs["alone"].append(
+                    model_alone(name, tiles, args.batch_size, args.threads, args.device, args.precision)
+                )
+                piped, build = pipeline(out, name, args.batch_size, args.threads, args.device, args.precision)
+                runs["stored"].append(piped)
+                runs["build"].append(build)
+                runs["streaming"].append(
+                    pipeline(streaming_out, name, args.batch_size, args.threads, args.device, args.precision)[
+                        0
+                    ]
+                )
+            alone, piped, streamed, build = (
+                float(np.median(runs[k])) for k in ("alone", "stored", "streaming", "build")
             )
             results["models"][name] = {"model_alone": alone, "pathopipe": piped, "ratio": piped / alone,
                                        "pathopipe_streaming": streamed, "ratio_streaming": streamed / alone,
-                                       "worker_model_build_s": build}  # fmt: skip
+                                       "worker_model_build_s": build, "runs": runs}  # fmt: skip
             print(f"  {name:24s} (a) model alone {alone:7.1f} tiles/s   (b) pathopipe {piped:7.1f} tiles/s"
                   f" (stored tiles), {streamed:7.1f} (streaming)   (b)/(a) {piped / alone:.2f}, "
-                  f"{streamed / alone:.2f}   (model built in worker in {build:.1f} s)")  # fmt: skip
+                  f"{streamed / alone:.2f}   (worker model build {build:.1f} s)")  # fmt: skip
         path_rate, cpu_side = data_path(tiles_array, args.batch_size)
         bare = bare_decode(jpeg_chunks(store, tiles_array))
         results["data_path"] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -99,6 +99,16 @@ def _summary_table(records: list) -> Table:
     return table
 
 
+def _report(result: Any, manifest: Path) -> None:
+    """Print the per-slide table; exit 1 when a slide failed."""
+    console.print(_summary_table(result.records))
+    if result.failed:
+        err_console.print(
+            f"[red]{len(result.failed)} of {len(result.records)} slides failed[/red]; see {manifest}"
+        )
+        raise typer.Exit(EXIT_SLIDES_FAILED)
+
+
 @app.command()
 def tile(
     inputs: Annotated[list[Path], typer.Argument(help="slide files and/or folders of slides")],
@@ -146,13 +156,7 @@ def tile(
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    console.print(_summary_table(result.records))
-    if result.failed:
-        err_console.print(
-            f"[red]{len(result.failed)} of {len(result.records)} slides failed[/red]; "
-            f"see {out / 'manifest.csv'}"
-        )
-        raise typer.Exit(EXIT_SLIDES_FAILED)
+    _report(result, out / "manifest.csv")
 
 
 @app.command()
@@ -247,10 +251,7 @@ def extract(
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    console.print(_summary_table(result.records))
-    if result.failed:
-        err_console.print(f"[red]{len(result.failed)} of {len(result.records)} slides failed[/red]")
-        raise typer.Exit(EXIT_SLIDES_FAILED)
+    _report(result, out / f"features-{'+'.join(m['key'] for m in result.info['models'])}.csv")
 
 
 def main() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dask
 from distributed import Client, LocalCluster
@@ -27,26 +28,33 @@ def worker_environment() -> dict[str, str]:
 
 
 @contextmanager
-def local_client(config: ClusterConfig) -> Iterator[Client]:
-    """A ``LocalCluster`` of worker processes on loopback, and a client connected to it."""
-    n_workers = config.n_workers or os.cpu_count() or 1
+def _serve(make_cluster: Callable[..., Any], config: ClusterConfig, **options: Any) -> Iterator[Client]:
+    """Start a local cluster class on loopback with pathopipe's worker settings; yield a client."""
     # kept set while the cluster lives, so that restarted workers get the same environment
     with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
-        cluster = LocalCluster(
-            n_workers=n_workers,
+        cluster = make_cluster(
             threads_per_worker=config.threads_per_worker,
-            processes=True,
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0" if config.dashboard else None,
-            memory_limit=config.memory_limit,
             # task failures are reported per slide in the manifest; keep worker logs quiet
             silence_logs=logging.CRITICAL,
+            **options,
         )
         try:
             with Client(cluster) as client:
                 yield client
         finally:
             cluster.close()
+
+
+@contextmanager
+def local_client(config: ClusterConfig) -> Iterator[Client]:
+    """A ``LocalCluster`` of worker processes on loopback, and a client connected to it."""
+    n_workers = config.n_workers or os.cpu_count() or 1
+    with _serve(
+        LocalCluster, config, n_workers=n_workers, processes=True, memory_limit=config.memory_limit
+    ) as c:
+        yield c
 
 
 @contextmanager
@@ -58,19 +66,8 @@ def local_cuda_client(config: ClusterConfig) -> Iterator[Client]:
         raise BackendUnavailableError(
             "GPU extraction on a local cluster needs dask-cuda: pip install 'pathopipe[gpu]'"
         ) from err
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
-        cluster = LocalCUDACluster(
-            threads_per_worker=config.threads_per_worker,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0" if config.dashboard else None,
-            resources={"GPU": 1},
-            silence_logs=logging.CRITICAL,
-        )
-        try:
-            with Client(cluster) as client:
-                yield client
-        finally:
-            cluster.close()
+    with _serve(LocalCUDACluster, config, resources={"GPU": 1}) as client:
+        yield client
 
 
 def dashboard_link(client: Client) -> str | None:

@@ -92,6 +92,27 @@ def mpp_from_properties(
     return None, None, None
 
 
+def info_from_handle(
+    path: str, backend: str, handle: Any, props: Mapping[str, Any], prefix: str
+) -> SlideInfo:
+    """SlideInfo from an openslide-like handle (dimensions, level_dimensions, level_downsamples)
+    and its properties, whose own keys start with ``prefix`` ("openslide" or "tiffslide")."""
+    mx, my, source = mpp_from_properties(props, prefix)
+    return SlideInfo(
+        path=path,
+        backend=backend,
+        vendor=props.get(f"{prefix}.vendor"),
+        dimensions=tuple(handle.dimensions),
+        level_dimensions=tuple(tuple(d) for d in handle.level_dimensions),
+        level_downsamples=tuple(float(d) for d in handle.level_downsamples),
+        mpp_x=mx,
+        mpp_y=my,
+        mpp_source=source,
+        objective_power=parse_float(props.get(f"{prefix}.objective-power")),
+        properties={k: str(v) for k, v in props.items() if v is not None},
+    )
+
+
 class SlideReader(abc.ABC):
     """An open slide. Not picklable: open it where it is used (each worker/thread)."""
 

@@ -8,12 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pathopipe.slide._base import (
-    SlideInfo,
-    SlideReader,
-    mpp_from_properties,
-    parse_float,
-)
+from pathopipe.slide._base import SlideReader, info_from_handle
 from pathopipe.slide._registry import slide_backends
 
 
@@ -27,21 +22,7 @@ class OpenSlideReader(SlideReader):
         if options:
             raise TypeError(f"openslide backend takes no options, got {sorted(options)}")
         self._slide = openslide.OpenSlide(path)
-        props = dict(self._slide.properties)
-        mx, my, source = mpp_from_properties(props, "openslide")
-        info = SlideInfo(
-            path=path,
-            backend=self.backend,
-            vendor=props.get("openslide.vendor"),
-            dimensions=tuple(self._slide.dimensions),
-            level_dimensions=tuple(tuple(d) for d in self._slide.level_dimensions),
-            level_downsamples=tuple(float(d) for d in self._slide.level_downsamples),
-            mpp_x=mx,
-            mpp_y=my,
-            mpp_source=source,
-            objective_power=parse_float(props.get("openslide.objective-power")),
-            properties=props,
-        )
+        info = info_from_handle(path, self.backend, self._slide, dict(self._slide.properties), "openslide")
         super().__init__(path, info)
         # openslide-python's low-level call lets OpenSlide write into our buffer, saving the
         # ARGB->RGBA conversion, the PIL image and its copy (~15 % of a 224 px read)

@@ -6,13 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from pathopipe.slide._base import (
-    BACKGROUND_VALUE,
-    SlideInfo,
-    SlideReader,
-    mpp_from_properties,
-    parse_float,
-)
+from pathopipe.slide._base import BACKGROUND_VALUE, SlideReader, info_from_handle
 from pathopipe.slide._registry import slide_backends
 
 
@@ -24,25 +18,11 @@ class TiffSlideReader(SlideReader):
         import tiffslide
 
         self._slide = tiffslide.TiffSlide(path, **(options or {}))
-        props = dict(self._slide.properties)
-        mx, my, source = mpp_from_properties(props, "tiffslide")
-        if self._slide.properties.get("tiffslide.series-axes") not in ("YXS",):
-            axes = self._slide.properties.get("tiffslide.series-axes")
+        axes = self._slide.properties.get("tiffslide.series-axes")
+        if axes != "YXS":
             self._slide.close()
             raise ValueError(f"unsupported image axes {axes!r} (need RGB pages, axes YXS)")
-        info = SlideInfo(
-            path=path,
-            backend=self.backend,
-            vendor=props.get("tiffslide.vendor"),
-            dimensions=tuple(self._slide.dimensions),
-            level_dimensions=tuple(tuple(d) for d in self._slide.level_dimensions),
-            level_downsamples=tuple(float(d) for d in self._slide.level_downsamples),
-            mpp_x=mx,
-            mpp_y=my,
-            mpp_source=source,
-            objective_power=parse_float(props.get("tiffslide.objective-power")),
-            properties={k: str(v) for k, v in props.items() if v is not None},
-        )
+        info = info_from_handle(path, self.backend, self._slide, dict(self._slide.properties), "tiffslide")
         super().__init__(path, info)
 
     def _read_region(
