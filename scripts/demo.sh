@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up, make sample slides, tile them on a local Dask cluster and show the results.
+# Set up, make sample slides, tile them and extract features on a local Dask cluster, show the results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_setup.sh
@@ -16,14 +16,19 @@ rm -rf "$DEMO/run"
 echo "== pathopipe tile ${inputs[*]} --out $DEMO/run -c workflows/demo.yaml"
 pathopipe tile "${inputs[@]}" --out "$DEMO/run" -c workflows/demo.yaml
 echo
+echo "== pathopipe extract $DEMO/run --model timm/resnet18 (random weights, CPU)"
+pathopipe extract "$DEMO/run" --model timm/resnet18 --device cpu --workers 1
+echo
 echo "== outputs"
-echo "manifest: $DEMO/run/manifest.csv   run info: $DEMO/run/run.json"
+echo "manifest: $DEMO/run/manifest.csv   run info: $DEMO/run/run.json   features: $DEMO/run/features-timm-resnet18.csv"
 python - "$DEMO/run" <<'PY'
 import sys, zarr
 from pathlib import Path
 for store in sorted(Path(sys.argv[1], "slides").glob("*.zarr")):
     g = zarr.open_group(store, mode="r")
     a = g.attrs
+    feats = g["features/timm-resnet18/features"] if "features/timm-resnet18" in g else None
+    shape = "none" if feats is None else f"{feats.shape} {feats.dtype}"
     print(f"{store.name:28s} tiles {g['coords'].shape[0]:6d}  {a['tile_size']} px @ {a['effective_mpp']:.3f} um/px "
-          f"from level {a['read_level']} (read {a['read_size']} px)  complete={a['complete']}")
+          f"from level {a['read_level']} (read {a['read_size']} px)  complete={a['complete']}  features {shape}")
 PY
