@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -17,10 +16,10 @@ from pathopipe.config import ClusterConfig
 from pathopipe.errors import ConfigError
 from pathopipe.features._extractor import resolve_device
 from pathopipe.features._weights import cached_pretrained_file, sha256_file
-from pathopipe.output import RunLock, environment_info, write_run_json
-from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
+from pathopipe.output import environment_info
+from pathopipe.parallel._driver import ProgressEvent, SlideStage
 from pathopipe.parallel.cluster import local_client, local_cuda_client
-from pathopipe.parallel.run import RunResult, cluster_info
+from pathopipe.parallel.run import RunResult, run_stage_on_out
 from pathopipe.stages.extraction import (
     ExtractionSettings,
     combined_hash,
@@ -111,24 +110,11 @@ def extract_features(
         "slides": len(jobs),
         **environment_info(),
     }
-    run_json = out / f"extract-{key}.json"
-    with ExitStack() as stack:
-        stack.enter_context(RunLock(out))
-        kind = "external"
-        if client is None:
-            kind = "local-cuda" if stage.resources else "local"
-            start = local_cuda_client if stage.resources else local_client
-            client = stack.enter_context(start(cluster or ClusterConfig()))
-        info["cluster"] = {"kind": kind, **cluster_info(client)}
-        write_run_json(run_json, info)
-        if on_start:
-            on_start(info)
-        records = run_slides(
-            client, jobs, stage, manifest=out / f"features-{key}.csv", force=force, on_event=on_event
-        )
-        info |= {"finished": time.time(), "seconds": time.time() - info["started"]}
-        info["status_counts"] = {
-            s: sum(r.status == s for r in records) for s in ("done", "skipped", "failed")
-        }
-        write_run_json(run_json, info)
-    return RunResult(out=out, records=records, info=info)
+    start = local_cuda_client if stage.resources else local_client
+    return run_stage_on_out(
+        out, jobs, stage, info,
+        run_json=out / f"extract-{key}.json", manifest=out / f"features-{key}.csv", client=client,
+        start_cluster=lambda: start(cluster or ClusterConfig()),
+        cluster_kind="local-cuda" if stage.resources else "local",
+        force=force, on_event=on_event, on_start=on_start,
+    )  # fmt: skip

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,9 @@ from distributed import Client
 from pathopipe.config import RunConfig, config_hash
 from pathopipe.ids import find_slides, slide_ids
 from pathopipe.output import RunLock, SlideRecord, environment_info, write_run_json
+from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
 from pathopipe.parallel.cluster import dashboard_link, local_client
-from pathopipe.parallel.tiling import ProgressEvent, run_tiling
+from pathopipe.parallel.tiling import tiling_stage
 from pathopipe.stages.tiling import SlideJob
 from pathopipe.store import slide_store_path
 
@@ -55,6 +56,44 @@ def cluster_info(client: Client) -> dict[str, Any]:
     }
 
 
+def run_stage_on_out(
+    out: Path,
+    jobs: list[SlideJob],
+    stage: SlideStage,
+    info: dict[str, Any],
+    *,
+    run_json: Path,
+    manifest: Path,
+    client: Client | None,
+    start_cluster: Callable[[], AbstractContextManager[Client]],
+    cluster_kind: str,
+    force: bool,
+    on_event: Callable[[ProgressEvent], None] | None,
+    on_start: Callable[[dict[str, Any]], None] | None,
+) -> RunResult:
+    """Run ``stage`` over ``jobs`` holding the lock on ``out``, on ``client`` or a cluster
+    started by ``start_cluster``; ``info`` (plus cluster, times, status counts) goes to ``run_json``."""
+    with ExitStack() as stack:
+        stack.enter_context(RunLock(out))
+        write_run_json(run_json, info)
+        if client is None:
+            client = stack.enter_context(start_cluster())
+        else:
+            cluster_kind = "external"
+        info["cluster"] = {"kind": cluster_kind, **cluster_info(client)}
+        write_run_json(run_json, info)
+        if on_start:
+            on_start(info)
+        records = run_slides(client, jobs, stage, manifest=manifest, force=force, on_event=on_event)
+        finished = time.time()
+        info |= {"finished": finished, "seconds": finished - info["started"]}
+        info["status_counts"] = {
+            s: sum(r.status == s for r in records) for s in ("done", "skipped", "failed")
+        }
+        write_run_json(run_json, info)
+    return RunResult(out=out, records=records, info=info)
+
+
 def tile_slides(
     inputs: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -83,22 +122,10 @@ def tile_slides(
         "slides": len(jobs),
         **environment_info(),
     }
-    with ExitStack() as stack:
-        stack.enter_context(RunLock(out))
-        write_run_json(out, info)
-        if client is None:
-            client = stack.enter_context(local_client(config.cluster))
-            info["cluster"] = {"kind": "local", **cluster_info(client)}
-        else:
-            info["cluster"] = {"kind": "external", **cluster_info(client)}
-        write_run_json(out, info)
-        if on_start:
-            on_start(info)
-        records = run_tiling(client, jobs, config, chash, out=out, force=force, on_event=on_event)
-        finished = time.time()
-        info |= {"finished": finished, "seconds": finished - started}
-        info["status_counts"] = {
-            s: sum(r.status == s for r in records) for s in ("done", "skipped", "failed")
-        }
-        write_run_json(out, info)
-    return RunResult(out=out, records=records, info=info)
+    stage = tiling_stage(config, chash)
+    return run_stage_on_out(
+        out, jobs, stage, info,
+        run_json=out / "run.json", manifest=out / "manifest.csv", client=client,
+        start_cluster=lambda: local_client(config.cluster), cluster_kind="local",
+        force=force, on_event=on_event, on_start=on_start,
+    )  # fmt: skip

@@ -26,7 +26,7 @@ from pathopipe.config import StoreConfig
 from pathopipe.errors import StoreError
 from pathopipe.features import ModelSpec
 from pathopipe.slide import cached_slide
-from pathopipe.stages.tiling import SlideJob, store_bytes
+from pathopipe.stages.tiling import SlideJob, store_bytes, tile_ranges
 from pathopipe.store import StoreStatus, read_status
 from pathopipe.store.layout import COORDS, TILES
 from pathopipe.store.shards import read_tiles
@@ -142,10 +142,7 @@ class FeaturePlan:
     warnings: tuple[str, ...] = ()
 
     def ranges(self) -> list[tuple[int, int]]:
-        if not self.models:
-            return []
-        step = self.rows_per_task
-        return [(start, min(start + step, self.n_tiles)) for start in range(0, self.n_tiles, step)]
+        return tile_ranges(self.n_tiles, self.rows_per_task) if self.models else []
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,11 @@ from pathopipe.tissue import detect_tissue
 logger = logging.getLogger(__name__)
 
 
+def tile_ranges(n_tiles: int, step: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of ``step`` tiles covering ``n_tiles`` (one task each)."""
+    return [(start, min(start + step, n_tiles)) for start in range(0, n_tiles, step)]
+
+
 @dataclass(frozen=True)
 class SlideJob:
     """One slide to process: where it is and where its store goes."""
@@ -60,10 +65,7 @@ class TilePlan:
 
     def ranges(self) -> list[tuple[int, int]]:
         """Tile ranges, one per shard (one task each)."""
-        if not self.write_tiles:
-            return []
-        step = self.tiles_per_shard
-        return [(start, min(start + step, self.n_tiles)) for start in range(0, self.n_tiles, step)]
+        return tile_ranges(self.n_tiles, self.tiles_per_shard) if self.write_tiles else []
 
 
 @dataclass(frozen=True)
