@@ -226,3 +226,15 @@ def test_several_models_in_one_pass_equal_separate_runs(tmp_path, dask_client, g
     again = extract_features(together, [a, c], client=dask_client)
     attrs = zarr.open_group(together / "slides" / "generic.zarr" / "features" / "noop", mode="r").attrs
     assert again.records[0].status == "done" and attrs["models_in_pass"] == ["noop"]
+
+
+def test_compiled_model_equals_eager_for_full_and_partial_batches():
+    """``--compile``: torch.compile (inductor, CPU) gives the eager features; a smaller last batch
+    is padded to the compiled shape, not recompiled."""
+    eager = create_extractor("timm/test_resnet", seed=3)
+    compiled = create_extractor("timm/test_resnet", seed=3, compile=True)
+    size = eager.spec.input_size
+    tiles = np.random.default_rng(0).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+    for batch in (tiles, tiles[:3]):
+        np.testing.assert_allclose(compiled(batch), eager(batch), rtol=1e-4, atol=1e-5)
+    assert compiled.compiled and compiled._largest_batch == 4
