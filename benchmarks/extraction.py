@@ -197,7 +197,8 @@ def main() -> None:
             "ratio_cpu_side": cpu_side / bare,
             "runs": rates,
         }
-        print(f"  (c) data path, noop model, 1 thread, median of 3: {path_rate:7.1f} tiles/s (read, decode, batch, "
+        print(f"  (c) data path, noop model, 1 thread, median of 3: {path_rate:7.1f} tiles/s (read, decode, "
+              f"batch, "
               f"preprocess on the CPU); {cpu_side:7.1f} tiles/s (read, decode, batch: the CPU side on a "
               f"GPU node); bare JPEG decode {bare:7.1f} tiles/s; ratios {path_rate / bare:.2f} and "
               f"{cpu_side / bare:.2f}")  # fmt: skip
