@@ -57,6 +57,10 @@ def model_alone(name: str, tiles: np.ndarray, batch: int, threads: int, device: 
         return len(tiles) / (time.perf_counter() - t0)
 
 
+def build_model(settings: ExtractionSettings) -> None:
+    get_extractor(settings)  # cached in the worker process; nothing sent back
+
+
 def pipeline(
     out: Path, name: str, batch: int, threads: int, device: str, precision: str
 ) -> tuple[float, float]:
@@ -70,7 +74,7 @@ def pipeline(
     )
     with local_client(ClusterConfig(n_workers=1, threads_per_worker=1, dashboard=False)) as client:
         t0 = time.perf_counter()
-        client.run(get_extractor, settings)  # build the model in the worker: start-up cost
+        client.run(build_model, settings)  # build the model in the worker: start-up cost
         build = time.perf_counter() - t0
         t0 = time.perf_counter()
         result = extract_features(out, settings, client=client, force=True)

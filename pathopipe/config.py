@@ -22,8 +22,11 @@ from pathopipe.tissue import OtsuTissueConfig
 
 __all__ = [
     "ClusterConfig",
+    "FeaturesConfig",
+    "KubernetesConfig",
     "RunConfig",
     "SlideConfig",
+    "SlurmConfig",
     "StoreConfig",
     "TilingConfig",
     "config_hash",
@@ -100,13 +103,79 @@ class StoreConfig(_Model):
         return max(1, min(size, n_tiles))
 
 
-class ClusterConfig(_Model):
-    """The local Dask cluster (processes on loopback)."""
+ClusterKind = Literal["local", "local-cuda", "slurm", "kubernetes", "address"]
 
-    n_workers: int | None = Field(None, ge=1, le=1024, description="worker processes (default: CPU cores)")
+
+class SlurmConfig(_Model):
+    """SLURM jobs running Dask workers (dask-jobqueue ``SLURMCluster``; extra ``[slurm]``)."""
+
+    queue: str | None = Field(None, description="partition (sbatch -p); default: the cluster's default")
+    account: str | None = Field(None, description="sbatch -A")
+    cores: int = Field(2, ge=1, le=1024, description="cores per job")
+    processes: int = Field(1, ge=1, le=256, description="Dask worker processes per job")
+    memory: str = Field("8GiB", description="memory per job, e.g. '32GiB'")
+    walltime: str = Field("01:00:00", description="job time limit, HH:MM:SS")
+    job_extra_directives: list[str] = Field(
+        default_factory=list, description="extra #SBATCH lines, e.g. ['--gres=gpu:1']"
+    )
+    worker_resources: dict[str, float] = Field(
+        default_factory=dict, description="Dask resources each worker offers, e.g. {GPU: 1}"
+    )
+    minimum_jobs: int = Field(1, ge=0, le=10000, description="adaptive scaling: fewest jobs")
+    maximum_jobs: int = Field(1, ge=1, le=10000, description="adaptive scaling: most jobs")
+    interface: str | None = Field(None, description="network interface workers and scheduler use (e.g. ib0)")
+    log_directory: str | None = Field(None, description="folder for the jobs' stdout/stderr")
+    local_directory: str | None = Field(None, description="worker scratch folder on the node")
+
+
+class KubernetesConfig(_Model):
+    """Dask workers as pods (dask-kubernetes ``KubeCluster``; extra ``[k8s]``)."""
+
+    image: str = Field("ghcr.io/dask/dask:latest", description="worker image with pathopipe installed")
+    namespace: str | None = Field(None, description="namespace (default: the current context's)")
+    n_workers: int = Field(2, ge=1, le=10000, description="worker pods")
+    resources: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="pod resources, e.g. {limits: {nvidia.com/gpu: '1'}}"
+    )
+
+
+class ClusterConfig(_Model):
+    """Where the Dask workers run: a profile kind plus its settings (``configs/clusters/``)."""
+
+    kind: ClusterKind = Field("local", description="which cluster to start or join")
+    n_workers: int | None = Field(
+        None, ge=1, le=1024, description="local: worker processes (default: CPU cores)"
+    )
     threads_per_worker: int = Field(1, ge=1, le=256)
     memory_limit: str = Field("auto", description="per-worker memory limit, e.g. '4GiB' or 'auto'")
     dashboard: bool = Field(True, description="serve the Dask dashboard on a free loopback port")
+    cpu_workers: int = Field(
+        1, ge=0, le=1024, description="local-cuda: CPU worker processes for tiling, next to one per GPU"
+    )
+    address: str | None = Field(None, description="address: the running scheduler, e.g. tcp://host:8786")
+    allowed_failures: int = Field(
+        1, ge=0, le=10, description="a task may lose its worker this often before its slide fails"
+    )
+    slurm: SlurmConfig = SlurmConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
+
+
+class FeaturesConfig(_Model):
+    """Feature extraction in ``pathopipe run`` (no models: tiling only)."""
+
+    models: list[str] = Field(
+        default_factory=list, description="preset keys or timm/<name>; all run in one pass over the tiles"
+    )
+    weights: str = Field("random", description="random, pretrained (local hub cache) or a file path")
+    seed: int = Field(0, ge=0, description="seed of random weights")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision")
+    dtype: Literal["float16", "float32"] = Field("float16", description="stored feature dtype")
+    batch_size: int = Field(32, ge=1, le=4096)
+    device: str = Field("auto", description="auto, cpu or cuda[:N]")
+    torch_threads: int | None = Field(
+        None, ge=1, le=1024, description="torch threads per worker (default: cores / workers)"
+    )
+    compile: bool = Field(False, description="torch.compile the models")
 
 
 class RunConfig(_Model):
@@ -116,10 +185,12 @@ class RunConfig(_Model):
     tissue: OtsuTissueConfig = OtsuTissueConfig()
     tiling: TilingConfig = TilingConfig()
     store: StoreConfig = StoreConfig()
+    features: FeaturesConfig = FeaturesConfig()
     cluster: ClusterConfig = ClusterConfig()
 
     def output_relevant(self) -> dict[str, Any]:
-        """The parts that change what is written to a slide store (the cluster does not)."""
+        """The parts that change what is written to a slide store's tiles (not the cluster;
+        features carry their own hash per model)."""
         return self.model_dump(mode="json", include={"slide", "tissue", "tiling", "store"})
 
 
@@ -205,14 +276,56 @@ def _format_validation(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+CLUSTER_PROFILES = Path(__file__).resolve().parent / "cluster_profiles"
+
+
+def list_cluster_profiles() -> list[str]:
+    """Names of the cluster profiles shipped in ``configs/clusters/``."""
+    return sorted(p.stem for p in CLUSTER_PROFILES.glob("*.yaml"))
+
+
+def cluster_profile_path(profile: str | os.PathLike[str]) -> Path:
+    """A profile name (``configs/clusters/<name>.yaml``) or a YAML file path."""
+    path = Path(profile)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"cluster profile file not found: {path}")
+        return path
+    named = CLUSTER_PROFILES / f"{profile}.yaml"
+    if not named.is_file():
+        known = list_cluster_profiles()
+        close = difflib.get_close_matches(str(profile), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"unknown cluster profile {str(profile)!r}; known: {', '.join(known)}{hint} "
+            "(or give a .yaml path)"
+        )
+    return named
+
+
 def load_config(
-    path: str | os.PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = ()
+    path: str | os.PathLike[str] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    cluster_profile: str | os.PathLike[str] | None = None,
 ) -> RunConfig:
-    """Load a YAML config (with ``include:`` files merged first), apply ``key=value`` overrides."""
+    """Load a YAML config (with ``include:`` files merged first), then a cluster profile's
+    ``cluster:`` section over it, then ``key=value`` overrides."""
     data = _read_yaml(Path(path)) if path is not None else {}
+    if cluster_profile is not None:
+        profile = _read_yaml(cluster_profile_path(cluster_profile))
+        unexpected = set(profile) - {"cluster"}
+        if unexpected:
+            raise ConfigError(
+                f"{cluster_profile}: a cluster profile holds only a 'cluster:' section, "
+                f"not {sorted(unexpected)}"
+            )
+        data = _deep_merge(data, profile)
     for override in overrides:
         data = _apply_override(data, override)
     source = f"{path}" if path else "defaults"
+    if cluster_profile is not None:
+        source += f" + cluster profile {cluster_profile}"
     if overrides:
         source += " with --set " + " ".join(overrides)
     try:

@@ -50,12 +50,35 @@ def slide_ids(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     return ids
 
 
-def find_slides(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Files given directly, plus slide files found (recursively) in given folders, sorted.
+_GLOB_CHARS = frozenset("*?[")
+SLIDE_LIST_COLUMNS = ("path", "source", "slide")
 
-    Hidden files and folders are skipped; files given directly are taken whatever their
-    suffix, so that a bad file named on the command line fails visibly.
+
+def read_slide_list(csv_path: Path) -> list[Path]:
+    """Slide paths from a CSV file with a ``path`` (or ``source``/``slide``) column; relative
+    paths are taken from the CSV's folder. A pathopipe manifest works too."""
+    import csv
+
+    with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        column = next((c for c in SLIDE_LIST_COLUMNS if c in (reader.fieldnames or [])), None)
+        if column is None:
+            raise ConfigError(
+                f"{csv_path}: a slide list needs a column named one of {', '.join(SLIDE_LIST_COLUMNS)}; "
+                f"found {reader.fieldnames}"
+            )
+        rows = [row[column].strip() for row in reader if (row.get(column) or "").strip()]
+    return [p if p.is_absolute() else csv_path.parent / p for p in map(Path, rows)]
+
+
+def find_slides(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Slides from files, folders (searched recursively), glob patterns and CSV slide lists, sorted.
+
+    Hidden files and folders are skipped; files given directly or listed in a CSV are taken
+    whatever their suffix, so that a bad file named on purpose fails visibly (in its slide's row).
     """
+    import glob
+
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -65,8 +88,15 @@ def find_slides(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
                 for name in sorted(files):
                     if not name.startswith(".") and name.lower().endswith(SLIDE_SUFFIXES):
                         found.append(Path(root) / name)
+        elif path.suffix.lower() == ".csv" and path.is_file():
+            found.extend(read_slide_list(path))
         elif path.exists():
             found.append(path)
+        elif _GLOB_CHARS & set(os.fspath(path)):
+            matches = sorted(glob.glob(os.fspath(path), recursive=True))
+            if not matches:
+                raise ConfigError(f"pattern {os.fspath(path)!r} matches no file")
+            found.extend(Path(m) for m in matches if Path(m).is_file())
         else:
             raise ConfigError(f"input {os.fspath(path)!r} does not exist")
     unique = sorted({p.absolute(): p for p in found})

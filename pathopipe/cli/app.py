@@ -10,11 +10,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from pathopipe.errors import PathopipeError
 
-EXIT_OK, EXIT_SLIDES_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 0, 1, 2, 3
+EXIT_OK, EXIT_SLIDES_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 0, 1, 2, 3  # documented in docs/cli.md
 
 app = typer.Typer(
     name="pathopipe",
@@ -37,7 +38,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -94,7 +95,7 @@ def _summary_table(records: list) -> Table:
             "" if r.n_tiles is None else f"{r.n_tiles:,}",
             "" if r.bytes is None else f"{r.bytes / 1e6:,.1f}",
             "" if r.seconds is None else f"{r.seconds:.1f}",
-            r.error or r.warnings,
+            escape(r.error or r.warnings),
         )
     return table
 
@@ -109,21 +110,48 @@ def _report(result: Any, manifest: Path) -> None:
         raise typer.Exit(EXIT_SLIDES_FAILED)
 
 
+def _start_progress(console_: Console, progress: bool, what: str) -> tuple[Any, Any]:
+    """An ``on_start`` callback printing the run's header and starting the progress display,
+    and the display holder (``holder[0]`` once started)."""
+    from pathopipe.cli._progress import RunProgress
+
+    holder: list[RunProgress] = []
+
+    def started(info: dict) -> None:
+        cluster = info["cluster"]
+        link = f", dashboard {cluster['dashboard']}" if cluster.get("dashboard") else ""
+        console_.print(
+            f"[bold]{info['slides']}[/bold] slides -> {what}  ({cluster['kind']} cluster: "
+            f"{cluster['workers']} workers, {cluster['threads']} threads{link})",
+            highlight=False,
+        )
+        holder.append(RunProgress(console_, info["slides"], enabled=progress).__enter__())
+
+    return started, holder
+
+
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="override, e.g. tiling.tile_size=256 (repeatable)")
+]
+ClusterOption = Annotated[
+    str | None,
+    typer.Option("--cluster", help="profile: local, local-cuda, slurm, kubernetes, address, or a .yaml"),
+]
+
+
 @app.command()
 def tile(
-    inputs: Annotated[list[Path], typer.Argument(help="slide files and/or folders of slides")],
+    inputs: Annotated[list[Path], typer.Argument(help="slide files, folders, glob patterns or a .csv list")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config or workflow")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override, e.g. tiling.tile_size=256 (repeatable)")
-    ] = None,
+    set_: SetOption = None,
+    cluster: ClusterOption = None,
     workers: Annotated[int | None, typer.Option(help="worker processes (cluster.n_workers)")] = None,
     force: Annotated[bool, typer.Option(help="redo slides whose store is already complete")] = False,
     progress: Annotated[bool, typer.Option(help="show live progress")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Tile slides into one Zarr v3 store per slide under OUT/slides/, on a local Dask cluster."""
-    from pathopipe.cli._progress import RunProgress
+    """Tile slides into one Zarr v3 store per slide under OUT/slides/, on a Dask cluster."""
     from pathopipe.config import load_config
     from pathopipe.output import RunLockedError
     from pathopipe.parallel import tile_slides
@@ -132,31 +160,93 @@ def tile(
     overrides = list(set_ or [])
     if workers is not None:
         overrides.append(f"cluster.n_workers={workers}")
-    bar: RunProgress | None = None
-
-    def started(info: dict) -> None:
-        nonlocal bar
-        cluster = info["cluster"]
-        link = f", dashboard {cluster['dashboard']}" if cluster.get("dashboard") else ""
-        console.print(
-            f"[bold]{info['slides']}[/bold] slides -> {out}  ({cluster['workers']} workers{link})",
-            highlight=False,
-        )
-        bar = RunProgress(console, info["slides"], enabled=progress).__enter__()
-
+    started, bar = _start_progress(console, progress, str(out))
     try:
-        cfg = load_config(config, overrides)
+        cfg = load_config(config, overrides, cluster_profile=cluster)
         result = tile_slides(
-            inputs, out, cfg, force=force, on_start=started, on_event=lambda e: bar and bar(e)
+            inputs, out, cfg, force=force, on_start=started, on_event=lambda e: bar and bar[0](e)
         )
     except RunLockedError as err:
         raise _fail(str(err), EXIT_LOCKED) from None
     except PathopipeError as err:
         raise _fail(str(err)) from None
     finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+        if bar:
+            bar[0].__exit__(None, None, None)
     _report(result, out / "manifest.csv")
+
+
+@app.command()
+def run(
+    workflow: Annotated[Path, typer.Argument(help="workflow YAML (workflows/*.yaml)")],
+    slides: Annotated[
+        list[str], typer.Option("--slides", "-s", help="folder, glob pattern, slide file or .csv list")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    cluster: ClusterOption = None,
+    set_: SetOption = None,
+    force: Annotated[bool, typer.Option(help="redo every slide, even complete ones")] = False,
+    progress: Annotated[bool, typer.Option(help="show live progress")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run a workflow (tiling, then features of every model it names) over slides, as one
+    Dask computation. Rerun the same command to finish an interrupted run."""
+    from pathopipe.config import load_config
+    from pathopipe.output import RunLockedError
+    from pathopipe.parallel.workflow import run_workflow
+
+    _setup_logging(verbose)
+    started, bar = _start_progress(console, progress, str(out))
+    try:
+        cfg = load_config(workflow, list(set_ or []), cluster_profile=cluster)
+        result = run_workflow(
+            slides, out, cfg, force=force, on_start=started, on_event=lambda e: bar and bar[0](e)
+        )
+    except RunLockedError as err:
+        raise _fail(str(err), EXIT_LOCKED) from None
+    except (PathopipeError, KeyError) as err:
+        raise _fail(str(err)) from None
+    finally:
+        if bar:
+            bar[0].__exit__(None, None, None)
+    _report(result, out / "manifest.csv")
+
+
+@app.command()
+def status(
+    out: Annotated[Path, typer.Argument(help="output folder of a run")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Summarise a run in progress or finished: state, slides done/failed, tiles, bytes, errors."""
+    from pathopipe.output import run_status
+
+    try:
+        st = run_status(out)
+    except PathopipeError as err:
+        raise _fail(str(err)) from None
+    if as_json:
+        print(json.dumps(st.to_dict(), indent=2))
+        return
+    colour = {"running": "yellow", "finished": "green", "interrupted": "red"}[st.state]
+    console.print(f"{out}: [{colour}]{st.state}[/{colour}]", highlight=False)
+    if st.owner:
+        console.print(f"  run: pid {st.owner.get('pid')} on {st.owner.get('host')}", highlight=False)
+    counted = sum(st.counts.values())
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(st.counts.items()))
+    console.print(f"  slides: {st.slides} given; {parts or 'none recorded yet'}", highlight=False)
+    if counted < st.slides:
+        console.print(f"  {st.slides - counted} not recorded yet", highlight=False)
+    if st.elapsed is not None:
+        rate = f", {st.tiles / st.elapsed:,.1f} tiles/s" if st.elapsed > 0 else ""
+        console.print(
+            f"  tiles: {st.tiles:,} in complete slides; {st.bytes / 1e6:,.1f} MB stored; "
+            f"{st.elapsed:,.0f} s{rate}; stages: {', '.join(st.stages) or '-'}",
+            highlight=False,
+        )
+    for r in st.failed:
+        console.print(f"  [red]failed[/red] {r.slide_id} ({r.stage}): {escape(r.error)}", highlight=False)
+    if st.state == "interrupted":
+        console.print("  rerun the same command to finish it (complete slides are kept)", highlight=False)
 
 
 @app.command()
@@ -201,7 +291,6 @@ def extract(
     """Compute features of the stored tiles into OUT/slides/<id>.zarr/features/<model_key>."""
     import os
 
-    from pathopipe.cli._progress import RunProgress
     from pathopipe.config import ClusterConfig
     from pathopipe.features import resolve_model
     from pathopipe.output import RunLockedError
@@ -214,17 +303,7 @@ def extract(
     if dtype not in ("float16", "float32"):
         raise _fail(f"--dtype must be float16 or float32, not {dtype!r}")
     n_workers = workers or 1
-    bar: RunProgress | None = None
-
-    def started(info: dict) -> None:
-        nonlocal bar
-        keys = ", ".join(f"features/{m['key']}" for m in info["models"])
-        console.print(
-            f"[bold]{info['slides']}[/bold] slides -> {keys} ({info['cluster']['workers']} workers)",
-            highlight=False,
-        )
-        bar = RunProgress(console, info["slides"], enabled=progress).__enter__()
-
+    started, bar = _start_progress(console, progress, "features")
     try:
         settings = [
             ExtractionSettings(
@@ -242,15 +321,16 @@ def extract(
         ]
         cluster = ClusterConfig(n_workers=n_workers, dashboard=False)
         result = extract_features(
-            out, settings, cluster=cluster, force=force, on_start=started, on_event=lambda e: bar and bar(e)
-        )
+            out, settings, cluster=cluster, force=force, on_start=started,
+            on_event=lambda e: bar and bar[0](e),
+        )  # fmt: skip
     except RunLockedError as err:
         raise _fail(str(err), EXIT_LOCKED) from None
     except (PathopipeError, KeyError) as err:
         raise _fail(str(err)) from None
     finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+        if bar:
+            bar[0].__exit__(None, None, None)
     _report(result, out / f"features-{'+'.join(m['key'] for m in result.info['models'])}.csv")
 
 

@@ -1,6 +1,6 @@
 """The run output folder: run.json, the manifest, and the lock against concurrent runs."""
 
-from pathopipe.output.lock import RunLock, RunLockedError
+from pathopipe.output.lock import RunLock, RunLockedError, lock_holder
 from pathopipe.output.manifest import (
     MANIFEST_COLUMNS,
     SlideRecord,
@@ -9,15 +9,19 @@ from pathopipe.output.manifest import (
     write_manifest,
 )
 from pathopipe.output.runinfo import environment_info, write_run_json
+from pathopipe.output.status import RunStatus, run_status
 
 __all__ = [
     "MANIFEST_COLUMNS",
     "RunLock",
     "RunLockedError",
+    "RunStatus",
     "SlideRecord",
     "environment_info",
+    "lock_holder",
     "read_manifest",
     "read_manifest_records",
+    "run_status",
     "write_manifest",
     "write_run_json",
 ]

@@ -23,6 +23,8 @@ class SlideRecord:
     seconds: float | None = None
     config_hash: str = ""
     warnings: str = ""
+    stage: str = ""  # the stage that failed, or the last one reached
+    timings: str = ""  # seconds per stage that ran, e.g. "tiles=3.10s features=12.40s"
 
 
 MANIFEST_COLUMNS = [f.name for f in fields(SlideRecord)]

@@ -1,7 +1,8 @@
-"""Drive one stage over many slides: per slide a prepare task, one task per tile range, a finish task.
+"""Drive stages over many slides: per slide and stage a prepare task, one task per tile range,
+a finish task; a slide's stages run in order, different slides' stages overlap.
 
 The client only sees small results; the tasks read and write the stores themselves. A failing
-slide is marked failed with its error and the other slides go on. Used by tiling and extraction.
+slide is marked failed with its error and the other slides go on. Used by tile, extract and run.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ class ProgressEvent:
     slide_id: str
     tiles: int = 0  # tiles planned ("planned") or processed ("tiles")
     message: str = ""
+    stage: str = ""  # the stage a "planned"/"tiles" event belongs to
 
 
 @dataclass(frozen=True)
@@ -64,59 +66,142 @@ class _SlideState:
     job: SlideJob
     record: SlideRecord
     started: float
+    stage: int = 0  # index of the stage running now
+    stage_started: float = 0.0
+    ran: bool = False  # some stage ran (not every stage skipped)
     plan: Any = None
     pending: int = 0
     results: list | None = None
     futures: list[Future] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
-def run_slides(
-    client: Client,
-    jobs: list[SlideJob],
-    stage: SlideStage,
-    *,
-    manifest: str | Path,
-    force: bool = False,
-    on_event: Callable[[ProgressEvent], None] | None = None,
-) -> list[SlideRecord]:
-    """Run ``stage`` for every job; returns the records, also written to ``manifest`` (CSV)."""
-    emit = on_event or (lambda event: None)
-    if stage.resources:
-        offered = [w.get("resources", {}) for w in client.scheduler_info(n_workers=-1)["workers"].values()]
-        for name, amount in stage.resources.items():
+def _offered_resources(client: Client) -> list[dict[str, float]]:
+    return [w.get("resources", {}) for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+
+
+def _check_resources(stages: Sequence[SlideStage], offered: list[dict[str, float]]) -> None:
+    for stage in stages:
+        for name, amount in (stage.resources or {}).items():
             if not any(r.get(name, 0) >= amount for r in offered):
                 raise ConfigError(
                     f"{stage.name} tasks need the Dask resource {name}={amount:g} but no worker offers "
                     f"it; start one worker per GPU with `--resources {name}=1` (or dask-cuda), "
                     "or use --device cpu"
                 )
-    chash = stage.config_hash
+
+
+class _ManifestWriter:
+    """Rewrites the manifest at most every ``interval`` seconds (and when told to flush)."""
+
+    def __init__(self, path: str | Path, earlier: list[SlideRecord], records: list[SlideRecord]) -> None:
+        self.path, self.earlier, self.records = path, earlier, records
+        self.interval, self.last = 1.0, 0.0
+
+    def save(self, flush: bool = False) -> None:
+        now = time.monotonic()
+        if flush or now - self.last >= self.interval:
+            write_manifest(self.path, self.earlier + self.records)
+            self.last = now
+
+
+def run_slides(
+    client: Client,
+    jobs: list[SlideJob],
+    stages: SlideStage | Sequence[SlideStage],
+    *,
+    manifest: str | Path,
+    force: bool = False,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+) -> list[SlideRecord]:
+    """Run ``stages`` in order for every job, all slides in one computation: a slide's next
+    stage starts as soon as its previous one finishes, while other slides are still in earlier
+    stages. Returns the records, also written to ``manifest`` (CSV) as slides finish.
+
+    Per slide and stage: complete output of the same configuration is skipped (unless
+    ``force``); complete output of another configuration fails the slide; anything else is
+    redone from scratch by the stage's prepare task.
+    """
+    stages = [stages] if isinstance(stages, SlideStage) else list(stages)
+    emit = on_event or (lambda event: None)
+    offered = _offered_resources(client)
+    _check_resources(stages, offered)
+    # workers that offer CPU (local-cuda's CPU workers, ...) take the stages that need no GPU
+    default_resources = {"CPU": 1.0} if any("CPU" in r for r in offered) else None
+    chash = "+".join(stage.config_hash for stage in stages)
     states: dict[str, _SlideState] = {}
     records: list[SlideRecord] = []
     roles: dict[str, tuple[str, str]] = {}  # future key -> (role, slide_id)
     queue = as_completed()
     this_run = {job.slide_id for job in jobs}
     earlier = [r for r in read_manifest_records(manifest) if r.slide_id not in this_run]
+    writer = _ManifestWriter(manifest, earlier, records)
 
-    def save() -> None:
-        write_manifest(manifest, earlier + records)
-
-    def submit(role: str, slide_id: str, fn: Callable, *args: Any, name: str, retries: int = 0) -> Future:
-        resources = stage.resources if role in ("prepare", "work") else None
-        key = f"{stage.name}-{name}-{slide_id}-{chash}"
-        fut = client.submit(fn, *args, key=key, pure=False, retries=retries, resources=resources)
+    def submit(
+        state: _SlideState, role: str, fn: Callable, *args: Any, name: str, retries: int = 0
+    ) -> Future:
+        stage = stages[state.stage]
+        resources = (stage.resources or default_resources) if role in ("prepare", "work") else None
+        slide_id = state.job.slide_id
+        fut = client.submit(
+            fn, *args,
+            key=f"{stage.name}-{name}-{slide_id}-{stage.config_hash}",
+            pure=False, retries=retries, resources=resources,
+            priority=state.stage,  # later stages first: finish started slides, bound what waits
+        )  # fmt: skip
         roles[fut.key] = (role, slide_id)
         queue.add(fut)
         return fut
 
     def fail(state: _SlideState, message: str) -> None:
-        state.record.status = "failed"
-        state.record.error = message
-        state.record.seconds = time.perf_counter() - state.started
+        record = state.record
+        record.status, record.stage = "failed", stages[state.stage].name
+        record.error = message
+        record.seconds = time.perf_counter() - state.started
+        record.timings = _format_timings(state.timings)
         for fut in state.futures or []:
             fut.cancel()
-        emit(ProgressEvent("failed", state.job.slide_id, message=message))
-        save()
+        emit(ProgressEvent("failed", state.job.slide_id, message=message, stage=record.stage))
+        writer.save()
+
+    def complete(state: _SlideState) -> None:
+        record = state.record
+        record.status = "done" if state.ran else "skipped"
+        record.stage = stages[-1].name
+        record.bytes = sum(state.sizes.values())
+        record.warnings = "; ".join(state.warnings)
+        record.seconds = time.perf_counter() - state.started
+        record.timings = _format_timings(state.timings)
+        emit(ProgressEvent(record.status, state.job.slide_id, tiles=record.n_tiles or 0,
+                           message=record.warnings))  # fmt: skip
+        writer.save()
+
+    def advance(state: _SlideState) -> None:
+        """Start the slide's next stage that is not already complete; complete the slide at the end."""
+        job = state.job
+        while state.stage < len(stages):
+            stage = stages[state.stage]
+            status = stage.status(job)
+            if status.complete and not force:
+                if status.config_hash != stage.config_hash:
+                    return fail(state, (
+                        f"{stage.name} of {job.slide_id} are complete for another configuration (hash "
+                        f"{status.config_hash}, this run {stage.config_hash}); use --force to overwrite "
+                        "them or choose another --out"
+                    ))  # fmt: skip
+                state.sizes[stage.name] = stage.size(job)
+                if status.n_tiles is not None:
+                    state.record.n_tiles = status.n_tiles
+                state.stage += 1
+                continue
+            state.ran = True
+            state.plan, state.results, state.futures, state.pending = None, [], [], 0
+            state.stage_started = time.perf_counter()
+            submit(state, "prepare", stage.prepare, job, name="prepare")
+            return None
+        return complete(state)
 
     for job in jobs:
         record = SlideRecord(slide_id=job.slide_id, source=job.source, config_hash=chash)
@@ -125,60 +210,51 @@ def run_slides(
         except OSError:
             record.source_bytes = None
         records.append(record)
-        status = stage.status(job)
-        if status.complete and not force:
-            if status.config_hash == chash:
-                record.status, record.n_tiles, record.bytes = "skipped", status.n_tiles, stage.size(job)
-                emit(ProgressEvent("skipped", job.slide_id, tiles=status.n_tiles or 0))
-                continue
-            record.status = "failed"
-            record.error = (
-                f"{stage.name} of {job.slide_id} are complete for another configuration (hash "
-                f"{status.config_hash}, this run {chash}); use --force to overwrite them "
-                "or choose another --out"
-            )
-            emit(ProgressEvent("failed", job.slide_id, message=record.error))
-            continue
         record.status = "running"
-        states[job.slide_id] = _SlideState(job=job, record=record, started=time.perf_counter())
-        submit("prepare", job.slide_id, stage.prepare, job, name="prepare")
-    save()
+        state = states[job.slide_id] = _SlideState(job=job, record=record, started=time.perf_counter())
+        advance(state)
+    writer.save(flush=True)
 
     for fut in queue:
         role, slide_id = roles.pop(fut.key)
         state = states[slide_id]
         if state.record.status == "failed":
             continue
+        stage = stages[state.stage]
         if fut.status != "finished":
             exc = fut.exception() if fut.status == "error" else None
             if exc is not None:
                 logger.debug("%s of %s failed:\n%s", role, slide_id, "".join(traceback.format_exception(exc)))
-            fail(state, _describe(exc) if exc else f"{role} task {fut.status}")
+            fail(state, f"{stage.name} {role}: " + (_describe(exc) if exc else f"task {fut.status}"))
             continue
         result = fut.result()
         if role == "prepare":
-            state.plan, state.results, state.futures = result, [], []
-            emit(ProgressEvent("planned", slide_id, tiles=result.n_tiles))
+            state.plan = result
+            emit(ProgressEvent("planned", slide_id, tiles=result.n_tiles, stage=stage.name))
             for i, (start, stop) in enumerate(result.ranges()):
-                state.futures.append(
-                    submit("work", slide_id, stage.work, result, start, stop, name=str(i), retries=1)
+                state.futures.append(  # type: ignore[union-attr]
+                    submit(state, "work", stage.work, result, start, stop, name=str(i), retries=1)
                 )
-            state.pending = len(state.futures)
+            state.pending = len(state.futures)  # type: ignore[arg-type]
         elif role == "work":
             state.results.append(result)  # type: ignore[union-attr]
             state.pending -= 1
-            emit(ProgressEvent("tiles", slide_id, tiles=result.n_tiles))
+            emit(ProgressEvent("tiles", slide_id, tiles=result.n_tiles, stage=stage.name))
         elif role == "finish":
-            state.record.status = "done"
             state.record.n_tiles = result["n_tiles"]
-            state.record.bytes = result["bytes"]
-            state.record.warnings = "; ".join(result["warnings"])
-            state.record.seconds = time.perf_counter() - state.started
-            emit(ProgressEvent("done", slide_id, tiles=result["n_tiles"], message=state.record.warnings))
-            save()
+            state.sizes[stage.name] = result["bytes"]
+            state.warnings += [f"{stage.name}: {w}" for w in result["warnings"]]
+            state.timings[stage.name] = time.perf_counter() - state.stage_started
+            state.futures = None
+            state.stage += 1
+            advance(state)
             continue
         if state.plan is not None and state.pending == 0:
-            submit("finish", slide_id, stage.finish, state.plan, state.results, name="finish")
+            submit(state, "finish", stage.finish, state.plan, state.results, name="finish")
             state.pending = -1
-    save()
+    writer.save(flush=True)
     return records
+
+
+def _format_timings(timings: dict[str, float]) -> str:
+    return " ".join(f"{name}={seconds:.2f}s" for name, seconds in timings.items())

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import dask
 from distributed import Client, LocalCluster
 
+from pathopipe._registry import Registry
 from pathopipe.config import ClusterConfig
-from pathopipe.errors import BackendUnavailableError
+from pathopipe.errors import BackendUnavailableError, ConfigError
 
 
 def worker_environment() -> dict[str, str]:
@@ -27,11 +30,20 @@ def worker_environment() -> dict[str, str]:
     return environ
 
 
+def _scheduler_config(config: ClusterConfig) -> dict[str, Any]:
+    """Dask settings for a scheduler pathopipe starts (it runs in this process)."""
+    return {
+        "distributed.nanny.pre-spawn-environ": worker_environment(),
+        # a task that loses its worker more often than this fails its slide (KilledWorker)
+        "distributed.scheduler.allowed-failures": config.allowed_failures,
+    }
+
+
 @contextmanager
 def _serve(make_cluster: Callable[..., Any], config: ClusterConfig, **options: Any) -> Iterator[Client]:
     """Start a local cluster class on loopback with pathopipe's worker settings; yield a client."""
     # kept set while the cluster lives, so that restarted workers get the same environment
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
+    with dask.config.set(_scheduler_config(config)):
         cluster = make_cluster(
             threads_per_worker=config.threads_per_worker,
             host="127.0.0.1",
@@ -47,6 +59,16 @@ def _serve(make_cluster: Callable[..., Any], config: ClusterConfig, **options: A
             cluster.close()
 
 
+def _missing_extra(what: str, extra: str, err: ImportError) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"{what} needs the [{extra}] extra: pip install 'pathopipe[{extra}]' ({err})"
+    )
+
+
+cluster_kinds: Registry[Callable[[ClusterConfig], AbstractContextManager[Client]]] = Registry("cluster kind")
+
+
+@cluster_kinds.register("local", description="LocalCluster of worker processes on loopback")
 @contextmanager
 def local_client(config: ClusterConfig) -> Iterator[Client]:
     """A ``LocalCluster`` of worker processes on loopback, and a client connected to it."""
@@ -57,17 +79,131 @@ def local_client(config: ClusterConfig) -> Iterator[Client]:
         yield c
 
 
+@cluster_kinds.register("local-cuda", description="dask-cuda: one worker per GPU + CPU workers", extra="gpu")
 @contextmanager
 def local_cuda_client(config: ClusterConfig) -> Iterator[Client]:
-    """dask-cuda's ``LocalCUDACluster``: one worker per visible GPU, each offering ``GPU=1``."""
+    """dask-cuda's ``LocalCUDACluster``: one worker per visible GPU, each offering ``GPU=1``,
+    plus ``cpu_workers`` processes offering ``CPU`` (tiling tasks then go to those)."""
     try:
         from dask_cuda import LocalCUDACluster
     except ImportError as err:
-        raise BackendUnavailableError(
-            "GPU extraction on a local cluster needs dask-cuda: pip install 'pathopipe[gpu]'"
-        ) from err
+        raise _missing_extra("GPU extraction on a local cluster (dask-cuda)", "gpu", err) from err
     with _serve(LocalCUDACluster, config, resources={"GPU": 1}) as client:
+        if config.cpu_workers:
+            from distributed import Nanny
+
+            cluster = client.cluster
+            threads = config.threads_per_worker
+            for i in range(config.cpu_workers):
+                cluster.worker_spec[f"cpu-{i}"] = {  # type: ignore[union-attr]
+                    "cls": Nanny,
+                    "options": {
+                        "nthreads": threads,
+                        "host": "127.0.0.1",
+                        "resources": {"CPU": threads},
+                        "memory_limit": config.memory_limit,
+                        "silence_logs": logging.CRITICAL,
+                        "env": {"CUDA_VISIBLE_DEVICES": ""},
+                    },
+                }
+            cluster.sync(cluster._correct_state)  # type: ignore[union-attr]
+            client.wait_for_workers(len(cluster.worker_spec))  # type: ignore[union-attr]
         yield client
+
+
+def _wait_for_first_worker(client: Client, timeout: float, where: str) -> None:
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        raise ConfigError(
+            f"no Dask worker joined within {timeout:.0f} s; {where} "
+            "(raise PATHOPIPE_WORKER_TIMEOUT to wait longer)"
+        ) from None
+
+
+def _worker_timeout() -> float:
+    return float(os.environ.get("PATHOPIPE_WORKER_TIMEOUT", "600"))
+
+
+@cluster_kinds.register("slurm", description="dask-jobqueue: workers as SLURM jobs", extra="slurm")
+@contextmanager
+def slurm_client(config: ClusterConfig) -> Iterator[Client]:
+    """Workers as SLURM jobs, scaled adaptively between ``minimum_jobs`` and ``maximum_jobs``."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as err:
+        raise _missing_extra("the slurm cluster profile (dask-jobqueue)", "slurm", err) from err
+    s = config.slurm
+    env = repr(worker_environment())  # a Python literal, as Dask reads DASK_* variables
+    extra_args = []
+    if s.worker_resources:
+        extra_args += ["--resources", ",".join(f"{k}={v:g}" for k, v in s.worker_resources.items())]
+    with dask.config.set(_scheduler_config(config)):
+        cluster = SLURMCluster(
+            queue=s.queue,
+            account=s.account,
+            cores=s.cores,
+            processes=s.processes,
+            memory=s.memory,
+            walltime=s.walltime,
+            job_extra_directives=s.job_extra_directives,
+            worker_extra_args=extra_args,
+            job_script_prologue=[f"export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON={shlex.quote(env)}"],
+            python=sys.executable,
+            interface=s.interface,
+            log_directory=s.log_directory,
+            local_directory=s.local_directory,
+            scheduler_options={"dashboard_address": ":0" if config.dashboard else None},
+            job_name="pathopipe-worker",
+        )
+        try:
+            cluster.adapt(minimum_jobs=max(1, s.minimum_jobs), maximum_jobs=s.maximum_jobs)
+            with Client(cluster) as client:
+                _wait_for_first_worker(client, _worker_timeout(), "check the jobs with `squeue --me`")
+                yield client
+        finally:
+            cluster.close()
+
+
+@cluster_kinds.register("kubernetes", description="dask-kubernetes KubeCluster: workers as pods", extra="k8s")
+@contextmanager
+def kubernetes_client(config: ClusterConfig) -> Iterator[Client]:
+    """Workers as pods of the dask-kubernetes operator."""
+    try:
+        from dask_kubernetes.operator import KubeCluster
+    except ImportError as err:
+        raise _missing_extra("the kubernetes cluster profile (dask-kubernetes)", "k8s", err) from err
+    k = config.kubernetes
+    options: dict[str, Any] = {"image": k.image, "n_workers": k.n_workers, "resources": k.resources or None}
+    if k.namespace:
+        options["namespace"] = k.namespace
+    with dask.config.set(_scheduler_config(config)), KubeCluster(name="pathopipe", **options) as cluster:
+        with Client(cluster) as client:
+            _wait_for_first_worker(client, _worker_timeout(), "check the pods with `kubectl get pods`")
+            yield client
+
+
+@cluster_kinds.register("address", description="a running Dask scheduler (cluster.address)")
+@contextmanager
+def address_client(config: ClusterConfig) -> Iterator[Client]:
+    """Join a scheduler started elsewhere (``dask scheduler`` + ``dask worker``)."""
+    if not config.address:
+        raise ConfigError(
+            "cluster kind 'address' needs cluster.address, e.g. --set cluster.address=tcp://host:8786"
+        )
+    try:
+        client = Client(config.address, timeout="30s")
+    except OSError as err:
+        raise ConfigError(f"cannot reach the Dask scheduler at {config.address}: {err}") from err
+    with client:
+        hint = f"start workers with `dask worker {config.address}`"
+        _wait_for_first_worker(client, _worker_timeout(), hint)
+        yield client
+
+
+def start_cluster(config: ClusterConfig) -> AbstractContextManager[Client]:
+    """Start (or join) the cluster ``config.kind`` names; a context manager yielding a client."""
+    return cluster_kinds.get(config.kind)(config)
 
 
 def dashboard_link(client: Client) -> str | None:

@@ -64,17 +64,23 @@ def extraction_stage(models: tuple[ExtractionSettings, ...], *, force: bool = Fa
     )
 
 
-def _checked(settings: ExtractionSettings, client: Client | None) -> ExtractionSettings:
-    """Resolve the device for local runs; check weights exist before any work starts."""
-    if settings.device == "auto" and client is None:
-        settings = replace(settings, device=resolve_device("auto"))  # local workers see the same devices
+def check_settings(settings: ExtractionSettings, *, local: bool) -> ExtractionSettings:
+    """Check weights exist before any work starts; record a weights file's sha256.
+
+    ``local``: the workers run on this machine and see its devices, so ``auto`` is resolved here.
+    """
+    if settings.device == "auto" and local:
+        settings = replace(settings, device=resolve_device("auto"))
     if settings.weights == "pretrained":
         cached_pretrained_file(settings.model.pretrained_hub_id, settings.model.key)
     elif settings.weights != "random":
         if not Path(settings.weights).is_file():
-            raise ConfigError(f"weights file {settings.weights!r} does not exist")
-        settings = replace(settings, weights=str(Path(settings.weights).resolve()),
-                           weights_sha256=sha256_file(settings.weights))  # fmt: skip
+            raise ConfigError(
+                f"weights file {settings.weights!r} does not exist (weights: random, pretrained or a file)"
+            )
+        if settings.weights_sha256 is None:
+            settings = replace(settings, weights=str(Path(settings.weights).resolve()),
+                               weights_sha256=sha256_file(settings.weights))  # fmt: skip
     return settings
 
 
@@ -98,7 +104,7 @@ def extract_features(
     keys = [s.model.key for s in listed]
     if not listed or len(set(keys)) != len(keys):
         raise ConfigError(f"give one or more different models, got {keys}")
-    models = tuple(_checked(s, client) for s in listed)
+    models = tuple(check_settings(s, local=client is None) for s in listed)
     stage = extraction_stage(models, force=force)
     key = "+".join(keys)
     info: dict[str, Any] = {

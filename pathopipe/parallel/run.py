@@ -17,7 +17,7 @@ from pathopipe.config import RunConfig, config_hash
 from pathopipe.ids import find_slides, slide_ids
 from pathopipe.output import RunLock, SlideRecord, environment_info, write_run_json
 from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
-from pathopipe.parallel.cluster import dashboard_link, local_client
+from pathopipe.parallel.cluster import dashboard_link, start_cluster
 from pathopipe.parallel.tiling import tiling_stage
 from pathopipe.stages.tiling import SlideJob
 from pathopipe.store import slide_store_path
@@ -56,10 +56,13 @@ def cluster_info(client: Client) -> dict[str, Any]:
     }
 
 
+StageBuilder = Callable[[Client], "SlideStage | list[SlideStage]"]
+
+
 def run_stage_on_out(
     out: Path,
     jobs: list[SlideJob],
-    stage: SlideStage,
+    stage: SlideStage | list[SlideStage] | StageBuilder,
     info: dict[str, Any],
     *,
     run_json: Path,
@@ -71,8 +74,11 @@ def run_stage_on_out(
     on_event: Callable[[ProgressEvent], None] | None,
     on_start: Callable[[dict[str, Any]], None] | None,
 ) -> RunResult:
-    """Run ``stage`` over ``jobs`` holding the lock on ``out``, on ``client`` or a cluster
-    started by ``start_cluster``; ``info`` (plus cluster, times, status counts) goes to ``run_json``."""
+    """Run the stage(s) over ``jobs`` holding the lock on ``out``, on ``client`` or a cluster
+    started by ``start_cluster``; ``info`` (plus cluster, times, status counts) goes to ``run_json``.
+
+    ``stage`` may be a function of the client (to choose task resources from the workers).
+    """
     with ExitStack() as stack:
         stack.enter_context(RunLock(out))
         write_run_json(run_json, info)
@@ -81,10 +87,12 @@ def run_stage_on_out(
         else:
             cluster_kind = "external"
         info["cluster"] = {"kind": cluster_kind, **cluster_info(client)}
+        stages = stage(client) if callable(stage) else stage
+        info["stages"] = [s.name for s in stages] if isinstance(stages, list) else [stages.name]
         write_run_json(run_json, info)
         if on_start:
             on_start(info)
-        records = run_slides(client, jobs, stage, manifest=manifest, force=force, on_event=on_event)
+        records = run_slides(client, jobs, stages, manifest=manifest, force=force, on_event=on_event)
         finished = time.time()
         info |= {"finished": finished, "seconds": finished - info["started"]}
         info["status_counts"] = {
@@ -126,6 +134,6 @@ def tile_slides(
     return run_stage_on_out(
         out, jobs, stage, info,
         run_json=out / "run.json", manifest=out / "manifest.csv", client=client,
-        start_cluster=lambda: local_client(config.cluster), cluster_kind="local",
+        start_cluster=lambda: start_cluster(config.cluster), cluster_kind=config.cluster.kind,
         force=force, on_event=on_event, on_start=on_start,
     )  # fmt: skip

@@ -1,0 +1,5 @@
+"""``python -m pathopipe``: the command line."""
+
+from pathopipe.cli import main
+
+main()

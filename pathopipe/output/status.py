@@ -1,0 +1,97 @@
+"""``pathopipe status OUT``: what a run in progress or finished has done, from its files alone.
+
+Reads ``OUT/run.json``, ``OUT/manifest.csv`` and the run lock; needs no cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pathopipe.errors import ConfigError
+from pathopipe.output.lock import LOCK_NAME, lock_holder
+from pathopipe.output.manifest import SlideRecord, read_manifest_records
+
+
+@dataclass
+class RunStatus:
+    """A summary of one output folder."""
+
+    out: Path
+    state: str  # "running" | "finished" | "interrupted"
+    slides: int  # slides the run was given
+    counts: dict[str, int] = field(default_factory=dict)  # manifest status -> slides
+    tiles: int = 0  # tiles of done and skipped slides
+    bytes: int = 0
+    started: float | None = None
+    finished: float | None = None
+    stages: list[str] = field(default_factory=list)
+    owner: dict[str, Any] | None = None  # the lock holder, while running
+    failed: list[SlideRecord] = field(default_factory=list)
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "state": self.state,
+            "slides": self.slides,
+            "counts": self.counts,
+            "tiles": self.tiles,
+            "bytes": self.bytes,
+            "started": self.started,
+            "finished": self.finished,
+            "elapsed_s": self.elapsed,
+            "stages": self.stages,
+            "lock_owner": self.owner,
+            "failed": [{"slide_id": r.slide_id, "stage": r.stage, "error": r.error} for r in self.failed],
+        }
+
+
+def run_status(out: str | Path) -> RunStatus:
+    """The state of the run in ``out``: running (lock held by a live process), finished, or
+    interrupted (killed: a stale lock, or no end time); counts and totals from the manifest."""
+    out = Path(out)
+    run_json = out / "run.json"
+    if not run_json.is_file():
+        raise ConfigError(f"{out} holds no pathopipe run (no run.json); give the --out folder of a run")
+    info = json.loads(run_json.read_text())
+    records = read_manifest_records(out / "manifest.csv")
+    owner = lock_holder(out)
+    if owner is not None:
+        state = "running"
+    elif info.get("finished") is not None and not _left_owner(out):
+        state = "finished"
+    else:
+        state = "interrupted"
+    counts = Counter(r.status for r in records)
+    complete = [r for r in records if r.status in ("done", "skipped")]
+    return RunStatus(
+        out=out,
+        state=state,
+        slides=int(info.get("slides", len(records))),
+        counts=dict(counts),
+        tiles=sum(r.n_tiles or 0 for r in complete),
+        bytes=sum(r.bytes or 0 for r in complete),
+        started=info.get("started"),
+        finished=info.get("finished") if state == "finished" else None,
+        stages=list(info.get("stages", [])),
+        owner=owner,
+        failed=[r for r in records if r.status == "failed"],
+    )
+
+
+def _left_owner(out: Path) -> bool:
+    """A free lock that still names an owner: that run was killed."""
+    try:
+        return bool((out / LOCK_NAME).read_text().strip())
+    except OSError:
+        return False

@@ -1,0 +1,110 @@
+"""``pathopipe run``: tiling and feature extraction for every slide, as one Dask computation.
+
+A slide's extraction starts as soon as its tiling finishes, while later slides are still being
+tiled, so the model is never idle between slides. Extraction tasks go to GPU workers where the
+cluster has them (Dask resource ``GPU``); tiling tasks to CPU workers where those offer ``CPU``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from distributed import Client
+
+from pathopipe.config import RunConfig, config_hash
+from pathopipe.errors import ConfigError
+from pathopipe.features import resolve_model
+from pathopipe.output import environment_info
+from pathopipe.parallel._driver import ProgressEvent, SlideStage, _offered_resources
+from pathopipe.parallel.cluster import start_cluster
+from pathopipe.parallel.extraction import check_settings, extraction_stage
+from pathopipe.parallel.run import RunResult, plan_jobs, run_stage_on_out
+from pathopipe.parallel.tiling import tiling_stage
+from pathopipe.stages.extraction import ExtractionSettings
+
+__all__ = ["extraction_settings", "run_workflow"]
+
+
+def extraction_settings(config: RunConfig, *, gpu_workers: bool = False) -> tuple[ExtractionSettings, ...]:
+    """The ``features:`` section as one settings object per model.
+
+    ``gpu_workers``: the cluster has workers offering ``GPU``; unless the device is ``cpu``,
+    extraction tasks then require ``GPU=1`` and run on the device those workers see.
+    """
+    f, cluster = config.features, config.cluster
+    if len(set(f.models)) != len(f.models):
+        raise ConfigError(f"features.models lists a model twice: {f.models}")
+    on_gpu = gpu_workers and f.device != "cpu"
+    threads = f.torch_threads
+    if threads is None and cluster.kind == "local":
+        threads = max(1, (os.cpu_count() or 1) // max(1, cluster.n_workers or os.cpu_count() or 1))
+    return tuple(
+        ExtractionSettings(
+            model=resolve_model(name),
+            weights=f.weights,
+            seed=f.seed,
+            precision=f.precision,
+            feature_dtype=f.dtype,
+            batch_size=f.batch_size,
+            device="cuda" if on_gpu and f.device == "auto" else f.device,
+            torch_threads=threads,
+            compile=f.compile,
+            gpu_resource=on_gpu,
+        )
+        for name in f.models
+    )
+
+
+def run_workflow(
+    slides: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    config: RunConfig,
+    *,
+    client: Client | None = None,
+    force: bool = False,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Tile every slide into ``out/slides/<id>.zarr`` and, when ``config.features.models`` is
+    set, extract their features, on ``client`` or the cluster ``config.cluster`` describes.
+
+    Rerunning skips what is complete for the same configuration and redoes the rest; the
+    manifest (``OUT/manifest.csv``) and ``OUT/run.json`` record the run.
+    """
+    out = Path(out)
+    jobs = plan_jobs(slides, out)
+    chash = config_hash(config)
+    tiling = tiling_stage(config, chash)
+    # fail on unknown models or missing weights before any cluster starts
+    for settings in extraction_settings(config):
+        check_settings(settings, local=False)
+
+    def stages(client: Client) -> list[SlideStage]:
+        if not config.features.models:
+            return [tiling]
+        gpu = any(r.get("GPU", 0) >= 1 for r in _offered_resources(client))
+        models = tuple(
+            check_settings(s, local=config.cluster.kind == "local")
+            for s in extraction_settings(config, gpu_workers=gpu)
+        )
+        return [tiling, extraction_stage(models, force=force)]
+
+    info: dict[str, Any] = {
+        "command": sys.argv,
+        "config": config.model_dump(mode="json"),
+        "config_hash": chash,
+        "started": time.time(),
+        "slides": len(jobs),
+        **environment_info(),
+    }
+    return run_stage_on_out(
+        out, jobs, stages, info,
+        run_json=out / "run.json", manifest=out / "manifest.csv", client=client,
+        start_cluster=lambda: start_cluster(config.cluster), cluster_kind=config.cluster.kind,
+        force=force, on_event=on_event, on_start=on_start,
+    )  # fmt: skip
