@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up, make sample slides, tile them and extract features on a local Dask cluster, show the results.
+# Set up, make sample slides, run the demo workflow (tiles + features) on a local Dask cluster, show the results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_setup.sh
@@ -9,18 +9,19 @@ echo "== sample slides in $DEMO/slides (made once, reused)"
 python scripts/make_synthetic_slide.py "$DEMO/slides/large.svs" --width 20000 --height 15000 --seed 11
 python scripts/make_synthetic_slide.py "$DEMO/slides/medium.svs" --width 12000 --height 9001 --seed 12
 python scripts/make_synthetic_slide.py "$DEMO/slides/small.svs" --width 6001 --height 4003 --seed 13
-inputs=("$DEMO/slides")
+inputs=(--slides "$DEMO/slides")
 shopt -s nullglob
-for real in ../shared/slides/*.svs; do inputs+=("$real"); done
+for real in ../shared/slides/*.svs; do inputs+=(--slides "$real"); done
 rm -rf "$DEMO/run"
-echo "== pathopipe tile ${inputs[*]} --out $DEMO/run -c workflows/demo.yaml"
-pathopipe tile "${inputs[@]}" --out "$DEMO/run" -c workflows/demo.yaml
+echo "== pathopipe run workflows/demo.yaml ${inputs[*]} --out $DEMO/run"
+echo "   (tiling, then resnet18 features with random weights on the CPU; one Dask computation)"
+pathopipe run workflows/demo.yaml "${inputs[@]}" --out "$DEMO/run"
 echo
-echo "== pathopipe extract $DEMO/run --model timm/resnet18 (random weights, CPU)"
-pathopipe extract "$DEMO/run" --model timm/resnet18 --device cpu --workers 1
+echo "== pathopipe status $DEMO/run"
+pathopipe status "$DEMO/run"
 echo
 echo "== outputs"
-echo "manifest: $DEMO/run/manifest.csv   run info: $DEMO/run/run.json   features: $DEMO/run/features-timm-resnet18.csv"
+echo "manifest: $DEMO/run/manifest.csv   run info: $DEMO/run/run.json"
 python - "$DEMO/run" <<'PY'
 import sys, zarr
 from pathlib import Path

@@ -96,3 +96,43 @@ def test_shard_size_spreads_small_slides_and_caps_large_ones():
     assert store.shard_size(100) == 32
     assert store.shard_size(20) == 20  # never larger than the slide
     assert store.shard_size(0) == 1
+
+
+def test_every_workflow_and_cluster_profile_loads():
+    from pathlib import Path
+
+    from pathopipe.config import list_cluster_profiles
+    from pathopipe.features import resolve_model
+
+    repo = Path(__file__).resolve().parents[1]
+    workflows = sorted((repo / "workflows").glob("*.yaml"))
+    assert {w.stem for w in workflows} >= {"demo", "tile-only", "clam-resnet50", "multi-model"}
+    for workflow in workflows:
+        cfg = load_config(workflow)
+        for name in cfg.features.models:
+            resolve_model(name)
+    assert list_cluster_profiles() == ["address", "kubernetes", "local", "local-cuda", "slurm"]
+    for profile in list_cluster_profiles():
+        assert load_config(repo / "workflows" / "demo.yaml", cluster_profile=profile).cluster.kind == profile
+    slurm = load_config(None, ["cluster.slurm.maximum_jobs=8"], cluster_profile="slurm")
+    assert slurm.cluster.slurm.maximum_jobs == 8 and slurm.cluster.slurm.cores == 2
+    with pytest.raises(ConfigError, match="did you mean 'local-cuda'"):
+        load_config(None, cluster_profile="local-cude")
+    bad = repo / "pyproject.toml"
+    with pytest.raises(ConfigError, match="cluster profile file not found"):
+        load_config(None, cluster_profile=bad.with_suffix(".yaml"))
+
+
+def test_slide_lists_and_globs(tmp_path):
+    for name in ("a.svs", "b.svs", "sub/c.tif"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    listing = tmp_path / "list.csv"
+    listing.write_text("slide_id,path\nA,a.svs\nC,sub/c.tif\n")
+    assert [p.name for p in find_slides([listing])] == ["a.svs", "c.tif"]
+    assert [p.name for p in find_slides([str(tmp_path / "**" / "*.tif")])] == ["c.tif"]
+    with pytest.raises(ConfigError, match="matches no file"):
+        find_slides([str(tmp_path / "*.ndpi")])
+    (tmp_path / "bad.csv").write_text("file\na.svs\n")
+    with pytest.raises(ConfigError, match="column named one of path"):
+        find_slides([tmp_path / "bad.csv"])

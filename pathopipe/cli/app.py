@@ -15,7 +15,7 @@ from rich.table import Table
 
 from pathopipe.errors import PathopipeError
 
-EXIT_OK, EXIT_SLIDES_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 0, 1, 2, 3  # documented in docs/cli.md
+EXIT_OK, EXIT_SLIDES_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 0, 1, 2, 3  # documented in README.md
 
 app = typer.Typer(
     name="pathopipe",
