@@ -19,6 +19,7 @@ from distributed import Client, Future, as_completed
 
 from pathopipe.errors import ConfigError
 from pathopipe.output import SlideRecord, read_manifest_records, write_manifest
+from pathopipe.output.metrics import Measured, TaskMetrics, write_metrics
 from pathopipe.stages.tiling import SlideJob
 from pathopipe.store import StoreStatus
 
@@ -94,17 +95,30 @@ def _check_resources(stages: Sequence[SlideStage], offered: list[dict[str, float
 
 
 class _ManifestWriter:
-    """Rewrites the manifest at most every ``interval`` seconds (and when told to flush)."""
+    """Rewrites the manifest at most every second, and the task metrics at most every 30 s
+    (both also when told to flush)."""
 
-    def __init__(self, path: str | Path, earlier: list[SlideRecord], records: list[SlideRecord]) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        earlier: list[SlideRecord],
+        records: list[SlideRecord],
+        metrics: str | Path | None,
+    ) -> None:
         self.path, self.earlier, self.records = path, earlier, records
-        self.interval, self.last = 1.0, 0.0
+        self.metrics_path = Path(metrics) if metrics else None
+        self.task_rows: list[TaskMetrics] = []
+        self.run_id = time.strftime("%Y%m%dT%H%M%S")
+        self.last = self.last_metrics = time.monotonic()
 
     def save(self, flush: bool = False) -> None:
         now = time.monotonic()
-        if flush or now - self.last >= self.interval:
+        if flush or now - self.last >= 1.0:
             write_manifest(self.path, self.earlier + self.records)
             self.last = now
+        if self.metrics_path and (flush or now - self.last_metrics >= 30.0):
+            write_metrics(self.metrics_path, self.task_rows, run_id=self.run_id)
+            self.last_metrics = now
 
 
 def run_slides(
@@ -115,6 +129,7 @@ def run_slides(
     manifest: str | Path,
     force: bool = False,
     on_event: Callable[[ProgressEvent], None] | None = None,
+    metrics: str | Path | None = None,
 ) -> list[SlideRecord]:
     """Run ``stages`` in order for every job, all slides in one computation: a slide's next
     stage starts as soon as its previous one finishes, while other slides are still in earlier
@@ -122,7 +137,8 @@ def run_slides(
 
     Per slide and stage: complete output of the same configuration is skipped (unless
     ``force``); complete output of another configuration fails the slide; anything else is
-    redone from scratch by the stage's prepare task.
+    redone from scratch by the stage's prepare task. With ``metrics``, one row per task (see
+    :mod:`pathopipe.output.metrics`) is appended to that Parquet file for this run.
     """
     stages = [stages] if isinstance(stages, SlideStage) else list(stages)
     emit = on_event or (lambda event: None)
@@ -137,7 +153,7 @@ def run_slides(
     queue = as_completed()
     this_run = {job.slide_id for job in jobs}
     earlier = [r for r in read_manifest_records(manifest) if r.slide_id not in this_run]
-    writer = _ManifestWriter(manifest, earlier, records)
+    writer = _ManifestWriter(manifest, earlier, records, metrics)
 
     def submit(
         state: _SlideState, role: str, fn: Callable, *args: Any, name: str, retries: int = 0
@@ -146,7 +162,7 @@ def run_slides(
         resources = (stage.resources or default_resources) if role in ("prepare", "work") else None
         slide_id = state.job.slide_id
         fut = client.submit(
-            fn, *args,
+            Measured(fn, stage.name, role), *args,
             key=f"{stage.name}-{name}-{slide_id}-{stage.config_hash}",
             pure=False, retries=retries, resources=resources,
             priority=state.stage,  # later stages first: finish started slides, bound what waits
@@ -227,7 +243,8 @@ def run_slides(
                 logger.debug("%s of %s failed:\n%s", role, slide_id, "".join(traceback.format_exception(exc)))
             fail(state, f"{stage.name} {role}: " + (_describe(exc) if exc else f"task {fut.status}"))
             continue
-        result = fut.result()
+        result, row = fut.result()
+        writer.task_rows.append(row)
         if role == "prepare":
             state.plan = result
             emit(ProgressEvent("planned", slide_id, tiles=result.n_tiles, stage=stage.name))

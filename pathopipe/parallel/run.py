@@ -16,6 +16,7 @@ from distributed import Client
 from pathopipe.config import RunConfig, config_hash
 from pathopipe.ids import find_slides, slide_ids
 from pathopipe.output import RunLock, SlideRecord, environment_info, write_run_json
+from pathopipe.output.metrics import METRICS_NAME
 from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
 from pathopipe.parallel.cluster import dashboard_link, start_cluster
 from pathopipe.parallel.tiling import tiling_stage
@@ -92,7 +93,10 @@ def run_stage_on_out(
         write_run_json(run_json, info)
         if on_start:
             on_start(info)
-        records = run_slides(client, jobs, stages, manifest=manifest, force=force, on_event=on_event)
+        records = run_slides(
+            client, jobs, stages, manifest=manifest, force=force, on_event=on_event,
+            metrics=out / METRICS_NAME,
+        )  # fmt: skip
         finished = time.time()
         info |= {"finished": finished, "seconds": finished - info["started"]}
         info["status_counts"] = {

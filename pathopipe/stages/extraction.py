@@ -144,6 +144,9 @@ class FeaturePlan:
     def ranges(self) -> list[tuple[int, int]]:
         return tile_ranges(self.n_tiles, self.rows_per_task) if self.models else []
 
+    def metrics(self) -> dict[str, Any]:
+        return {"tiles": 0, "steps": {"prepare": self.seconds}}
+
 
 @dataclass(frozen=True)
 class FeatureResult:
@@ -154,10 +157,25 @@ class FeatureResult:
     model_seconds: float
     write_seconds: float
     worker_pid: int = field(default_factory=os.getpid)
+    device: str = "cpu"
+    bytes_written: int = 0
 
     @property
     def n_tiles(self) -> int:
         return self.stop - self.start
+
+    def metrics(self) -> dict[str, Any]:
+        steps = {
+            "wait_tiles": self.read_seconds,
+            "model": self.model_seconds,
+            "write_features": self.write_seconds,
+        }
+        return {
+            "tiles": self.n_tiles,
+            "device": self.device,
+            "bytes_written": self.bytes_written,
+            "steps": steps,
+        }
 
 
 def feature_status(job: SlideJob, key: str) -> StoreStatus:
@@ -298,10 +316,15 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
             waited += t1 - t0
             modelled += time.perf_counter() - t1
     t2 = time.perf_counter()
+    written = 0
     for settings, out in zip(plan.models, outs, strict=True):
         path = feature_group_path(plan.job.store, settings.model.key) / FEATURES
-        zarr.open_array(path, mode="r+")[start:stop] = out.astype(settings.feature_dtype)
-    return FeatureResult(plan.job.slide_id, start, stop, waited, modelled, time.perf_counter() - t2)
+        rows = out.astype(settings.feature_dtype)
+        zarr.open_array(path, mode="r+")[start:stop] = rows
+        written += rows.nbytes  # uncompressed feature bytes
+    device = str(extractors[0].device) if extractors else "cpu"
+    return FeatureResult(plan.job.slide_id, start, stop, waited, modelled, time.perf_counter() - t2,
+                         device=device, bytes_written=written)  # fmt: skip
 
 
 def finish_features(plan: FeaturePlan, results: list[FeatureResult]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from pathopipe.store import (
     read_status,
     write_image,
 )
-from pathopipe.store.layout import COORDS, TISSUE_FRACTION
+from pathopipe.store.layout import COORDS, TILES, TISSUE_FRACTION
 from pathopipe.store.shards import write_tiles
 from pathopipe.tiling import TileSpec, plan_grid, plan_tile_spec, read_tiles, tissue_fractions
 from pathopipe.tissue import detect_tissue
@@ -62,10 +62,14 @@ class TilePlan:
     write_tiles: bool
     seconds: float
     warnings: tuple[str, ...] = ()
+    steps: tuple[tuple[str, float], ...] = ()  # (step, seconds) of the prepare task
 
     def ranges(self) -> list[tuple[int, int]]:
         """Tile ranges, one per shard (one task each)."""
         return tile_ranges(self.n_tiles, self.tiles_per_shard) if self.write_tiles else []
+
+    def metrics(self) -> dict[str, Any]:
+        return {"tiles": 0, "steps": dict(self.steps)}
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,15 @@ class ShardResult:
     read_seconds: float
     write_seconds: float
     worker_pid: int = field(default_factory=os.getpid)
+    bytes_written: int = 0
 
     @property
     def n_tiles(self) -> int:
         return self.stop - self.start
+
+    def metrics(self) -> dict[str, Any]:
+        steps = {"read_decode_resize": self.read_seconds, "encode_write": self.write_seconds}
+        return {"tiles": self.n_tiles, "bytes_written": self.bytes_written, "steps": steps}
 
 
 def _store_attrs(job: SlideJob, reader_info: Any, spec: TileSpec, config: RunConfig, chash: str) -> dict:
@@ -127,6 +136,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
     t0 = time.perf_counter()
     warnings: list[str] = []
     with open_slide(job.source, backend=config.slide.backend, assume_mpp=config.slide.assume_mpp) as reader:
+        t_open = time.perf_counter()
         info = reader.info
         tiling = config.tiling
         spec = plan_tile_spec(
@@ -140,7 +150,9 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
             warnings.append(f"no resolution metadata; assumed {info.mpp} µm/px")
         mask_downsample = max(1.0, config.tissue.mask_mpp / spec.mpp_level0)
         thumbnail, (dsx, dsy) = read_downsampled(reader, mask_downsample)
+        t_thumb = time.perf_counter()
         mask = detect_tissue(thumbnail, mpp=spec.mpp_level0 * (dsx + dsy) / 2, config=config.tissue)
+        t_tissue = time.perf_counter()
         grid = plan_grid(info, spec, edge=tiling.edge)
         fractions = tissue_fractions(mask, (dsx, dsy), grid.coords, spec.read_size * spec.level_downsample)
         keep = fractions >= tiling.min_tissue_fraction
@@ -148,6 +160,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         if len(coords) == 0:
             warnings.append("no tissue tiles found (blank slide or tissue below min_tissue_fraction)")
         attrs = _store_attrs(job, info, spec, config, chash)
+    t_grid = time.perf_counter()
     attrs |= {"grid": {"columns": grid.columns, "rows": grid.rows}, "n_tiles": len(coords)}
     store_cfg = config.store
     per_shard = store_cfg.shard_size(len(coords))
@@ -188,6 +201,13 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         write_tiles=store_cfg.codec != "none",
         seconds=time.perf_counter() - t0,
         warnings=tuple(warnings),
+        steps=(
+            ("open", t_open - t0),
+            ("read_thumbnail", t_thumb - t_open),
+            ("tissue", t_tissue - t_thumb),
+            ("grid", t_grid - t_tissue),
+            ("create_store", time.perf_counter() - t_grid),
+        ),
     )
 
 
@@ -198,9 +218,13 @@ def write_tile_shard(plan: TilePlan, start: int, stop: int) -> ShardResult:
     coords = zarr.open_array(Path(plan.job.store) / COORDS, mode="r")[start:stop]
     tiles = read_tiles(reader, plan.spec, np.asarray(coords))
     t1 = time.perf_counter()
-    write_tiles(open_tiles_for_write(plan.job.store), start, tiles)
+    array = open_tiles_for_write(plan.job.store)
+    write_tiles(array, start, tiles)
     t2 = time.perf_counter()
-    return ShardResult(plan.job.slide_id, start, stop, read_seconds=t1 - t0, write_seconds=t2 - t1)
+    shard = Path(plan.job.store) / TILES / "c" / str(start // plan.tiles_per_shard) / "0" / "0" / "0"
+    written = shard.stat().st_size if shard.exists() else 0
+    return ShardResult(plan.job.slide_id, start, stop, read_seconds=t1 - t0, write_seconds=t2 - t1,
+                       bytes_written=written)  # fmt: skip
 
 
 def tile_store_status(job: SlideJob) -> StoreStatus:

@@ -301,3 +301,27 @@ def test_overlap_extraction_starts_before_all_tiling_is_done(cohort, tmp_path, d
     assert all(r.status == "done" for r in result.records)
     first_features, last_tiles = order.index("features"), len(order) - 1 - order[::-1].index("tiles")
     assert first_features < last_tiles, order
+
+
+def test_metrics_record_every_task_with_steps(cohort, tmp_path, dask_client):
+    from pathopipe.output.metrics import read_metrics
+
+    out = tmp_path / "out"
+    slides = sorted(cohort.glob("case-0*.svs"))[:3]
+    result = run_workflow(slides, out, load_config(_workflow(tmp_path)), client=dask_client)
+    table = read_metrics(out / "metrics.parquet")
+    assert set(table["stage"]) == {"tiles", "features"}
+    assert set(table["role"]) == {"prepare", "work", "finish"}
+    assert table["run_id"].nunique() == 1 and (table["end"] >= table["start"]).all()
+    for r in result.records:  # per slide and stage, the work tasks' tiles add up to the slide's tiles
+        rows = table[(table["slide_id"] == r.slide_id) & (table["role"] == "work")]
+        assert rows.groupby("stage")["tiles"].sum().to_dict() == {"tiles": r.n_tiles, "features": r.n_tiles}
+    shards = table[(table["stage"] == "tiles") & (table["role"] == "work")]
+    assert (shards["step_read_decode_resize"] > 0).all() and (shards["bytes_written"] > 0).all()
+    stores = sum((p.stat().st_size for p in (out / "slides").rglob("c/*/0/0/0")), 0)
+    assert shards["bytes_written"].sum() == stores  # every shard file, as written
+    prepares = table[(table["stage"] == "tiles") & (table["role"] == "prepare")]
+    assert (prepares["step_tissue"] > 0).all() and (table["peak_rss_bytes"] > 10e6).all()
+    run_workflow(slides, out, load_config(_workflow(tmp_path)), client=dask_client, force=True)
+    again = read_metrics(out / "metrics.parquet")
+    assert again["run_id"].nunique() == 2 and len(again) == 2 * len(table)
