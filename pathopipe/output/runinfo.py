@@ -43,6 +43,37 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def gpu_models() -> list[dict[str, str]]:
+    """The GPUs ``nvidia-smi`` lists on this host (name, memory), or none."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        listed = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [
+        {"name": name.strip(), "memory": memory.strip()}
+        for name, _, memory in (line.partition(",") for line in listed.splitlines() if line.strip())
+    ]
+
+
+def host_facts() -> dict[str, Any]:
+    """This host's hardware: CPU model and count, memory, GPUs (run on each worker)."""
+    return {
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_bytes": _memory_bytes(),
+        "gpus": gpu_models(),
+    }
+
+
 def environment_info() -> dict[str, Any]:
     return {
         "pathopipe": pathopipe.__version__,

@@ -17,6 +17,7 @@ from pathopipe.config import RunConfig, config_hash
 from pathopipe.ids import find_slides, slide_ids
 from pathopipe.output import RunLock, SlideRecord, environment_info, write_run_json
 from pathopipe.output.metrics import METRICS_NAME
+from pathopipe.output.runinfo import host_facts
 from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
 from pathopipe.parallel.cluster import dashboard_link, start_cluster
 from pathopipe.parallel.tiling import tiling_stage
@@ -47,13 +48,33 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[s
 
 
 def cluster_info(client: Client) -> dict[str, Any]:
+    """The cluster's shape: workers with their threads, memory and resources, and each host's
+    hardware (CPU model, cores, memory, GPUs)."""
     workers = client.scheduler_info(n_workers=-1)["workers"]
+    try:
+        facts = client.run(host_facts)
+    except Exception:  # noqa: BLE001 (hardware facts are informative only)
+        facts = {}
+    hosts = {f["hostname"]: f for f in facts.values()}
     return {
         "address": client.scheduler.address if client.scheduler else None,
         "dashboard": dashboard_link(client),
         "workers": len(workers),
         "threads": sum(w["nthreads"] for w in workers.values()),
         "memory_limit_bytes": sum(w["memory_limit"] or 0 for w in workers.values()),
+        "gpus": sum(len(f["gpus"]) for f in hosts.values()),
+        "worker_list": [_worker_entry(address, w, facts) for address, w in sorted(workers.items())],
+        "hosts": hosts,
+    }
+
+
+def _worker_entry(address: str, worker: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "address": address,
+        "host": facts.get(address, {}).get("hostname", worker.get("host")),
+        "nthreads": worker["nthreads"],
+        "memory_limit_bytes": worker["memory_limit"],
+        "resources": worker.get("resources", {}),
     }
 
 

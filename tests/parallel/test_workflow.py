@@ -325,3 +325,16 @@ def test_metrics_record_every_task_with_steps(cohort, tmp_path, dask_client):
     run_workflow(slides, out, load_config(_workflow(tmp_path)), client=dask_client, force=True)
     again = read_metrics(out / "metrics.parquet")
     assert again["run_id"].nunique() == 2 and len(again) == 2 * len(table)
+
+
+def test_run_json_records_the_cluster_shape(cohort, tmp_path, dask_client):
+    import json
+
+    out = tmp_path / "out"
+    cfg = load_config(_workflow(tmp_path, models="[]"))
+    run_workflow([cohort / "case-06.svs"], out, cfg, client=dask_client)
+    cluster = json.loads((out / "run.json").read_text())["cluster"]
+    assert cluster["workers"] == 2 == len(cluster["worker_list"]) and cluster["threads"] == 2
+    host = next(iter(cluster["hosts"].values()))
+    assert host["cpu_count"] == os.cpu_count() and host["memory_bytes"] > 0 and host["cpu_model"]
+    assert cluster["gpus"] == len(host["gpus"])
