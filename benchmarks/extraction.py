@@ -57,6 +57,26 @@ def model_alone(name: str, tiles: np.ndarray, batch: int, threads: int, device: 
         return len(tiles) / (time.perf_counter() - t0)
 
 
+def wait_for_quiet(timeout: float = 60.0) -> None:
+    """Wait until the worker processes of clusters closed earlier have exited (they linger for
+    seconds and would take CPU from the next measurement)."""
+    import psutil
+
+    def workers() -> list:
+        found = []
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if "spawn_main" in " ".join(child.cmdline()):  # not multiprocessing's resource tracker
+                    found.append(child)
+            except psutil.Error:
+                pass
+        return found
+
+    deadline = time.monotonic() + timeout
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def build_model(settings: ExtractionSettings) -> None:
     get_extractor(settings)  # cached in the worker process; nothing sent back
 
@@ -165,15 +185,25 @@ def main() -> None:
         print(
             f"{len(tiles)} stored JPEG tiles of 224 px; batch {args.batch_size}, {args.threads} torch threads"
         )
+        # (c) first: measured in a quiet process, before any cluster starts or shuts down
+        # (worker processes of a closing cluster left running for seconds skewed it to 0.62)
+        chunks = jpeg_chunks(store, tiles_array)
+        wait_for_quiet()
+        rates = []
+        for _ in range(3):  # interleaved: (c) and the bare loop see the same machine load
+            rates.append((*data_path(tiles_array, args.batch_size), bare_decode(chunks)))
+        path_rate, cpu_side, bare = (float(np.median(column)) for column in zip(*rates, strict=True))
         for name in [] if args.only_data_path else args.models.split(","):
             runs: dict[str, list[float]] = {"alone": [], "stored": [], "streaming": [], "build": []}
             for _ in range(args.repeat):  # interleaved, so drifting machine load hits every variant
+                wait_for_quiet()
                 runs["alone"].append(
                     model_alone(name, tiles, args.batch_size, args.threads, args.device, args.precision)
                 )
                 piped, build = pipeline(out, name, args.batch_size, args.threads, args.device, args.precision)
                 runs["stored"].append(piped)
                 runs["build"].append(build)
+                wait_for_quiet()
                 runs["streaming"].append(
                     pipeline(streaming_out, name, args.batch_size, args.threads, args.device, args.precision)[
                         0
@@ -188,11 +218,6 @@ def main() -> None:
             print(f"  {name:24s} (a) model alone {alone:7.1f} tiles/s   (b) pathopipe {piped:7.1f} tiles/s"
                   f" (stored tiles), {streamed:7.1f} (streaming)   (b)/(a) {piped / alone:.2f}, "
                   f"{streamed / alone:.2f}   (worker model build {build:.1f} s)")  # fmt: skip
-        chunks = jpeg_chunks(store, tiles_array)
-        rates = []
-        for _ in range(3):  # interleaved: (c) and the bare loop see the same machine load
-            rates.append((*data_path(tiles_array, args.batch_size), bare_decode(chunks)))
-        path_rate, cpu_side, bare = (float(np.median(column)) for column in zip(*rates, strict=True))
         results["data_path"] = {
             "pathopipe_per_core": path_rate,
             "read_decode_batch_per_core": cpu_side,

@@ -250,6 +250,29 @@ def status(
 
 
 @app.command()
+def report(
+    out: Annotated[Path, typer.Argument(help="output folder of a run")],
+    costs: Annotated[Path | None, typer.Option(help="cost profile YAML (examples: configs/costs/)")] = None,
+    slides_per_day: Annotated[
+        float | None, typer.Option(min=0, help="target volume for capacity, storage growth and costs")
+    ] = None,
+) -> None:
+    """Write OUT/report/: report.html (self-contained), report.md and summary.json, from the
+    run's measured metrics, manifest and stores."""
+    from pathopipe.report import load_costs, write_report
+
+    try:
+        profile = load_costs(costs) if costs else None
+        if profile is not None and not slides_per_day:
+            raise _fail("--costs needs --slides-per-day (the volume to price)")
+        paths = write_report(out, costs=profile, slides_per_day=slides_per_day)
+    except PathopipeError as err:
+        raise _fail(str(err)) from None
+    for kind, path in paths.items():
+        console.print(f"{kind:5s} {path}", highlight=False)
+
+
+@app.command()
 def models() -> None:
     """List the feature extractor presets (any timm model also works as timm/<name>)."""
     from pathopipe.features import list_extractors

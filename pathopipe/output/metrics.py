@@ -36,6 +36,7 @@ class TaskMetrics:
     tiles: int = 0
     bytes_written: int = 0
     device: str = "cpu"
+    threads: int = 1  # cores the task keeps busy (torch threads for a CPU model)
     steps: dict[str, float] = field(default_factory=dict)  # step name -> seconds
 
     @property
@@ -68,7 +69,8 @@ class Measured:
             slide_id=slide_id, stage=self.stage, role=self.role, start=start, end=end,
             host=socket.gethostname(), pid=os.getpid(), peak_rss_bytes=_peak_rss(),
             tiles=int(extra.get("tiles", 0)), bytes_written=int(extra.get("bytes_written", 0)),
-            device=str(extra.get("device", "cpu")), steps=dict(extra.get("steps", {})),
+            device=str(extra.get("device", "cpu")), threads=int(extra.get("threads", 1)),
+            steps=dict(extra.get("steps", {})),
         )  # fmt: skip
         return result, metrics
 
@@ -81,7 +83,7 @@ def _slide_id(args: tuple[Any, ...]) -> str:
 
 METRICS_COLUMNS = [
     "run_id", "slide_id", "stage", "role", "start", "end", "seconds", "host", "pid", "worker",
-    "peak_rss_bytes", "ok", "tiles", "bytes_written", "device",
+    "peak_rss_bytes", "ok", "tiles", "bytes_written", "device", "threads",
 ]  # fmt: skip
 
 
@@ -120,7 +122,7 @@ def _schema(steps: list[str]) -> Any:
 
     types = {"start": pa.float64(), "end": pa.float64(), "seconds": pa.float64(), "pid": pa.int64(),
              "peak_rss_bytes": pa.int64(), "ok": pa.bool_(), "tiles": pa.int64(),
-             "bytes_written": pa.int64()}  # fmt: skip
+             "bytes_written": pa.int64(), "threads": pa.int64()}  # fmt: skip
     fields = [pa.field(name, types.get(name, pa.string())) for name in METRICS_COLUMNS]
     return pa.schema(fields + [pa.field(f"step_{name}", pa.float64()) for name in steps])
 

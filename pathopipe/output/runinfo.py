@@ -67,6 +67,7 @@ def host_facts() -> dict[str, Any]:
     """This host's hardware: CPU model and count, memory, GPUs (run on each worker)."""
     return {
         "hostname": socket.gethostname(),
+        "pid": os.getpid(),
         "cpu_count": os.cpu_count(),
         "cpu_model": _cpu_model(),
         "memory_bytes": _memory_bytes(),

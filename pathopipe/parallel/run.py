@@ -55,7 +55,7 @@ def cluster_info(client: Client) -> dict[str, Any]:
         facts = client.run(host_facts)
     except Exception:  # noqa: BLE001 (hardware facts are informative only)
         facts = {}
-    hosts = {f["hostname"]: f for f in facts.values()}
+    hosts = {f["hostname"]: {k: v for k, v in f.items() if k != "pid"} for f in facts.values()}
     return {
         "address": client.scheduler.address if client.scheduler else None,
         "dashboard": dashboard_link(client),
@@ -72,6 +72,7 @@ def _worker_entry(address: str, worker: dict[str, Any], facts: dict[str, Any]) -
     return {
         "address": address,
         "host": facts.get(address, {}).get("hostname", worker.get("host")),
+        "pid": facts.get(address, {}).get("pid"),
         "nthreads": worker["nthreads"],
         "memory_limit_bytes": worker["memory_limit"],
         "resources": worker.get("resources", {}),

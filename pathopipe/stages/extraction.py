@@ -159,6 +159,7 @@ class FeatureResult:
     worker_pid: int = field(default_factory=os.getpid)
     device: str = "cpu"
     bytes_written: int = 0
+    threads: int = 1
 
     @property
     def n_tiles(self) -> int:
@@ -322,9 +323,11 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
         rows = out.astype(settings.feature_dtype)
         zarr.open_array(path, mode="r+")[start:stop] = rows
         written += rows.nbytes  # uncompressed feature bytes
-    device = str(extractors[0].device) if extractors else "cpu"
+    device = extractors[0].device.type if extractors else "cpu"
+    import torch  # loaded with the extractors
+
     return FeatureResult(plan.job.slide_id, start, stop, waited, modelled, time.perf_counter() - t2,
-                         device=device, bytes_written=written)  # fmt: skip
+                         device=device, bytes_written=written, threads=torch.get_num_threads())  # fmt: skip
 
 
 def finish_features(plan: FeaturePlan, results: list[FeatureResult]) -> dict[str, Any]:
