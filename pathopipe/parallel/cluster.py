@@ -47,11 +47,15 @@ def _serve(make_cluster: Callable[..., Any], config: ClusterConfig, **options: A
         cluster = make_cluster(
             threads_per_worker=config.threads_per_worker,
             host="127.0.0.1",
-            dashboard_address="127.0.0.1:0" if config.dashboard else None,
+            # a free port either way: with the dashboard off the scheduler still serves its
+            # small HTTP API (health, metrics), which would otherwise try port 8787
+            dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"dashboard": config.dashboard},
             # task failures are reported per slide in the manifest; keep worker logs quiet
             silence_logs=logging.CRITICAL,
             **options,
         )
+        cluster.pathopipe_dashboard = config.dashboard  # the HTTP API alone is not a dashboard
         try:
             with Client(cluster) as client:
                 yield client
@@ -153,9 +157,10 @@ def slurm_client(config: ClusterConfig) -> Iterator[Client]:
             interface=s.interface,
             log_directory=s.log_directory,
             local_directory=s.local_directory,
-            scheduler_options={"dashboard_address": ":0" if config.dashboard else None},
+            scheduler_options={"dashboard_address": ":0", "dashboard": config.dashboard},
             job_name="pathopipe-worker",
         )
+        cluster.pathopipe_dashboard = config.dashboard
         try:
             cluster.adapt(minimum_jobs=max(1, s.minimum_jobs), maximum_jobs=s.maximum_jobs)
             with Client(cluster) as client:
@@ -208,7 +213,10 @@ def start_cluster(config: ClusterConfig) -> AbstractContextManager[Client]:
 
 def dashboard_link(client: Client) -> str | None:
     """The dashboard address, when the cluster serves one."""
+    cluster = client.cluster
+    if cluster is None or getattr(cluster, "pathopipe_dashboard", True) is False:
+        return None
     try:
-        return client.dashboard_link if client.cluster and client.cluster.dashboard_link else None
+        return client.dashboard_link if cluster.dashboard_link else None
     except (AttributeError, KeyError):
         return None
