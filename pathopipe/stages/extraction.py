@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -123,9 +124,9 @@ class TileSource:
     assume_mpp: float | None
     spec: TileSpec
 
-    def read(self, coords: np.ndarray) -> np.ndarray:
+    def read(self, coords: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         reader = cached_slide(self.path, backend=self.backend, assume_mpp=self.assume_mpp)
-        return read_slide_tiles(reader, self.spec, coords)
+        return read_slide_tiles(reader, self.spec, coords, out=out)
 
 
 @dataclass(frozen=True)
@@ -285,33 +286,49 @@ def prepare_features(
     )
 
 
+_BUFFERS = threading.local()  # per task thread: reused batch buffers (no page faults per batch)
+
+
+def batch_buffers(shape: tuple[int, ...]) -> list[np.ndarray]:
+    """Two uint8 batch buffers of ``shape`` for this thread, reused across tasks."""
+    cached = getattr(_BUFFERS, "pair", None)
+    if cached is None or cached[0].shape != shape:
+        cached = _BUFFERS.pair = [np.empty(shape, dtype=np.uint8) for _ in range(2)]
+    return cached
+
+
 def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     """Features of tiles [start, stop) for every model: each tile is decoded once, and the
     next batch decodes while the models run on this one."""
     extractors = get_extractors(plan.models)
-    if plan.source is not None:
-        coords = np.asarray(zarr.open_array(Path(plan.job.store) / COORDS, mode="r")[start:stop])
-
-        def read(a: int, b: int) -> np.ndarray:
-            return plan.source.read(coords[a - start : b - start])  # type: ignore[union-attr]
-    else:
-        tiles = zarr.open_array(Path(plan.job.store) / TILES, mode="r")
-
-        def read(a: int, b: int) -> np.ndarray:
-            return read_tiles(tiles, a, b)
-
     batch_size = min(settings.batch_size for settings in plan.models)
     batches = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
+    if plan.source is not None:
+        coords = np.asarray(zarr.open_array(Path(plan.job.store) / COORDS, mode="r")[start:stop])
+        tile_size = plan.source.spec.tile_size
+    else:
+        tiles = zarr.open_array(Path(plan.job.store) / TILES, mode="r")
+        tile_size = int(tiles.shape[1])
+    # two batch buffers, alternating: the next batch decodes into one while the models read the other
+    buffers = batch_buffers((batch_size, tile_size, tile_size, 3))
+
+    def read(i: int) -> np.ndarray:
+        a, b = batches[i]
+        out = buffers[i % 2][: b - a]
+        if plan.source is not None:
+            return plan.source.read(coords[a - start : b - start], out=out)
+        return read_tiles(tiles, a, b, out=out)
+
     outs = [np.empty((stop - start, dim), dtype=np.float32) for dim in plan.dims]
     waited = modelled = 0.0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathopipe-decode") as pool:
-        pending = pool.submit(read, *batches[0]) if batches else None
+        pending = pool.submit(read, 0) if batches else None
         for i, (a, b) in enumerate(batches):
             t0 = time.perf_counter()
             batch = pending.result()  # type: ignore[union-attr]
             t1 = time.perf_counter()
-            if i + 1 < len(batches):
-                pending = pool.submit(read, *batches[i + 1])
+            if i + 1 < len(batches):  # its buffer is free: the models are done with batch i - 1
+                pending = pool.submit(read, i + 1)
             for extractor, out in zip(extractors, outs, strict=True):
                 out[a - start : b - start] = extractor(batch)
             waited += t1 - t0

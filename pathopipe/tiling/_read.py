@@ -24,9 +24,12 @@ def read_tile(
     return cv2.resize(region, (spec.tile_size, spec.tile_size), dst=out, interpolation=interpolation)
 
 
-def read_tiles(reader: SlideReader, spec: TileSpec, coords: np.ndarray) -> np.ndarray:
-    """Tiles for each level-0 (x, y) in ``coords``, as (N, T, T, 3) uint8."""
-    out = np.empty((len(coords), spec.tile_size, spec.tile_size, 3), dtype=np.uint8)
+def read_tiles(
+    reader: SlideReader, spec: TileSpec, coords: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Tiles for each level-0 (x, y) in ``coords``, as (N, T, T, 3) uint8 (into ``out`` if given)."""
+    if out is None:
+        out = np.empty((len(coords), spec.tile_size, spec.tile_size, 3), dtype=np.uint8)
     for i, (x, y) in enumerate(coords):
         read_tile(reader, spec, x, y, out=out[i])
     return out
