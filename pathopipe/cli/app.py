@@ -130,6 +130,22 @@ def _start_progress(console_: Console, progress: bool, what: str) -> tuple[Any, 
     return started, holder
 
 
+def _execute(progress: bool, what: str, go: Any) -> Any:
+    """Run ``go(on_start, on_event)`` with the progress display; map errors to exit codes."""
+    from pathopipe.output import RunLockedError
+
+    started, bar = _start_progress(console, progress, what)
+    try:
+        return go(started, lambda event: bar and bar[0](event))
+    except RunLockedError as err:
+        raise _fail(str(err), EXIT_LOCKED) from None
+    except PathopipeError as err:
+        raise _fail(str(err)) from None
+    finally:
+        if bar:
+            bar[0].__exit__(None, None, None)
+
+
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="override, e.g. tiling.tile_size=256 (repeatable)")
 ]
@@ -153,27 +169,18 @@ def tile(
 ) -> None:
     """Tile slides into one Zarr v3 store per slide under OUT/slides/, on a Dask cluster."""
     from pathopipe.config import load_config
-    from pathopipe.output import RunLockedError
     from pathopipe.parallel import tile_slides
 
     _setup_logging(verbose)
     overrides = list(set_ or [])
     if workers is not None:
         overrides.append(f"cluster.n_workers={workers}")
-    started, bar = _start_progress(console, progress, str(out))
-    try:
+
+    def go(on_start: Any, on_event: Any) -> Any:
         cfg = load_config(config, overrides, cluster_profile=cluster)
-        result = tile_slides(
-            inputs, out, cfg, force=force, on_start=started, on_event=lambda e: bar and bar[0](e)
-        )
-    except RunLockedError as err:
-        raise _fail(str(err), EXIT_LOCKED) from None
-    except PathopipeError as err:
-        raise _fail(str(err)) from None
-    finally:
-        if bar:
-            bar[0].__exit__(None, None, None)
-    _report(result, out / "manifest.csv")
+        return tile_slides(inputs, out, cfg, force=force, on_start=on_start, on_event=on_event)
+
+    _report(_execute(progress, str(out), go), out / "manifest.csv")
 
 
 @app.command()
@@ -192,24 +199,15 @@ def run(
     """Run a workflow (tiling, then features of every model it names) over slides, as one
     Dask computation. Rerun the same command to finish an interrupted run."""
     from pathopipe.config import load_config
-    from pathopipe.output import RunLockedError
     from pathopipe.parallel.workflow import run_workflow
 
     _setup_logging(verbose)
-    started, bar = _start_progress(console, progress, str(out))
-    try:
+
+    def go(on_start: Any, on_event: Any) -> Any:
         cfg = load_config(workflow, list(set_ or []), cluster_profile=cluster)
-        result = run_workflow(
-            slides, out, cfg, force=force, on_start=started, on_event=lambda e: bar and bar[0](e)
-        )
-    except RunLockedError as err:
-        raise _fail(str(err), EXIT_LOCKED) from None
-    except (PathopipeError, KeyError) as err:
-        raise _fail(str(err)) from None
-    finally:
-        if bar:
-            bar[0].__exit__(None, None, None)
-    _report(result, out / "manifest.csv")
+        return run_workflow(slides, out, cfg, force=force, on_start=on_start, on_event=on_event)
+
+    _report(_execute(progress, str(out), go), out / "manifest.csv")
 
 
 @app.command()
@@ -316,7 +314,6 @@ def extract(
 
     from pathopipe.config import ClusterConfig
     from pathopipe.features import resolve_model
-    from pathopipe.output import RunLockedError
     from pathopipe.parallel.extraction import extract_features
     from pathopipe.stages.extraction import ExtractionSettings
 
@@ -326,8 +323,8 @@ def extract(
     if dtype not in ("float16", "float32"):
         raise _fail(f"--dtype must be float16 or float32, not {dtype!r}")
     n_workers = workers or 1
-    started, bar = _start_progress(console, progress, "features")
-    try:
+
+    def go(on_start: Any, on_event: Any) -> Any:
         settings = [
             ExtractionSettings(
                 model=resolve_model(name),
@@ -343,17 +340,11 @@ def extract(
             for name in model
         ]
         cluster = ClusterConfig(n_workers=n_workers, dashboard=False)
-        result = extract_features(
-            out, settings, cluster=cluster, force=force, on_start=started,
-            on_event=lambda e: bar and bar[0](e),
-        )  # fmt: skip
-    except RunLockedError as err:
-        raise _fail(str(err), EXIT_LOCKED) from None
-    except (PathopipeError, KeyError) as err:
-        raise _fail(str(err)) from None
-    finally:
-        if bar:
-            bar[0].__exit__(None, None, None)
+        return extract_features(
+            out, settings, cluster=cluster, force=force, on_start=on_start, on_event=on_event
+        )
+
+    result = _execute(progress, "features", go)
     _report(result, out / f"features-{'+'.join(m['key'] for m in result.info['models'])}.csv")
 
 

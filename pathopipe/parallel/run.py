@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
@@ -13,14 +12,12 @@ from typing import Any
 
 from distributed import Client
 
-from pathopipe.config import RunConfig, config_hash
 from pathopipe.ids import find_slides, slide_ids
-from pathopipe.output import RunLock, SlideRecord, environment_info, write_run_json
+from pathopipe.output import RunLock, SlideRecord, write_run_json
 from pathopipe.output.metrics import METRICS_NAME
 from pathopipe.output.runinfo import host_facts
 from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
-from pathopipe.parallel.cluster import dashboard_link, start_cluster
-from pathopipe.parallel.tiling import tiling_stage
+from pathopipe.parallel.cluster import dashboard_link
 from pathopipe.stages.tiling import SlideJob
 from pathopipe.store import slide_store_path
 
@@ -126,40 +123,3 @@ def run_stage_on_out(
         }
         write_run_json(run_json, info)
     return RunResult(out=out, records=records, info=info)
-
-
-def tile_slides(
-    inputs: Sequence[str | os.PathLike[str]],
-    out: str | os.PathLike[str],
-    config: RunConfig | None = None,
-    *,
-    client: Client | None = None,
-    force: bool = False,
-    on_event: Callable[[ProgressEvent], None] | None = None,
-    on_start: Callable[[dict[str, Any]], None] | None = None,
-) -> RunResult:
-    """Tile every slide in ``inputs`` into ``out/slides/<slide_id>.zarr``.
-
-    Uses ``client`` when given, else starts a LocalCluster from ``config.cluster``. Holds a
-    lock on ``out`` for the duration, writes ``run.json`` and ``manifest.csv``.
-    """
-    config = config or RunConfig()
-    out = Path(out)
-    jobs = plan_jobs(inputs, out)
-    chash = config_hash(config)
-    started = time.time()
-    info: dict[str, Any] = {
-        "command": sys.argv,
-        "config": config.model_dump(mode="json"),
-        "config_hash": chash,
-        "started": started,
-        "slides": len(jobs),
-        **environment_info(),
-    }
-    stage = tiling_stage(config, chash)
-    return run_stage_on_out(
-        out, jobs, stage, info,
-        run_json=out / "run.json", manifest=out / "manifest.csv", client=client,
-        start_cluster=lambda: start_cluster(config.cluster), cluster_kind=config.cluster.kind,
-        force=force, on_event=on_event, on_start=on_start,
-    )  # fmt: skip

@@ -16,7 +16,7 @@ from typing import Any
 
 from distributed import Client
 
-from pathopipe.config import RunConfig, config_hash
+from pathopipe.config import FeaturesConfig, RunConfig, config_hash
 from pathopipe.errors import ConfigError
 from pathopipe.features import resolve_model
 from pathopipe.output import environment_info
@@ -27,7 +27,7 @@ from pathopipe.parallel.run import RunResult, plan_jobs, run_stage_on_out
 from pathopipe.parallel.tiling import tiling_stage
 from pathopipe.stages.extraction import ExtractionSettings
 
-__all__ = ["extraction_settings", "run_workflow"]
+__all__ = ["extraction_settings", "run_workflow", "tile_slides"]
 
 
 def extraction_settings(config: RunConfig, *, gpu_workers: bool = False) -> tuple[ExtractionSettings, ...]:
@@ -108,3 +108,22 @@ def run_workflow(
         start_cluster=lambda: start_cluster(config.cluster), cluster_kind=config.cluster.kind,
         force=force, on_event=on_event, on_start=on_start,
     )  # fmt: skip
+
+
+def tile_slides(
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    config: RunConfig | None = None,
+    *,
+    client: Client | None = None,
+    force: bool = False,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Tile every slide in ``inputs`` into ``out/slides/<slide_id>.zarr`` (the workflow without
+    its ``features:``), on ``client`` or the cluster ``config.cluster`` describes."""
+    config = config or RunConfig()
+    tiles_only = config.model_copy(update={"features": FeaturesConfig()})
+    return run_workflow(
+        inputs, out, tiles_only, client=client, force=force, on_event=on_event, on_start=on_start
+    )
