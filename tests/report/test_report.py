@@ -96,3 +96,41 @@ def test_report_errors(tmp_path, finished_run):
         app, ["report", str(finished_run), "--costs", str(bad), "--slides-per-day", "10"]
     )
     assert wrong.exit_code == 2 and "rent.gpu_hour" in wrong.output
+
+
+def _chromium() -> str | None:
+    import os
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found and os.environ.get("PATHOPIPE_REQUIRE_CHROMIUM") == "1":
+        pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+    return found
+
+
+def test_report_html_renders_in_headless_chromium(finished_run, tmp_path):
+    import subprocess
+
+    from PIL import Image
+
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no chromium here")
+    costs = REPO / "configs" / "costs" / "example-hospital.yaml"
+    made = CliRunner().invoke(
+        app, ["report", str(finished_run), "--costs", str(costs), "--slides-per-day", "200"]
+    )
+    assert made.exit_code == 0, made.output
+    page = (finished_run / "report" / "report.html").as_uri()
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+             "--window-size=1200,9000", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    shot = tmp_path / "report.png"
+    ran = subprocess.run([*flags, f"--screenshot={shot}", page], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    console = [line for line in ran.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console  # no console messages (errors included)
+    dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("<svg") == 4 and "pathopipe throughput and capacity report" in dom
+    image = Image.open(shot).convert("RGB")
+    colours = {colour for _, colour in image.getcolors(maxcolors=1 << 20)}
+    assert (76, 114, 176) in colours and (221, 132, 82) in colours  # the timeline's tiles and features bars
