@@ -131,32 +131,73 @@ def _store_attrs(job: SlideJob, reader_info: Any, spec: TileSpec, config: RunCon
     }
 
 
+@dataclass(frozen=True)
+class SlideSurvey:
+    """What tiling a slide would produce, found without reading any tile: geometry, tissue,
+    the kept tile coordinates and their tissue fractions."""
+
+    info: Any
+    spec: TileSpec
+    thumbnail: np.ndarray
+    downsample: tuple[float, float]
+    mask: np.ndarray
+    grid: Any
+    coords: np.ndarray
+    fractions: np.ndarray
+    steps: dict[str, float]
+
+
+def survey_slide(reader: Any, config: RunConfig) -> SlideSurvey:
+    """Plan the tile spec, read a low-resolution image, detect tissue, lay and filter the grid."""
+    t0 = time.perf_counter()
+    info = reader.info
+    tiling = config.tiling
+    spec = plan_tile_spec(
+        info,
+        target_mpp=tiling.target_mpp,
+        tile_size=tiling.tile_size,
+        stride=tiling.stride,
+        mpp_tolerance=tiling.mpp_tolerance,
+    )
+    mask_downsample = max(1.0, config.tissue.mask_mpp / spec.mpp_level0)
+    thumbnail, (dsx, dsy) = read_downsampled(reader, mask_downsample)
+    t_thumb = time.perf_counter()
+    mask = detect_tissue(thumbnail, mpp=spec.mpp_level0 * (dsx + dsy) / 2, config=config.tissue)
+    t_tissue = time.perf_counter()
+    grid = plan_grid(info, spec, edge=tiling.edge)
+    fractions = tissue_fractions(mask, (dsx, dsy), grid.coords, spec.read_size * spec.level_downsample)
+    keep = fractions >= tiling.min_tissue_fraction
+    steps = {
+        "read_thumbnail": t_thumb - t0,
+        "tissue": t_tissue - t_thumb,
+        "grid": time.perf_counter() - t_tissue,
+    }
+    return SlideSurvey(
+        info, spec, thumbnail, (dsx, dsy), mask, grid, grid.coords[keep], fractions[keep], steps
+    )
+
+
+def count_tiles(source: str, config: RunConfig) -> dict[str, Any]:
+    """Tiles the slide would give, without writing anything (for ``pathopipe plan``)."""
+    t0 = time.perf_counter()
+    with open_slide(source, backend=config.slide.backend, assume_mpp=config.slide.assume_mpp) as reader:
+        survey = survey_slide(reader, config)
+    return {"source": source, "n_tiles": len(survey.coords), "source_bytes": os.path.getsize(source),
+            "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
 def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
     """Open the slide, find tissue, plan the grid and create the (incomplete) store."""
     t0 = time.perf_counter()
     warnings: list[str] = []
     with open_slide(job.source, backend=config.slide.backend, assume_mpp=config.slide.assume_mpp) as reader:
         t_open = time.perf_counter()
-        info = reader.info
-        tiling = config.tiling
-        spec = plan_tile_spec(
-            info,
-            target_mpp=tiling.target_mpp,
-            tile_size=tiling.tile_size,
-            stride=tiling.stride,
-            mpp_tolerance=tiling.mpp_tolerance,
-        )
+        survey = survey_slide(reader, config)
+        info, spec, grid = survey.info, survey.spec, survey.grid
+        thumbnail, mask, (dsx, dsy) = survey.thumbnail, survey.mask, survey.downsample
+        coords, fractions = survey.coords, survey.fractions
         if info.mpp_source == "assumed":
             warnings.append(f"no resolution metadata; assumed {info.mpp} µm/px")
-        mask_downsample = max(1.0, config.tissue.mask_mpp / spec.mpp_level0)
-        thumbnail, (dsx, dsy) = read_downsampled(reader, mask_downsample)
-        t_thumb = time.perf_counter()
-        mask = detect_tissue(thumbnail, mpp=spec.mpp_level0 * (dsx + dsy) / 2, config=config.tissue)
-        t_tissue = time.perf_counter()
-        grid = plan_grid(info, spec, edge=tiling.edge)
-        fractions = tissue_fractions(mask, (dsx, dsy), grid.coords, spec.read_size * spec.level_downsample)
-        keep = fractions >= tiling.min_tissue_fraction
-        coords, fractions = grid.coords[keep], fractions[keep]
         if len(coords) == 0:
             warnings.append("no tissue tiles found (blank slide or tissue below min_tissue_fraction)")
         attrs = _store_attrs(job, info, spec, config, chash)
@@ -203,9 +244,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         warnings=tuple(warnings),
         steps=(
             ("open", t_open - t0),
-            ("read_thumbnail", t_thumb - t_open),
-            ("tissue", t_tissue - t_thumb),
-            ("grid", t_grid - t_tissue),
+            *survey.steps.items(),
             ("create_store", time.perf_counter() - t_grid),
         ),
     )
