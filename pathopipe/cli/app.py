@@ -271,6 +271,45 @@ def report(
 
 
 @app.command()
+def plan(
+    workflow: Annotated[Path, typer.Argument(help="workflow YAML")],
+    slides: Annotated[
+        list[str], typer.Option("--slides", "-s", help="folder, glob pattern, slide file or .csv list")
+    ],
+    calibration: Annotated[
+        Path | None, typer.Option(help="OUT of an earlier run of the same workflow (for the forecast)")
+    ] = None,
+    cluster: ClusterOption = None,
+    set_: SetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Before a run: tile counts from a tissue-only pass, and with --calibration the predicted
+    wall time and stored bytes of running the workflow on this cluster."""
+    from pathopipe.config import load_config
+    from pathopipe.parallel.plan import plan_workflow
+
+    try:
+        cfg = load_config(workflow, list(set_ or []), cluster_profile=cluster)
+        result = plan_workflow(slides, cfg, calibration=calibration)
+    except PathopipeError as err:
+        raise _fail(str(err)) from None
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    console.print(f"{result['slides']} slides, {result['tiles']:,} tiles ({result['slots']} worker slots)")
+    for row in result["failed"]:
+        console.print(
+            f"  [red]cannot survey[/red] {row['slide_id']}: {escape(row['error'])}", highlight=False
+        )
+    if "predicted_wall_seconds" in result:
+        console.print(
+            f"predicted: {result['predicted_wall_seconds']:,.0f} s from first task to last, "
+            f"{result['predicted_bytes'] / 1e6:,.1f} MB stored (calibration {calibration})",
+            highlight=False,
+        )
+
+
+@app.command()
 def models() -> None:
     """List the feature extractor presets (any timm model also works as timm/<name>)."""
     from pathopipe.features import list_extractors

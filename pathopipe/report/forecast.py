@@ -1,0 +1,124 @@
+"""Forecasts before a run (``pathopipe plan``): tile counts from a tissue-only pass, and wall
+time and bytes from a calibration (an earlier run's metrics and stores).
+
+Model, fitted per stage on the calibration run's slides by least squares:
+
+- slot-seconds of a slide in a stage = a + b x tiles (a task holds one worker slot);
+- bytes stored for a slide = c + d x tiles;
+- wall time = predicted slot-seconds / (slots x the calibration run's measured utilisation),
+  from the first task to the last (cluster start-up not included), with ``slots`` the worker
+  threads of the cluster the plan is for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pathopipe.errors import ConfigError
+from pathopipe.output.manifest import read_manifest_records
+from pathopipe.output.metrics import METRICS_NAME, read_metrics
+from pathopipe.stages.tiling import store_bytes
+
+
+@dataclass(frozen=True)
+class Line:
+    """y = intercept + slope x tiles."""
+
+    intercept: float
+    slope: float
+
+    def __call__(self, tiles: float) -> float:
+        return self.intercept + self.slope * tiles
+
+
+def fit_line(tiles: list[float], values: list[float]) -> Line:
+    """Least squares, kept non-negative; a single distinct tile count gives a pure per-tile rate."""
+    x, y = np.asarray(tiles, float), np.asarray(values, float)
+    if len(x) == 0:
+        return Line(0.0, 0.0)
+    if len(set(x.tolist())) < 2:
+        return Line(0.0, float(y.sum() / max(x.sum(), 1.0)))
+    slope, intercept = np.polyfit(x, y, 1)
+    if intercept < 0:  # no negative fixed cost: refit through the origin
+        return Line(0.0, float((x * y).sum() / (x * x).sum()))
+    if slope < 0:
+        return Line(float(y.mean()), 0.0)
+    return Line(float(intercept), float(slope))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per-stage slot-seconds and per-slide bytes as functions of the tile count."""
+
+    source: str
+    stages: dict[str, Line]
+    bytes: Line
+    utilisation: float  # busy slot-seconds / (span x slots) of the calibration run
+    slots: int
+    slides: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "stages": {k: asdict(v) for k, v in self.stages.items()},
+            "bytes": asdict(self.bytes),
+            "utilisation": self.utilisation,
+            "slots": self.slots,
+            "slides": self.slides,
+        }
+
+
+def calibrate(out: str | Path) -> Calibration:
+    """Fit the forecast model on the latest run in ``out`` (its metrics, manifest and stores)."""
+    out = Path(out)
+    if not (out / METRICS_NAME).is_file() or not (out / "run.json").is_file():
+        raise ConfigError(
+            f"calibration {out} has no {METRICS_NAME} or run.json; give the --out of a finished run"
+        )
+    table = read_metrics(out / METRICS_NAME)
+    rows = table[table["run_id"] == table["run_id"].max()]
+    tiles = {r.slide_id: r.n_tiles for r in read_manifest_records(out / "manifest.csv") if r.status == "done"}
+    if not tiles:
+        raise ConfigError(f"calibration {out} has no slide done in its manifest")
+    stages = {}
+    for stage, group in rows[rows["slide_id"].isin(list(tiles))].groupby("stage"):
+        per_slide = group.groupby("slide_id")["seconds"].sum()
+        stages[str(stage)] = fit_line([tiles[s] or 0 for s in per_slide.index], per_slide.tolist())
+    sizes = [(n or 0, store_bytes(out / "slides" / f"{sid}.zarr")) for sid, n in tiles.items()]
+    run = json.loads((out / "run.json").read_text())
+    slots = int(run.get("cluster", {}).get("threads") or 1)
+    span = float(rows["end"].max() - rows["start"].min())
+    utilisation = float(rows["seconds"].sum()) / (span * slots) if span else 1.0
+    return Calibration(
+        source=str(out),
+        stages=stages,
+        bytes=fit_line([t for t, _ in sizes], [b for _, b in sizes]),
+        utilisation=min(1.0, max(utilisation, 1e-3)),
+        slots=slots,
+        slides=len(tiles),
+    )
+
+
+def forecast(counts: list[dict[str, Any]], calibration: Calibration, *, slots: int) -> dict[str, Any]:
+    """Predicted slot-seconds per stage, wall time and bytes for slides with known tile counts."""
+    tiles = [int(c["n_tiles"]) for c in counts]
+    per_stage = {name: float(sum(line(t) for t in tiles)) for name, line in calibration.stages.items()}
+    busy = sum(per_stage.values())
+    wall = busy / (slots * calibration.utilisation) if slots else None
+    return {
+        "slides": len(counts),
+        "tiles": sum(tiles),
+        "tiles_per_slide": tiles,
+        "predicted_slot_seconds": per_stage,
+        "predicted_wall_seconds": wall,
+        "predicted_bytes": float(sum(calibration.bytes(t) for t in tiles)),
+        "slots": slots,
+        "calibration": calibration.to_dict(),
+        "formula": "slot-seconds = sum over slides and stages of (a + b x tiles); wall = slot-seconds / "
+        "(slots x calibration utilisation), first task to last; bytes = sum of (c + d x tiles)",
+    }

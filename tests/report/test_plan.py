@@ -1,0 +1,62 @@
+"""`pathopipe plan`: tile counts equal what the run tiles; the forecast follows its formula."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from pathopipe.cli.app import app
+from pathopipe.config import load_config
+from pathopipe.parallel.plan import plan_workflow
+from pathopipe.parallel.workflow import run_workflow
+from pathopipe.report.forecast import calibrate, fit_line
+from pathopipe.stages.tiling import store_bytes
+from pathopipe.testing import write_synthetic_slide
+
+SETTINGS = ["tiling.target_mpp=0.5", "tiling.min_tissue_fraction=0.3", "cluster.n_workers=2",
+            "cluster.dashboard=false"]  # fmt: skip
+
+
+def test_fit_line():
+    line = fit_line([10, 20, 30], [3.0, 5.0, 7.0])
+    assert line.intercept == pytest.approx(1.0) and line.slope == pytest.approx(0.2)
+    assert fit_line([5, 5], [1.0, 2.0]).slope == pytest.approx(0.3)  # one tile count: a rate
+    assert fit_line([10, 20], [5.0, 5.5]).intercept >= 0
+
+
+def test_plan_counts_tiles_and_forecasts_from_a_calibration(tmp_path, dask_client):
+    for i, (w, h) in enumerate([(1400, 1100), (2000, 1500), (2600, 1800), (3000, 2200)]):
+        write_synthetic_slide(tmp_path / "cal" / f"c{i}.svs", width=w, height=h, seed=60 + i,
+                              downsamples=(4,), workers=1)  # fmt: skip
+    for i, (w, h) in enumerate([(1800, 1300), (2800, 2000)]):
+        write_synthetic_slide(tmp_path / "new" / f"n{i}.svs", width=w, height=h, seed=70 + i,
+                              downsamples=(4,), workers=1)  # fmt: skip
+    cfg = load_config(None, SETTINGS)
+    run_workflow([tmp_path / "cal"], tmp_path / "cal-out", cfg, client=dask_client)
+    calibration = calibrate(tmp_path / "cal-out")
+    assert set(calibration.stages) == {"tiles"} and calibration.bytes.slope > 0
+    planned = plan_workflow([tmp_path / "new"], cfg, calibration=tmp_path / "cal-out", client=dask_client)
+    result = run_workflow([tmp_path / "new"], tmp_path / "new-out", cfg, client=dask_client)
+    assert planned["per_slide"][0]["n_tiles"] == result.records[0].n_tiles  # the survey is the run's
+    assert planned["tiles"] == sum(r.n_tiles for r in result.records)
+    expected_bytes = sum(calibration.bytes(t) for t in planned["tiles_per_slide"])
+    assert planned["predicted_bytes"] == pytest.approx(expected_bytes)
+    actual = sum(store_bytes(p) for p in (tmp_path / "new-out" / "slides").glob("*.zarr"))
+    assert planned["predicted_bytes"] == pytest.approx(actual, rel=0.25)  # loose: 4 small slides calibrate it
+    busy = sum(planned["predicted_slot_seconds"].values())
+    assert planned["predicted_wall_seconds"] == pytest.approx(busy / (2 * calibration.utilisation))
+    shown = CliRunner().invoke(app, ["plan", str(tmp_path / "wf.yaml"), "--slides", str(tmp_path / "new"),
+                                     "--json"])  # fmt: skip
+    assert shown.exit_code == 2 and "config file not found" in shown.output
+    workflow = "tiling: {target_mpp: 0.5, min_tissue_fraction: 0.3}\n"
+    workflow += "features: {models: [noop], device: cpu}\n"
+    (tmp_path / "wf.yaml").write_text(workflow + "cluster: {n_workers: 1}\n")
+    mismatch = CliRunner().invoke(app, ["plan", str(tmp_path / "wf.yaml"), "--slides", str(tmp_path / "new"),
+                                        "--calibration", str(tmp_path / "cal-out"), "--json"])  # fmt: skip
+    assert mismatch.exit_code == 2 and "same workflow" in mismatch.output
+    counted = CliRunner().invoke(app, ["plan", str(tmp_path / "wf.yaml"), "--slides", str(tmp_path / "new"),
+                                       "--json"])  # fmt: skip
+    assert counted.exit_code == 0, counted.output
+    assert json.loads(counted.output)["tiles"] == planned["tiles"]
