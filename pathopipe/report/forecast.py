@@ -5,9 +5,12 @@ Model, fitted per stage on the calibration run's slides by least squares:
 
 - slot-seconds of a slide in a stage = a + b x tiles (a task holds one worker slot);
 - bytes stored for a slide = c + d x tiles;
-- wall time = predicted slot-seconds / (slots x the calibration run's measured utilisation),
-  from the first task to the last (cluster start-up not included), with ``slots`` the worker
-  threads of the cluster the plan is for.
+- model builds (``step_model_build``) are a start-up cost once per worker, not per slide;
+- wall time = start-up + predicted slot-seconds / slots + the calibration run's idle time (its span minus
+  its slot-seconds / slots: ramp-up and the tail where the last slide's tasks run alone), from
+  the first task to the last (cluster start-up not included), with ``slots`` the worker threads
+  of the cluster the plan is for. (Scaling by the calibration's utilisation instead predicted
+  +16 % on benchmarks/forecast.py: a small calibration's tail is not a share of the work.)
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class Calibration:
     stages: dict[str, Line]
     bytes: Line
     utilisation: float  # busy slot-seconds / (span x slots) of the calibration run
+    idle_seconds: float  # span - busy slot-seconds / slots - start-up, of the calibration run
+    startup_seconds: float  # model builds: once per worker process (the slowest worker's)
     slots: int
     slides: int
 
@@ -68,6 +73,8 @@ class Calibration:
             "stages": {k: asdict(v) for k, v in self.stages.items()},
             "bytes": asdict(self.bytes),
             "utilisation": self.utilisation,
+            "idle_seconds": self.idle_seconds,
+            "startup_seconds": self.startup_seconds,
             "slots": self.slots,
             "slides": self.slides,
         }
@@ -85,20 +92,28 @@ def calibrate(out: str | Path) -> Calibration:
     tiles = {r.slide_id: r.n_tiles for r in read_manifest_records(out / "manifest.csv") if r.status == "done"}
     if not tiles:
         raise ConfigError(f"calibration {out} has no slide done in its manifest")
+    rows = rows.copy()
+    # model builds happen once per worker process, not per slide: a start-up cost of its own
+    build = rows["step_model_build"].fillna(0.0) if "step_model_build" in rows else rows["seconds"] * 0
+    rows["work_seconds"] = rows["seconds"] - build
+    startup = float(build.groupby(rows["worker"]).sum().max()) if len(rows) else 0.0
     stages = {}
     for stage, group in rows[rows["slide_id"].isin(list(tiles))].groupby("stage"):
-        per_slide = group.groupby("slide_id")["seconds"].sum()
+        per_slide = group.groupby("slide_id")["work_seconds"].sum()
         stages[str(stage)] = fit_line([tiles[s] or 0 for s in per_slide.index], per_slide.tolist())
     sizes = [(n or 0, store_bytes(out / "slides" / f"{sid}.zarr")) for sid, n in tiles.items()]
     run = json.loads((out / "run.json").read_text())
     slots = int(run.get("cluster", {}).get("threads") or 1)
     span = float(rows["end"].max() - rows["start"].min())
-    utilisation = float(rows["seconds"].sum()) / (span * slots) if span else 1.0
+    busy = float(rows["work_seconds"].sum())
+    utilisation = busy / (span * slots) if span else 1.0
     return Calibration(
         source=str(out),
         stages=stages,
         bytes=fit_line([t for t, _ in sizes], [b for _, b in sizes]),
         utilisation=min(1.0, max(utilisation, 1e-3)),
+        idle_seconds=max(0.0, span - busy / slots - startup),
+        startup_seconds=startup,
         slots=slots,
         slides=len(tiles),
     )
@@ -109,7 +124,7 @@ def forecast(counts: list[dict[str, Any]], calibration: Calibration, *, slots: i
     tiles = [int(c["n_tiles"]) for c in counts]
     per_stage = {name: float(sum(line(t) for t in tiles)) for name, line in calibration.stages.items()}
     busy = sum(per_stage.values())
-    wall = busy / (slots * calibration.utilisation) if slots else None
+    wall = calibration.startup_seconds + busy / slots + calibration.idle_seconds if slots else None
     return {
         "slides": len(counts),
         "tiles": sum(tiles),
@@ -120,5 +135,6 @@ def forecast(counts: list[dict[str, Any]], calibration: Calibration, *, slots: i
         "slots": slots,
         "calibration": calibration.to_dict(),
         "formula": "slot-seconds = sum over slides and stages of (a + b x tiles); wall = slot-seconds / "
-        "(slots x calibration utilisation), first task to last; bytes = sum of (c + d x tiles)",
+        "slots + calibration start-up (model builds, once per worker) + calibration idle seconds, first task "
+        "to last; bytes = sum of (c + d x tiles)",
     }

@@ -141,12 +141,13 @@ class FeaturePlan:
     rows_per_task: int
     seconds: float
     warnings: tuple[str, ...] = ()
+    build_seconds: float = 0.0  # of the models, when this task built them (else ~0: cached)
 
     def ranges(self) -> list[tuple[int, int]]:
         return tile_ranges(self.n_tiles, self.rows_per_task) if self.models else []
 
     def metrics(self) -> dict[str, Any]:
-        return {"tiles": 0, "steps": {"prepare": self.seconds}}
+        return {"tiles": 0, "steps": {"prepare": self.seconds, "model_build": self.build_seconds}}
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,9 @@ def prepare_features(
                 "use --force to overwrite them"
             )
         todo.append(settings)
-    extractors = get_extractors(tuple(todo))
+    t_build = time.perf_counter()
+    extractors = get_extractors(tuple(todo))  # built once per worker process: a start-up cost
+    build_seconds = time.perf_counter() - t_build
     features = group.require_group(FEATURES)
     warnings = []
     for settings, extractor in zip(todo, extractors, strict=True):
@@ -283,6 +286,7 @@ def prepare_features(
         rows_per_task=rows,
         seconds=time.perf_counter() - t0,
         warnings=tuple(warnings),
+        build_seconds=build_seconds,
     )
 
 

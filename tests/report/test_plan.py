@@ -46,7 +46,8 @@ def test_plan_counts_tiles_and_forecasts_from_a_calibration(tmp_path, dask_clien
     actual = sum(store_bytes(p) for p in (tmp_path / "new-out" / "slides").glob("*.zarr"))
     assert planned["predicted_bytes"] == pytest.approx(actual, rel=0.25)  # loose: 4 small slides calibrate it
     busy = sum(planned["predicted_slot_seconds"].values())
-    assert planned["predicted_wall_seconds"] == pytest.approx(busy / (2 * calibration.utilisation))
+    expected_wall = calibration.startup_seconds + busy / 2 + calibration.idle_seconds
+    assert planned["predicted_wall_seconds"] == pytest.approx(expected_wall)
     shown = CliRunner().invoke(app, ["plan", str(tmp_path / "wf.yaml"), "--slides", str(tmp_path / "new"),
                                      "--json"])  # fmt: skip
     assert shown.exit_code == 2 and "config file not found" in shown.output
