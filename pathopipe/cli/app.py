@@ -32,7 +32,12 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
+        # the handler filters too: records propagated from library loggers skip the root level
+        handlers=[
+            RichHandler(
+                console=err_console, show_path=False, level=logging.INFO if verbose else logging.WARNING
+            )
+        ],
         force=True,
     )
 
@@ -282,12 +287,14 @@ def plan(
     cluster: ClusterOption = None,
     set_: SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Before a run: tile counts from a tissue-only pass, and with --calibration the predicted
     wall time and stored bytes of running the workflow on this cluster."""
     from pathopipe.config import load_config
     from pathopipe.parallel.plan import plan_workflow
 
+    _setup_logging(verbose)
     try:
         cfg = load_config(workflow, list(set_ or []), cluster_profile=cluster)
         result = plan_workflow(slides, cfg, calibration=calibration)

@@ -14,7 +14,7 @@ runner = CliRunner()
 def test_info_json(aperio_slide):
     result = runner.invoke(app, ["info", str(aperio_slide.path), "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["vendor"] == "aperio" and data["mpp"] == 0.25 and data["level_dimensions"][2] == [375, 250]
 
 

@@ -60,4 +60,4 @@ def test_plan_counts_tiles_and_forecasts_from_a_calibration(tmp_path, dask_clien
     counted = CliRunner().invoke(app, ["plan", str(tmp_path / "wf.yaml"), "--slides", str(tmp_path / "new"),
                                        "--json"])  # fmt: skip
     assert counted.exit_code == 0, counted.output
-    assert json.loads(counted.output)["tiles"] == planned["tiles"]
+    assert json.loads(counted.stdout)["tiles"] == planned["tiles"]  # stdout is only the JSON
