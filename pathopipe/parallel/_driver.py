@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ class _SlideState:
     plan: Any = None
     pending: int = 0
     results: list | None = None
-    futures: list[Future] | None = None
+    futures: dict[str, Future] | None = None  # work tasks still running
     timings: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -108,7 +109,7 @@ class _ManifestWriter:
         self.path, self.earlier, self.records = path, earlier, records
         self.metrics_path = Path(metrics) if metrics else None
         self.task_rows: list[TaskMetrics] = []
-        self.run_id = time.strftime("%Y%m%dT%H%M%S")
+        self.run_id = datetime.now().strftime("%Y%m%dT%H%M%S.%f")  # sorts by time, unique
         self.last = self.last_metrics = time.monotonic()
 
     def save(self, flush: bool = False) -> None:
@@ -177,7 +178,7 @@ def run_slides(
         record.error = message
         record.seconds = time.perf_counter() - state.started
         record.timings = _format_timings(state.timings)
-        for fut in state.futures or []:
+        for fut in (state.futures or {}).values():
             fut.cancel()
         emit(ProgressEvent("failed", state.job.slide_id, message=message, stage=record.stage))
         writer.save()
@@ -213,7 +214,7 @@ def run_slides(
                 state.stage += 1
                 continue
             state.ran = True
-            state.plan, state.results, state.futures, state.pending = None, [], [], 0
+            state.plan, state.results, state.futures, state.pending = None, [], {}, 0
             state.stage_started = time.perf_counter()
             submit(state, "prepare", stage.prepare, job, name="prepare")
             return None
@@ -249,11 +250,13 @@ def run_slides(
             state.plan = result
             emit(ProgressEvent("planned", slide_id, tiles=result.n_tiles, stage=stage.name))
             for i, (start, stop) in enumerate(result.ranges()):
-                state.futures.append(  # type: ignore[union-attr]
-                    submit(state, "work", stage.work, result, start, stop, name=str(i), retries=1)
-                )
+                work = submit(state, "work", stage.work, result, start, stop, name=str(i), retries=1)
+                state.futures[work.key] = work  # type: ignore[index]
             state.pending = len(state.futures)  # type: ignore[arg-type]
         elif role == "work":
+            # release the key: a finished shard's result is in hand, so a worker lost later
+            # does not make Dask recompute it (and expose it to that worker's next crash)
+            state.futures.pop(fut.key, None)  # type: ignore[union-attr]
             state.results.append(result)  # type: ignore[union-attr]
             state.pending -= 1
             emit(ProgressEvent("tiles", slide_id, tiles=result.n_tiles, stage=stage.name))

@@ -36,6 +36,9 @@ def _scheduler_config(config: ClusterConfig) -> dict[str, Any]:
         "distributed.nanny.pre-spawn-environ": worker_environment(),
         # a task that loses its worker more often than this fails its slide (KilledWorker)
         "distributed.scheduler.allowed-failures": config.allowed_failures,
+        # no task waits in a worker's own queue: when a task kills its worker, only that task
+        # is charged with the death, not the bystanders queued behind it
+        "distributed.scheduler.worker-saturation": 1.0,
     }
 
 
