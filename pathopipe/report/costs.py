@@ -67,11 +67,13 @@ def load_costs(path: str | Path) -> CostProfile:
         raise ConfigError(f"{path}: invalid cost profile: {problems}") from None
 
 
-def hardware_for(slides_per_day: float, per_slide: dict[str, float], profile: CostProfile) -> dict[str, Any]:
+def hardware_for(
+    slides_per_day: float, per_slide: dict[str, float], *, peak_factor: float, target_utilisation: float
+) -> dict[str, Any]:
     """Cores and GPUs that process ``slides_per_day`` at the peak rate, busy ``target_utilisation``."""
-    peak_rate = slides_per_day * profile.peak_factor / SECONDS_PER_DAY  # slides per second at peak
-    cores = peak_rate * per_slide["core_seconds"] / profile.target_utilisation
-    gpus = peak_rate * per_slide["gpu_seconds"] / profile.target_utilisation
+    peak_rate = slides_per_day * peak_factor / SECONDS_PER_DAY  # slides per second at peak
+    cores = peak_rate * per_slide["core_seconds"] / target_utilisation
+    gpus = peak_rate * per_slide["gpu_seconds"] / target_utilisation
     return {
         "peak_slides_per_second": peak_rate,
         "cpu_cores": math.ceil(cores) if cores > 0 else 0,
@@ -100,7 +102,8 @@ def annual_rent(slides_per_day: float, per_slide: dict[str, float], profile: Cos
 def annual_own(slides_per_day: float, per_slide: dict[str, float], profile: CostProfile) -> float:
     """Owning: servers sized for the peak, amortised, plus power and operations, plus storage bought."""
     o = profile.own
-    hw = hardware_for(slides_per_day, per_slide, profile)
+    hw = hardware_for(slides_per_day, per_slide, peak_factor=profile.peak_factor,
+                      target_utilisation=profile.target_utilisation)  # fmt: skip
     by_gpu = math.ceil(hw["gpus"] / o.gpus_per_server) if hw["gpus"] and o.gpus_per_server else 0
     by_core = math.ceil(hw["cpu_cores"] / o.cores_per_server) if hw["cpu_cores"] else 0
     servers = max(by_gpu, by_core, 1 if slides_per_day > 0 else 0)

@@ -68,7 +68,7 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg") :]
 
 
-def _plots(summary: dict[str, Any], metrics: Any) -> dict[str, str]:
+def _plots(summary: dict[str, Any], metrics: Any, tiles: list[int]) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,7 +92,6 @@ def _plots(summary: dict[str, Any], metrics: Any) -> dict[str, str]:
         ax.set_xlabel("seconds since the first task")
         ax.set_title("Tasks per worker over time")
         plots["timeline"] = _svg(fig)
-    tiles = [r for r in summary["_tiles_per_slide"]]
     if tiles:
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.hist(tiles, bins=min(30, max(5, len(tiles) // 2)), color="#4c72b0")
@@ -289,9 +288,8 @@ def write_report(
     summary = build_summary(out, costs=costs, slides_per_day=slides_per_day)
     metrics = read_metrics(out / METRICS_NAME)
     records = read_manifest_records(out / "manifest.csv")
-    summary["_tiles_per_slide"] = [r.n_tiles or 0 for r in records if r.status in ("done", "skipped")]
-    plots = _plots(summary, metrics)
-    del summary["_tiles_per_slide"]
+    tiles = [r.n_tiles or 0 for r in records if r.status in ("done", "skipped")]
+    plots = _plots(summary, metrics, tiles)
     sections = _sections(summary, plots)
     target = out / REPORT_DIR
     target.mkdir(parents=True, exist_ok=True)

@@ -248,12 +248,16 @@ def build_summary(
         "what_if": _what_if(features, run),
     }
     if slides_per_day:
-        profile = costs or CostProfile.model_validate(_NEUTRAL_SIZING)
+        fields = CostProfile.model_fields  # sizing assumptions: the profile's, or its defaults
+        peak = costs.peak_factor if costs else fields["peak_factor"].default
+        utilisation_target = costs.target_utilisation if costs else fields["target_utilisation"].default
         summary["capacity"] = {
             "slides_per_day": slides_per_day,
-            "peak_factor": profile.peak_factor,
-            "target_utilisation": profile.target_utilisation,
-            **hardware_for(slides_per_day, per_slide, profile),
+            "peak_factor": peak,
+            "target_utilisation": utilisation_target,
+            **hardware_for(
+                slides_per_day, per_slide, peak_factor=peak, target_utilisation=utilisation_target
+            ),
             "bottleneck_by_gpus": _bottleneck_by_gpus(per_slide, cluster),
         }
         if costs is not None:
@@ -273,10 +277,3 @@ def _bottleneck_by_gpus(per_slide: dict[str, float], cluster: dict[str, Any]) ->
         rows.append({"gpus": gpus, "cpu_cores": cores, "slides_per_hour": per_hour,
                      "limited_by": "CPU" if cpu_rate <= gpu_rate else "GPU"})  # fmt: skip
     return rows
-
-
-_NEUTRAL_SIZING = {
-    "rent": {"gpu_hour": 0, "core_hour": 0, "tb_month": 0},
-    "own": {"server_price": 1, "gpus_per_server": 8, "cores_per_server": 64, "amortisation_years": 1,
-            "power_kw": 0, "kwh_price": 0, "storage_tb_price": 0},
-}  # fmt: skip

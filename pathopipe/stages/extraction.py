@@ -27,7 +27,7 @@ from pathopipe.config import StoreConfig
 from pathopipe.errors import StoreError
 from pathopipe.features import ModelSpec
 from pathopipe.slide import cached_slide
-from pathopipe.stages.tiling import SlideJob, store_bytes, tile_ranges
+from pathopipe.stages.tiling import SlideJob, check_all_written, store_bytes, tile_ranges
 from pathopipe.store import StoreStatus, read_status
 from pathopipe.store.layout import COORDS, TILES
 from pathopipe.store.shards import read_tiles
@@ -353,12 +353,7 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
 
 def finish_features(plan: FeaturePlan, results: list[FeatureResult]) -> dict[str, Any]:
     """Check every row was written, then mark each model's features complete (their last write)."""
-    written = sum(r.n_tiles for r in results)
-    expected = plan.n_tiles if plan.models else 0
-    if written != expected:
-        raise RuntimeError(
-            f"{plan.job.slide_id}: {written} of {expected} feature rows written; left incomplete"
-        )
+    check_all_written(plan.job.slide_id, results, plan.n_tiles if plan.models else 0, "feature rows")
     summary = {
         "seconds_prepare": plan.seconds,
         "seconds_wait_tiles": sum(r.read_seconds for r in results),

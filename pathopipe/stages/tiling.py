@@ -278,14 +278,16 @@ def store_bytes(path: str | Path) -> int:
     return total
 
 
+def check_all_written(slide_id: str, results: list[Any], expected: int, what: str) -> None:
+    """Before a stage marks its output complete: its tasks together wrote every row."""
+    written = sum(r.n_tiles for r in results)
+    if written != expected:
+        raise RuntimeError(f"{slide_id}: {written} of {expected} {what} written; left incomplete")
+
+
 def finish_slide(plan: TilePlan, results: list[ShardResult]) -> dict[str, Any]:
     """Check every tile was written, record the summary and mark the store complete."""
-    written = sum(r.n_tiles for r in results)
-    expected = plan.n_tiles if plan.write_tiles else 0
-    if written != expected:
-        raise RuntimeError(
-            f"{plan.job.slide_id}: {written} of {expected} tiles written; store left incomplete"
-        )
+    check_all_written(plan.job.slide_id, results, plan.n_tiles if plan.write_tiles else 0, "tiles")
     summary = {
         "n_tiles": plan.n_tiles,
         "seconds_prepare": plan.seconds,
