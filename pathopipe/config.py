@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -41,10 +41,25 @@ class _Model(BaseModel):
 class SlideConfig(_Model):
     """How slides are opened."""
 
-    backend: str = Field("auto", description="'auto' or a registered backend: openslide, tiffslide")
+    backend: str = Field(
+        "auto", description="'auto' (tiff, then openslide, then tiffslide), or tiff, openslide, tiffslide"
+    )
     assume_mpp: float | None = Field(
         None, gt=0, le=100, description="µm/px used only for slides without resolution metadata"
     )
+    cache_mb: float = Field(
+        128, ge=1, le=65536, description="tiff backend: decoded source tiles kept per open slide (MiB)"
+    )
+    decode_threads: int = Field(
+        0, ge=0, le=64, description="tiff backend: threads decoding a batch of source tiles (0: min(4, CPUs))"
+    )
+
+    # settings that change speed and memory, never pixels (left out of the config hash)
+    PERFORMANCE_ONLY: ClassVar[frozenset[str]] = frozenset({"cache_mb", "decode_threads"})
+
+    def reader_options(self) -> dict[str, dict[str, Any]]:
+        """Per-backend options for :func:`pathopipe.slide.open_slide`."""
+        return {"tiff": {"cache_mb": self.cache_mb, "threads": self.decode_threads}}
 
     @field_validator("backend")
     @classmethod
@@ -191,7 +206,10 @@ class RunConfig(_Model):
     def output_relevant(self) -> dict[str, Any]:
         """The parts that change what is written to a slide store's tiles (not the cluster;
         features carry their own hash per model)."""
-        return self.model_dump(mode="json", include={"slide", "tissue", "tiling", "store"})
+        data = self.model_dump(mode="json", include={"slide", "tissue", "tiling", "store"})
+        for name in SlideConfig.PERFORMANCE_ONLY:
+            del data["slide"][name]
+        return data
 
 
 def config_hash(config: RunConfig) -> str:

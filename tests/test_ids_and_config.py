@@ -58,7 +58,7 @@ def test_config_yaml_include_and_overrides(tmp_path):
         ("tilling.tile_size=256", "did you mean 'tiling'"),
         ("store.codec=png", "'jpeg', 'zstd' or 'none'"),
         ("tiling.min_tissue_fraction=2", "less than or equal to 1"),
-        ("slide.backend=bioformats", "allowed: auto, openslide, tiffslide"),
+        ("slide.backend=bioformats", "allowed: auto, openslide, tiff, tiffslide"),
         ("nokey", "section.key=value"),
     ],
 )

@@ -51,7 +51,7 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 def info(
     slide: Annotated[Path, typer.Argument(help="slide file")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    backend: Annotated[str, typer.Option(help="auto, openslide or tiffslide")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, tiff, openslide or tiffslide")] = "auto",
     properties: Annotated[bool, typer.Option(help="include all backend properties")] = False,
 ) -> None:
     """Print a slide's metadata: size, levels, resolution, vendor, backend."""

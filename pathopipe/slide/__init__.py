@@ -11,6 +11,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import cv2
@@ -18,6 +19,7 @@ import numpy as np
 
 from pathopipe.errors import SlideMetadataError, SlideOpenError
 from pathopipe.slide import _openslide as _openslide
+from pathopipe.slide import _tiff as _tiff
 from pathopipe.slide import _tiffslide as _tiffslide
 from pathopipe.slide._base import SlideInfo, SlideReader
 from pathopipe.slide._registry import slide_backends
@@ -27,6 +29,7 @@ __all__ = [
     "SlideInfo",
     "SlideReader",
     "cached_slide",
+    "is_url",
     "list_backends",
     "open_slide",
     "read_downsampled",
@@ -36,7 +39,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-AUTO_ORDER = ("openslide", "tiffslide")
+# the source-tile reader first (fast, TIFF pyramids it decodes exactly), then the general readers
+AUTO_ORDER = ("tiff", "openslide", "tiffslide")
 
 
 def list_backends() -> list[str]:
@@ -44,29 +48,42 @@ def list_backends() -> list[str]:
     return slide_backends.names()
 
 
+def is_url(path: str) -> bool:
+    """A fsspec URL (``s3://``, ``https://``, ``memory://``...) rather than a local path."""
+    return "://" in path and not path.startswith("file://")
+
+
 def open_slide(
     path: str | os.PathLike[str],
     *,
     backend: str = "auto",
     assume_mpp: float | None = None,
-    options: dict[str, Any] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> SlideReader:
     """Open a slide with ``backend`` (``"auto"``: the first of :data:`AUTO_ORDER` that opens it).
 
     ``assume_mpp`` is used only when the slide carries no resolution; it is then recorded
-    as assumed. Raises :class:`SlideOpenError` naming the file and each backend's reason.
+    as assumed. ``options`` maps a backend name to that backend's options, e.g.
+    ``{"tiff": {"cache_mb": 64}}``. Raises :class:`SlideOpenError` naming the file and each
+    backend's reason.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise SlideOpenError(path, {"file": "no such file"})
-    if os.path.isdir(path):
-        raise SlideOpenError(path, {"file": "is a directory, not a slide file"})
+    if path.startswith("file://"):
+        path = path[len("file://") :]
+    if not is_url(path):
+        if not os.path.exists(path):
+            raise SlideOpenError(path, {"file": "no such file"})
+        if os.path.isdir(path):
+            raise SlideOpenError(path, {"file": "is a directory, not a slide file"})
     names = AUTO_ORDER if backend == "auto" else (slide_backends.entry(backend).name,)
+    if is_url(path):  # only the fsspec-capable backends read URLs
+        names = tuple(n for n in names if n != "openslide") or names
+    options = options or {}
     causes: dict[str, str] = {}
     for name in names:
         cls = slide_backends.get(name)
         try:
-            reader = cls(path, options=options)
+            reader = cls(path, options=dict(options.get(name) or {}))
         except Exception as err:  # noqa: BLE001 - every backend failure is reported to the user
             causes[name] = f"{type(err).__name__}: {err}".strip()
             continue
@@ -90,15 +107,26 @@ _local = threading.local()
 CACHE_SIZE = 4
 
 
-def cached_slide(path: str, *, backend: str = "auto", assume_mpp: float | None = None) -> SlideReader:
-    """A reader from a small per-thread cache: tasks on one worker thread reuse open handles."""
+def cached_slide(
+    path: str,
+    *,
+    backend: str = "auto",
+    assume_mpp: float | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> SlideReader:
+    """A reader from a small per-thread cache: tasks on one worker thread reuse open handles
+    (and the tiff backend's decoded tiles). A local file changed on disk is reopened."""
     cache: OrderedDict[tuple, SlideReader] = getattr(_local, "cache", None) or OrderedDict()
     _local.cache = cache
-    stat = os.stat(path)
-    key = (path, backend, assume_mpp, stat.st_mtime_ns, stat.st_size)
+    stamp = None
+    if not is_url(path):
+        stat = os.stat(path)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    frozen = repr(sorted((k, sorted(v.items())) for k, v in (options or {}).items()))
+    key = (path, backend, assume_mpp, frozen, stamp)
     reader = cache.get(key)
     if reader is None:
-        reader = open_slide(path, backend=backend, assume_mpp=assume_mpp)
+        reader = open_slide(path, backend=backend, assume_mpp=assume_mpp, options=options)
         cache[key] = reader
         while len(cache) > CACHE_SIZE:
             _, old = cache.popitem(last=False)

@@ -162,6 +162,51 @@ class SlideReader(abc.ABC):
             return out
         return region
 
+    def read_regions(
+        self,
+        locations: np.ndarray | list[tuple[int, int]],
+        level: int,
+        size: tuple[int, int],
+        *,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Many regions of one ``level`` and ``size`` at once, as (N, H, W, 3) uint8.
+
+        Backends that read source tiles plan them over the whole batch (each decoded once);
+        the default reads region by region. ``out`` (N, H, W, 3) receives the pixels if given.
+        """
+        if not 0 <= level < self.info.level_count:
+            raise IndexError(f"level {level} out of range 0..{self.info.level_count - 1} for {self.path}")
+        width, height = size
+        if width <= 0 or height <= 0:
+            raise ValueError(f"region size must be positive, got {size}")
+        locations = np.asarray(locations, dtype=np.int64).reshape(-1, 2)
+        if out is None:
+            out = np.empty((len(locations), height, width, 3), dtype=np.uint8)
+        elif out.shape != (len(locations), height, width, 3) or out.dtype != np.uint8:
+            raise ValueError(f"out must be ({len(locations)}, {height}, {width}, 3) uint8, got {out.shape}")
+        if len(locations) == 0:
+            return out
+        try:
+            self._read_regions(locations, level, size, out)
+        except Exception as err:
+            first, last = tuple(locations[0]), tuple(locations[-1])
+            raise SlideReadError(
+                f"cannot read {len(locations)} regions of {width}x{height} px from {first} to {last} "
+                f"(level {level}) of slide {self.path!r} with {self.backend}: {type(err).__name__}: {err}"
+            ) from err
+        return out
+
+    def _read_regions(
+        self, locations: np.ndarray, level: int, size: tuple[int, int], out: np.ndarray
+    ) -> np.ndarray:
+        for i, (x, y) in enumerate(locations):
+            dst = out[i]
+            region = self._read_region((int(x), int(y)), level, size, dst)
+            if region is not dst:
+                dst[...] = region
+        return out
+
     @abc.abstractmethod
     def _read_region(
         self, location: tuple[int, int], level: int, size: tuple[int, int], out: np.ndarray | None

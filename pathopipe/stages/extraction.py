@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import zarr
 
-from pathopipe.config import StoreConfig
+from pathopipe.config import SlideConfig, StoreConfig
 from pathopipe.errors import StoreError
 from pathopipe.features import ModelSpec
 from pathopipe.slide import cached_slide
@@ -123,9 +123,12 @@ class TileSource:
     backend: str
     assume_mpp: float | None
     spec: TileSpec
+    reader_options: dict[str, dict[str, Any]] | None = None
 
     def read(self, coords: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        reader = cached_slide(self.path, backend=self.backend, assume_mpp=self.assume_mpp)
+        reader = cached_slide(
+            self.path, backend=self.backend, assume_mpp=self.assume_mpp, options=self.reader_options
+        )
         return read_slide_tiles(reader, self.spec, coords, out=out)
 
 
@@ -275,8 +278,9 @@ def prepare_features(
     if streaming:
         spec = TileSpec(**{f: attrs["tile_spec"][f] for f in TileSpec.__dataclass_fields__})
         source = TileSource(
-            attrs["source_path"], attrs["backend"], attrs["config"]["slide"]["assume_mpp"], spec
-        )
+            attrs["source_path"], attrs["backend"], attrs["config"]["slide"]["assume_mpp"], spec,
+            SlideConfig.model_validate(attrs["config"]["slide"]).reader_options(),
+        )  # fmt: skip
     return FeaturePlan(
         job=job,
         models=tuple(todo),

@@ -57,6 +57,7 @@ class TilePlan:
     spec: TileSpec
     backend: str  # the backend that opened the slide, reused by every task
     assume_mpp: float | None
+    reader_options: dict[str, dict[str, Any]]
     n_tiles: int
     tiles_per_shard: int
     write_tiles: bool
@@ -177,10 +178,16 @@ def survey_slide(reader: Any, config: RunConfig) -> SlideSurvey:
     )
 
 
+def reader_args(config: RunConfig) -> dict[str, Any]:
+    """How the configuration opens slides (keyword arguments of ``open_slide``)."""
+    slide = config.slide
+    return {"backend": slide.backend, "assume_mpp": slide.assume_mpp, "options": slide.reader_options()}
+
+
 def count_tiles(source: str, config: RunConfig) -> dict[str, Any]:
     """Tiles the slide would give, without writing anything (for ``pathopipe plan``)."""
     t0 = time.perf_counter()
-    with open_slide(source, backend=config.slide.backend, assume_mpp=config.slide.assume_mpp) as reader:
+    with open_slide(source, **reader_args(config)) as reader:
         survey = survey_slide(reader, config)
     return {"source": source, "n_tiles": len(survey.coords), "source_bytes": os.path.getsize(source),
             "seconds": time.perf_counter() - t0}  # fmt: skip
@@ -190,7 +197,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
     """Open the slide, find tissue, plan the grid and create the (incomplete) store."""
     t0 = time.perf_counter()
     warnings: list[str] = []
-    with open_slide(job.source, backend=config.slide.backend, assume_mpp=config.slide.assume_mpp) as reader:
+    with open_slide(job.source, **reader_args(config)) as reader:
         t_open = time.perf_counter()
         survey = survey_slide(reader, config)
         info, spec, grid = survey.info, survey.spec, survey.grid
@@ -237,6 +244,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         spec=spec,
         backend=info.backend,
         assume_mpp=config.slide.assume_mpp,
+        reader_options=config.slide.reader_options(),
         n_tiles=len(coords),
         tiles_per_shard=per_shard,
         write_tiles=store_cfg.codec != "none",
@@ -253,7 +261,9 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
 def write_tile_shard(plan: TilePlan, start: int, stop: int) -> ShardResult:
     """Read tiles [start, stop) from the slide and write them (one whole shard)."""
     t0 = time.perf_counter()
-    reader = cached_slide(plan.job.source, backend=plan.backend, assume_mpp=plan.assume_mpp)
+    reader = cached_slide(
+        plan.job.source, backend=plan.backend, assume_mpp=plan.assume_mpp, options=plan.reader_options
+    )
     coords = zarr.open_array(Path(plan.job.store) / COORDS, mode="r")[start:stop]
     tiles = read_tiles(reader, plan.spec, np.asarray(coords))
     t1 = time.perf_counter()

@@ -8,6 +8,13 @@ import numpy as np
 from pathopipe.slide import SlideReader
 from pathopipe.tiling._spec import TileSpec
 
+RESIZE_CHUNK = 32  # regions read per step when tiles are resized (bounds the read buffer)
+
+
+def _resize(region: np.ndarray, spec: TileSpec, out: np.ndarray | None) -> np.ndarray:
+    interpolation = cv2.INTER_AREA if spec.read_size > spec.tile_size else cv2.INTER_LINEAR
+    return cv2.resize(region, (spec.tile_size, spec.tile_size), dst=out, interpolation=interpolation)
+
 
 def read_tile(
     reader: SlideReader, spec: TileSpec, x: int, y: int, *, out: np.ndarray | None = None
@@ -19,17 +26,27 @@ def read_tile(
     location, size = (int(x), int(y)), (spec.read_size, spec.read_size)
     if not spec.resize:
         return reader.read_region(location, spec.level, size, out=out)
-    region = reader.read_region(location, spec.level, size)
-    interpolation = cv2.INTER_AREA if spec.read_size > spec.tile_size else cv2.INTER_LINEAR
-    return cv2.resize(region, (spec.tile_size, spec.tile_size), dst=out, interpolation=interpolation)
+    return _resize(reader.read_region(location, spec.level, size), spec, out)
 
 
 def read_tiles(
     reader: SlideReader, spec: TileSpec, coords: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """Tiles for each level-0 (x, y) in ``coords``, as (N, T, T, 3) uint8 (into ``out`` if given)."""
+    """Tiles for each level-0 (x, y) in ``coords``, as (N, T, T, 3) uint8 (into ``out`` if given).
+
+    Reads go through the reader's batch call, so a source-tile backend decodes each source
+    tile once for the whole batch.
+    """
+    coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
     if out is None:
         out = np.empty((len(coords), spec.tile_size, spec.tile_size, 3), dtype=np.uint8)
-    for i, (x, y) in enumerate(coords):
-        read_tile(reader, spec, x, y, out=out[i])
+    size = (spec.read_size, spec.read_size)
+    if not spec.resize:
+        return reader.read_regions(coords, spec.level, size, out=out)
+    buffer = np.empty((min(RESIZE_CHUNK, len(coords)), spec.read_size, spec.read_size, 3), np.uint8)
+    for start in range(0, len(coords), RESIZE_CHUNK):
+        part = coords[start : start + RESIZE_CHUNK]
+        regions = reader.read_regions(part, spec.level, size, out=buffer[: len(part)])
+        for i, region in enumerate(regions):
+            _resize(region, spec, out[start + i])
     return out

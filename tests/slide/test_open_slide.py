@@ -7,7 +7,7 @@ from pathopipe.errors import SlideMetadataError, SlideOpenError, SlideReadError,
 from pathopipe.slide import open_slide, read_downsampled, require_mpp
 
 
-@pytest.mark.parametrize("backend", ["openslide", "tiffslide"])
+@pytest.mark.parametrize("backend", ["tiff", "openslide", "tiffslide"])
 def test_metadata(aperio_slide, backend):
     with open_slide(aperio_slide.path, backend=backend) as slide:
         info = slide.info
@@ -19,9 +19,9 @@ def test_metadata(aperio_slide, backend):
     assert info.objective_power == 40
 
 
-def test_auto_prefers_openslide_and_backends_agree(aperio_slide):
+def test_auto_prefers_the_tiff_backend_and_backends_agree(aperio_slide):
     with open_slide(aperio_slide.path) as a, open_slide(aperio_slide.path, backend="tiffslide") as b:
-        assert a.info.backend == "openslide"
+        assert a.info.backend == "tiff"
         # level-0 positions that fall between pixels of a level with a non-integer downsample
         # are interpolated by openslide and rounded by tiffslide, so compare on exact positions
         for level, location in ((0, (1200, 800)), (1, (0, 0)), (2, (0, 0))):
@@ -31,7 +31,7 @@ def test_auto_prefers_openslide_and_backends_agree(aperio_slide):
             np.testing.assert_array_equal(ra, rb)
 
 
-@pytest.mark.parametrize("backend", ["openslide", "tiffslide"])
+@pytest.mark.parametrize("backend", ["tiff", "openslide", "tiffslide"])
 def test_outside_the_slide_is_white(aperio_slide, backend):
     with open_slide(aperio_slide.path, backend=backend) as slide:
         region = slide.read_region((5900, 3900), 0, (200, 200))
@@ -58,9 +58,9 @@ def test_unopenable_files_name_file_and_each_backend(corrupt_slide, not_a_slide,
     with pytest.raises(SlideOpenError) as caught:
         open_slide(not_a_slide)
     assert str(not_a_slide) in str(caught.value)
-    assert set(caught.value.causes) == {"openslide", "tiffslide"}
+    assert set(caught.value.causes) == {"tiff", "openslide", "tiffslide"}
     # a truncated file fails at open or, at the latest, when its missing tiles are read
-    for backend in ("openslide", "tiffslide"):
+    for backend in ("tiff", "openslide", "tiffslide"):
         with pytest.raises((SlideOpenError, SlideReadError)) as caught:
             with open_slide(corrupt_slide, backend=backend) as slide:
                 slide.read_region((0, 0), 0, (6001, 4003))

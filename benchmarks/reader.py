@@ -1,0 +1,212 @@
+#!/usr/bin/env python
+"""Slide reading throughput: openslide, tiffslide and pathopipe's tiff backend, in one run.
+
+On a generated 40,000 x 30,000 px Aperio slide at 0.25 µm/px with 224 px JPEG source tiles
+(cached under benchmarks/.cache), over a block of 224 px output tiles in grid order:
+
+- grids: *aligned* (output tiles start on source-tile corners) and *unaligned* (shifted by
+  half a source tile, so every output tile touches four source tiles);
+- targets: 0.25 µm/px (224 px regions of level 0) and 0.5 µm/px (448 px regions, halved);
+- readers: bare openslide-python ``read_region`` (+ RGBA->RGB, + resize); bare tiffslide
+  ``read_region(as_array=True)`` (+ resize); pathopipe's tiff backend through
+  ``pathopipe.tiling.read_tiles`` with 1 decode thread (and with 2, one process only);
+- 1 and 2 processes (the block split in two contiguous halves);
+- raw work: every source tile the block covers, read with tifffile and decoded with
+  imagecodecs, each once, one process, nothing else.
+
+The file is read once before timing (warm page cache). Each figure is the median of
+``--repeat`` interleaved measurements; ratios are taken within this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+import cv2
+import imagecodecs
+import numpy as np
+import tifffile
+
+from pathopipe.testing import write_synthetic_slide
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+SOURCE_TILE = 224
+OUTPUT_TILE = 224
+
+
+def _resize(region: np.ndarray) -> np.ndarray:
+    if region.shape[0] == OUTPUT_TILE:
+        return region
+    return cv2.resize(region, (OUTPUT_TILE, OUTPUT_TILE), interpolation=cv2.INTER_AREA)
+
+
+def read_openslide(path: str, coords: np.ndarray, size: int, threads: int) -> float:
+    import openslide
+
+    slide = openslide.OpenSlide(path)
+    t0 = time.perf_counter()
+    for x, y in coords:
+        _resize(np.asarray(slide.read_region((int(x), int(y)), 0, (size, size)))[..., :3])
+    elapsed = time.perf_counter() - t0
+    slide.close()
+    return elapsed
+
+
+def read_tiffslide(path: str, coords: np.ndarray, size: int, threads: int) -> float:
+    import tiffslide
+
+    slide = tiffslide.TiffSlide(path)
+    t0 = time.perf_counter()
+    for x, y in coords:
+        _resize(slide.read_region((int(x), int(y)), 0, (size, size), as_array=True))
+    elapsed = time.perf_counter() - t0
+    slide.close()
+    return elapsed
+
+
+def read_pathopipe_tiff(path: str, coords: np.ndarray, size: int, threads: int) -> float:
+    from pathopipe.slide import open_slide
+    from pathopipe.tiling import TileSpec, read_tiles
+
+    spec = TileSpec(tile_size=OUTPUT_TILE, stride=OUTPUT_TILE, target_mpp=0.25 * size / OUTPUT_TILE,
+                    mpp_level0=0.25, level=0, level_downsample=1.0, read_size=size, read_stride=size,
+                    tile_size_level0=size)  # fmt: skip
+    out = np.empty((len(coords), OUTPUT_TILE, OUTPUT_TILE, 3), np.uint8)
+    with open_slide(path, backend="tiff", options={"tiff": {"threads": threads}}) as slide:
+        t0 = time.perf_counter()
+        for start in range(0, len(coords), 256):  # batches as a tiling task reads them
+            read_tiles(slide, spec, coords[start : start + 256], out=out[start : start + 256])
+        return time.perf_counter() - t0
+
+
+READERS = {"openslide": read_openslide, "tiffslide": read_tiffslide, "tiff": read_pathopipe_tiff}
+
+
+def _part(args: tuple[str, str, np.ndarray, int, int]) -> float:
+    name, path, coords, size, threads = args
+    return READERS[name](path, coords, size, threads)
+
+
+def timed(
+    pool: mp.pool.Pool, n: int, name: str, path: str, coords: np.ndarray, size: int, threads: int
+) -> float:
+    """Wall seconds for ``n`` processes each reading a contiguous part of ``coords``."""
+    parts = [(name, path, part, size, threads) for part in np.array_split(coords, n)]
+    t0 = time.perf_counter()
+    pool.map(_part, parts, chunksize=1)
+    return time.perf_counter() - t0
+
+
+def raw_work(path: str, coords: np.ndarray, size: int) -> tuple[float, int]:
+    """Seconds to read and decode each source tile the regions cover, once, in one thread."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.series[0].levels[0].pages[0]
+        tw, th = page.tilewidth, page.tilelength
+        across = -(-page.imagewidth // tw)
+        needed = sorted({
+            ty * across + tx
+            for x, y in coords
+            for ty in range(int(y) // th, (int(y) + size - 1) // th + 1)
+            for tx in range(int(x) // tw, (int(x) + size - 1) // tw + 1)
+        })  # fmt: skip
+        offsets, counts, tables = page.dataoffsets, page.databytecounts, page.jpegtables
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            t0 = time.perf_counter()
+            for index in needed:
+                imagecodecs.jpeg8_decode(os.pread(fd, counts[index], offsets[index]), tables=tables)
+            return time.perf_counter() - t0, len(needed)
+        finally:
+            os.close(fd)
+
+
+def grid(origin: tuple[int, int], step: int, columns: int, rows: int) -> np.ndarray:
+    xs = origin[0] + step * np.arange(columns)
+    ys = origin[1] + step * np.arange(rows)
+    gy, gx = np.meshgrid(ys, xs, indexing="ij")
+    return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.int64)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--width", type=int, default=40_000)
+    parser.add_argument("--height", type=int, default=30_000)
+    parser.add_argument("--block", type=int, default=8960, help="side of the level-0 block read (px)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    CACHE.mkdir(exist_ok=True)
+    slide = CACHE / f"reader-{args.width}x{args.height}-t{SOURCE_TILE}.svs"
+    if not slide.exists():
+        t0 = time.perf_counter()
+        write_synthetic_slide(slide, width=args.width, height=args.height, seed=2024, tile_size=SOURCE_TILE,
+                              workers=os.cpu_count())  # fmt: skip
+        print(
+            f"generated {slide.name} ({slide.stat().st_size / 1e6:.0f} MB) "
+            f"in {time.perf_counter() - t0:.0f} s"
+        )
+    with slide.open("rb") as fh:
+        while fh.read(1 << 24):
+            pass
+    path = str(slide)
+    # a block at the slide centre, on source-tile corners
+    corner = ((args.width // 2 - args.block // 2) // SOURCE_TILE * SOURCE_TILE,
+              (args.height // 2 - args.block // 2) // SOURCE_TILE * SOURCE_TILE)  # fmt: skip
+    results: dict = {"slide": path, "size": [args.width, args.height], "source_tile": SOURCE_TILE,
+                     "block": args.block, "cpu_count": os.cpu_count(), "repeat": args.repeat,
+                     "statistic": "median of repeats", "runs": []}  # fmt: skip
+    variants = [("openslide", 1), ("tiffslide", 1), ("tiff", 1)]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool1, ctx.Pool(2) as pool2:
+        pools = {1: pool1, 2: pool2}
+        for pool in pools.values():  # imports and first opens are start-up cost
+            pool.map(_part, [(name, path, grid(corner, 224, 1, 1), 224, 1) for name in READERS] * 2)
+        for target, size in ((0.25, OUTPUT_TILE), (0.5, 2 * OUTPUT_TILE)):
+            n = args.block // size
+            for grid_name, shift in (("aligned", 0), ("unaligned", SOURCE_TILE // 2)):
+                coords = grid((corner[0] + shift, corner[1] + shift), size, n, n)
+                seconds: dict[str, list[float]] = {}
+                for _ in range(args.repeat):
+                    for procs, pool in pools.items():
+                        for name, threads in variants:
+                            seconds.setdefault(f"{name}_{procs}p", []).append(
+                                timed(pool, procs, name, path, coords, size, threads)
+                            )
+                    seconds.setdefault("tiff_1p_2threads", []).append(
+                        timed(pool1, 1, "tiff", path, coords, size, 2)
+                    )
+                    raw_s, raw_tiles = raw_work(path, coords, size)
+                    seconds.setdefault("raw_work_1p", []).append(raw_s)
+                median = {k: float(np.median(v)) for k, v in seconds.items()}
+                rate = {k: len(coords) / v for k, v in median.items()}
+                ratios = {
+                    "tiff_1p / openslide_1p": rate["tiff_1p"] / rate["openslide_1p"],
+                    "tiff_2p / openslide_2p": rate["tiff_2p"] / rate["openslide_2p"],
+                    "tiff_1p / tiffslide_1p": rate["tiff_1p"] / rate["tiffslide_1p"],
+                    "tiff_1p / raw_work_1p": rate["tiff_1p"] / rate["raw_work_1p"],
+                    "openslide_1p / raw_work_1p": rate["openslide_1p"] / rate["raw_work_1p"],
+                    "tiff_2p / tiff_1p": rate["tiff_2p"] / rate["tiff_1p"],
+                }
+                results["runs"].append({"target_mpp": target, "grid": grid_name, "read_size": size,
+                                        "tiles": len(coords), "source_tiles": raw_tiles, "seconds": seconds,
+                                        "tiles_per_s": rate, "ratios": ratios})  # fmt: skip
+                print(f"\n== {grid_name} grid, {target} µm/px: {len(coords)} tiles of 224 px "
+                      f"(read {size} px), {raw_tiles} source tiles; median of {args.repeat}")  # fmt: skip
+                for name, value in rate.items():
+                    print(f"  {name:22s} {value:8.1f} tiles/s")
+                for name, value in ratios.items():
+                    print(f"  {name:28s} {value:6.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
