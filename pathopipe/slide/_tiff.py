@@ -65,6 +65,7 @@ class _Level:
     counts: np.ndarray
     decode: Callable[..., Any]
     jpegtables: bytes | None
+    jpeg_colorspaces: tuple[Any, Any] | None  # (colorspace, outcolorspace) when JPEG
 
 
 def _check_page(page: Any, level: int) -> None:
@@ -85,6 +86,19 @@ def _check_page(page: Any, level: int) -> None:
         problems.append("volumetric tiles")
     if problems:
         raise ValueError(f"level {level}: " + "; ".join(problems))
+
+
+def _jpeg_colorspaces(page: Any) -> tuple[Any, Any] | None:
+    """JPEG colour spaces exactly as tifffile decodes the page (Aperio's RGB-tagged JPEG included),
+    so that JPEG tiles can be decoded straight into recycled buffers."""
+    if page.compression != 7:
+        return None
+    try:
+        from tifffile.tifffile import jpeg_decode_colorspace
+    except ImportError:  # tifffile moved it: decode through page.decode instead
+        return None
+    photometric, planar = int(page.photometric), int(page.planarconfig)
+    return jpeg_decode_colorspace(photometric, planar, page.extrasamples, page.is_jfif)
 
 
 def _coalesce(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:
@@ -148,12 +162,19 @@ class _FsspecBytes:
 
 
 class TileCache:
-    """Decoded source tiles, least recently used first out, bounded in bytes."""
+    """Decoded source tiles, least recently used first out, bounded in bytes.
 
-    def __init__(self, max_bytes: int) -> None:
+    Evicted tiles' arrays are kept (a few) for the next decodes to write into: fresh memory
+    costs a page fault per 4 KiB on first touch, about as much as decoding the tile.
+    """
+
+    def __init__(self, max_bytes: int, *, keep_free: int = 64) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._tiles: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._free: list[np.ndarray] = []
+        self._keep_free = keep_free
+        self._shared: set[int] = set()  # ids of arrays shared between keys (never recycled)
         self.hits = self.misses = 0
 
     def get(self, key: tuple[int, int]) -> np.ndarray | None:
@@ -166,7 +187,9 @@ class TileCache:
     def __contains__(self, key: tuple[int, int]) -> bool:
         return key in self._tiles
 
-    def put(self, key: tuple[int, int], tile: np.ndarray) -> None:
+    def put(self, key: tuple[int, int], tile: np.ndarray, *, shared: bool = False) -> None:
+        if shared:
+            self._shared.add(id(tile))
         old = self._tiles.pop(key, None)
         if old is not None:
             self.bytes -= old.nbytes
@@ -176,9 +199,19 @@ class TileCache:
         while self.bytes > self.max_bytes and len(self._tiles) > 1:
             _, dropped = self._tiles.popitem(last=False)
             self.bytes -= dropped.nbytes
+            if len(self._free) < self._keep_free and id(dropped) not in self._shared:
+                self._free.append(dropped)
+
+    def recycled(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        """An evicted tile's array of ``shape`` to decode into, if one is free."""
+        for i in range(len(self._free) - 1, -1, -1):
+            if self._free[i].shape == shape:
+                return self._free.pop(i)
+        return None
 
     def clear(self) -> None:
         self._tiles.clear()
+        self._free.clear()
         self.bytes = 0
 
 
@@ -238,6 +271,7 @@ class TiffTileReader(SlideReader):
             counts=np.asarray(page.databytecounts, dtype=np.int64),
             decode=page.decode,
             jpegtables=page.jpegtables,
+            jpeg_colorspaces=_jpeg_colorspaces(page),
         )
 
     # -- geometry --------------------------------------------------------------------------
@@ -260,21 +294,26 @@ class TiffTileReader(SlideReader):
 
     # -- decoding --------------------------------------------------------------------------
 
-    def _decode_one(self, lv: _Level, index: int, data: bytes) -> np.ndarray:
+    def _decode_one(self, lv: _Level, index: int, data: bytes, out: np.ndarray | None) -> np.ndarray:
         try:
-            segment = lv.decode(data, index, jpegtables=lv.jpegtables)[0]
+            if lv.jpeg_colorspaces is not None:
+                import imagecodecs
+
+                colorspace, outcolorspace = lv.jpeg_colorspaces
+                tile = imagecodecs.jpeg8_decode(data, tables=lv.jpegtables, colorspace=colorspace,
+                                                outcolorspace=outcolorspace, out=out)  # fmt: skip
+            else:
+                segment = lv.decode(data, index, jpegtables=lv.jpegtables)[0]
+                tile = segment.reshape(segment.shape[-3:]) if segment is not None else None
         except Exception as err:
             raise ValueError(
                 f"source tile {index} (offset {int(lv.offsets[index])}, {len(data)} bytes) does not "
                 f"decode: {type(err).__name__}: {err}"
             ) from err
-        if segment is None:
-            raise ValueError(f"source tile {index} decoded to nothing")
-        tile = segment.reshape(segment.shape[-3:])
-        if tile.shape != (lv.tile_height, lv.tile_width, 3) or tile.dtype != np.uint8:
+        if tile is None or tile.shape != (lv.tile_height, lv.tile_width, 3) or tile.dtype != np.uint8:
+            got = "nothing" if tile is None else f"{tile.shape} {tile.dtype}"
             raise ValueError(
-                f"source tile {index} decoded to {tile.shape} {tile.dtype}, "
-                f"expected ({lv.tile_height}, {lv.tile_width}, 3) uint8"
+                f"source tile {index} decoded to {got}, expected ({lv.tile_height}, {lv.tile_width}, 3) uint8"
             )
         return tile
 
@@ -288,13 +327,13 @@ class TiffTileReader(SlideReader):
     def _ensure(self, level: int, indices: Sequence[int]) -> None:
         """Read and decode the tiles of ``indices`` not in the cache (threads for several)."""
         lv = self._levels[level]
-        missing = [i for i in dict.fromkeys(indices) if (level, i) not in self.cache]
+        missing = [i for i in dict.fromkeys(indices) if self.cache.get((level, i)) is None]  # get: keep
         if not missing:
             return
         present = [i for i in missing if lv.counts[i] > 0]
         for i in missing:
             if lv.counts[i] <= 0:  # a tile the scanner never wrote: background
-                self.cache.put((level, i), self._white_tile(lv))
+                self.cache.put((level, i), self._white_tile(lv), shared=True)
         if not present:
             return
         spans = [(int(lv.offsets[i]), int(lv.counts[i])) for i in present]
@@ -306,11 +345,13 @@ class TiffTileReader(SlideReader):
             for m in members:
                 begin = spans[m][0] - start
                 data[m] = block if len(members) == 1 else view[begin : begin + spans[m][1]].tobytes()
+        shape = (lv.tile_height, lv.tile_width, 3)
+        buffers = [self.cache.recycled(shape) for _ in present]  # evicted tiles' memory, reused
+        jobs = list(zip(present, data, buffers, strict=True))
         if len(present) == 1 or self.threads == 1:
-            tiles = [self._decode_one(lv, i, d) for i, d in zip(present, data, strict=True)]
+            tiles = [self._decode_one(lv, *job) for job in jobs]
         else:
-            pool = _decode_pool(self.threads)
-            tiles = list(pool.map(lambda args: self._decode_one(lv, *args), zip(present, data, strict=True)))
+            tiles = list(_decode_pool(self.threads).map(lambda job: self._decode_one(lv, *job), jobs))
         for i, tile in zip(present, tiles, strict=True):
             self.cache.put((level, i), tile)
 

@@ -1,0 +1,12 @@
+"""Loading what a run computed: features, tiles and whole cohorts as lazy arrays.
+
+>>> import pathopipe
+>>> run = pathopipe.open_run("OUT")                    # doctest: +SKIP
+>>> ds = run.features(run.slide_ids[0], "resnet18")   # xarray.Dataset (tile, feature), lazy
+>>> cohort = run.cohort("resnet18")                   # all slides, one lazy array + offsets
+"""
+
+from pathopipe.loader._cohort import COHORT, Cohort, pack_run
+from pathopipe.loader._run import Run, open_run
+
+__all__ = ["COHORT", "Cohort", "Run", "open_run", "pack_run"]
