@@ -324,16 +324,26 @@ class TiffTileReader(SlideReader):
             tile = self._white[key] = np.full((*key, 3), BACKGROUND_VALUE, np.uint8)
         return tile
 
-    def _ensure(self, level: int, indices: Sequence[int]) -> None:
-        """Read and decode the tiles of ``indices`` not in the cache (threads for several)."""
+    def _ensure(
+        self, level: int, indices: Sequence[int], direct: dict[int, np.ndarray] | None = None
+    ) -> None:
+        """Read and decode the tiles of ``indices`` not in the cache (threads for several).
+
+        Tiles in ``direct`` are decoded straight into the array given for them (a region that
+        is exactly that tile and the only one needing it) instead of into the cache.
+        """
         lv = self._levels[level]
-        missing = [i for i in dict.fromkeys(indices) if self.cache.get((level, i)) is None]  # get: keep
+        direct = direct or {}
+        missing = [i for i in dict.fromkeys(indices) if i in direct or self.cache.get((level, i)) is None]
         if not missing:
             return
         present = [i for i in missing if lv.counts[i] > 0]
         for i in missing:
             if lv.counts[i] <= 0:  # a tile the scanner never wrote: background
-                self.cache.put((level, i), self._white_tile(lv), shared=True)
+                if i in direct:
+                    direct[i].fill(BACKGROUND_VALUE)
+                else:
+                    self.cache.put((level, i), self._white_tile(lv), shared=True)
         if not present:
             return
         spans = [(int(lv.offsets[i]), int(lv.counts[i])) for i in present]
@@ -346,14 +356,19 @@ class TiffTileReader(SlideReader):
                 begin = spans[m][0] - start
                 data[m] = block if len(members) == 1 else view[begin : begin + spans[m][1]].tobytes()
         shape = (lv.tile_height, lv.tile_width, 3)
-        buffers = [self.cache.recycled(shape) for _ in present]  # evicted tiles' memory, reused
+        # into the caller's array, or into an evicted tile's memory (fresh memory page-faults)
+        buffers = [direct[i] if i in direct else self.cache.recycled(shape) for i in present]
         jobs = list(zip(present, data, buffers, strict=True))
         if len(present) == 1 or self.threads == 1:
             tiles = [self._decode_one(lv, *job) for job in jobs]
         else:
             tiles = list(_decode_pool(self.threads).map(lambda job: self._decode_one(lv, *job), jobs))
         for i, tile in zip(present, tiles, strict=True):
-            self.cache.put((level, i), tile)
+            if i in direct:
+                if tile is not direct[i]:
+                    direct[i][...] = tile
+            else:
+                self.cache.put((level, i), tile)
 
     def _paint(self, level: int, x: int, y: int, out: np.ndarray) -> None:
         """Copy the level's pixels of the region at level pixel (x, y) into ``out`` (H, W, 3)."""
@@ -406,11 +421,34 @@ class TiffTileReader(SlideReader):
                     break
                 needed.update(dict.fromkeys(more))
                 stop += 1
-            self._ensure(level, list(needed))
+            direct = self._direct_regions(level, origins, size, range(start, stop), out)
+            self._ensure(level, list(needed), {tile: out[i] for tile, i in direct.items()})
+            painted = set(direct.values())
             for i in range(start, stop):
-                self._paint(level, *origins[i], out[i])
+                if i not in painted:
+                    self._paint(level, *origins[i], out[i])
             start = stop
         return out
+
+    def _direct_regions(
+        self, level: int, origins: list[tuple[int, int]], size: tuple[int, int], chunk: range, out: np.ndarray
+    ) -> dict[int, int]:
+        """Regions of ``chunk`` that are exactly one whole source tile, not cached and needed by
+        no other region of the chunk: tile index -> region index (decoded straight into out)."""
+        lv = self._levels[level]
+        if size != (lv.tile_width, lv.tile_height) or not out[0].flags.c_contiguous:
+            return {}
+        uses: dict[int, int] = {}
+        exact: dict[int, int] = {}
+        for i in chunk:
+            x, y = origins[i]
+            tiles = self._tiles_of(lv, x, y, *size)
+            for t in tiles:
+                uses[t] = uses.get(t, 0) + 1
+            inside = x + size[0] <= lv.width and y + size[1] <= lv.height
+            if x >= 0 and y >= 0 and x % lv.tile_width == 0 and y % lv.tile_height == 0 and inside:
+                exact[tiles[0]] = i
+        return {t: i for t, i in exact.items() if uses[t] == 1 and (level, t) not in self.cache}
 
     def close(self) -> None:
         self.cache.clear()

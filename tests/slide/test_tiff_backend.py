@@ -108,6 +108,19 @@ def test_batch_reads_decode_each_source_tile_once(aperio_slide):
     np.testing.assert_array_equal(batch, singles)
 
 
+def test_aligned_batches_decode_straight_into_the_output(aperio_slide):
+    # whole source tiles (the last column and row cross the slide border) and a repeated tile
+    xs, ys = np.meshgrid(np.arange(0, 6001, 256), np.arange(2048, 4003, 256))
+    coords = np.concatenate([np.stack([xs.ravel(), ys.ravel()], axis=1), [[512, 2048]]])
+    with open_slide(aperio_slide.path, backend="tiff", options={"tiff": {"threads": 2}}) as slide:
+        batch = slide.read_regions(coords, 0, (256, 256))
+        # only the border tiles and the tile asked for twice went through the cache
+        assert slide.cache.misses == xs.shape[1] + xs.shape[0] - 1 + 1
+    with open_slide(aperio_slide.path, backend="openslide") as slide:
+        for region, (x, y) in zip(batch, coords, strict=True):
+            np.testing.assert_array_equal(region, slide.read_region((int(x), int(y)), 0, (256, 256)))
+
+
 def test_a_small_cache_still_reads_right(aperio_slide):
     coords = np.array([[x, 100] for x in range(0, 5000, 300)])
     with open_slide(aperio_slide.path, backend="tiff", options={"tiff": {"cache_mb": 0.5}}) as slide:
