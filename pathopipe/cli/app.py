@@ -276,6 +276,56 @@ def report(
 
 
 @app.command()
+def pack(
+    out: Annotated[Path, typer.Argument(help="output folder of a run")],
+    model: Annotated[list[str] | None, typer.Option(help="model key (repeat; default: every model)")] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Write OUT/cohort.zarr: every complete slide's features per model in one sharded array,
+    with row offsets and a slide table (open_run reads it while it is up to date)."""
+    from pathopipe.loader import open_run, pack_run
+
+    _setup_logging(verbose)
+    try:
+        path = pack_run(out, model or None)
+        run = open_run(out)
+        for key in run.models:
+            cohort = run.cohort(key)
+            console.print(
+                f"{key}: {len(cohort)} slides, {cohort.n_rows:,} rows x {cohort.features.shape[1]} "
+                f"({cohort.source})",
+                highlight=False,
+            )
+    except (PathopipeError, KeyError) as err:
+        raise _fail(str(err).strip("'\"")) from None
+    console.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
+def qc(
+    out: Annotated[Path, typer.Argument(help="output folder of a run")],
+    model: Annotated[list[str] | None, typer.Option(help="model for feature maps (default: all)")] = None,
+    slide: Annotated[list[str] | None, typer.Option(help="slide id (repeat; default: every slide)")] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Write QC pictures under OUT/report/qc/: per slide the thumbnail with tissue mask and tile
+    grid, and a feature map per model (first three PCA components as RGB)."""
+    from pathopipe.loader import open_run
+    from pathopipe.plot import write_qc
+
+    _setup_logging(verbose)
+    try:
+        run = open_run(out)
+        unknown = [s for s in slide or [] if s not in run.slide_ids]
+        if unknown:
+            raise _fail(f"no complete slide {unknown} in {out} (slides: {', '.join(run.slide_ids[:5])} ...)")
+        written = write_qc(run, models=model or None, slide_ids=slide or None)
+    except (PathopipeError, KeyError) as err:
+        raise _fail(str(err).strip("'\"")) from None
+    console.print(f"wrote {len(written)} pictures under {out / 'report' / 'qc'}", highlight=False)
+
+
+@app.command()
 def plan(
     workflow: Annotated[Path, typer.Argument(help="workflow YAML")],
     slides: Annotated[

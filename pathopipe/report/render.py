@@ -45,6 +45,7 @@ class Section:
     rows: list[tuple[str, Any]] = field(default_factory=list)  # label, value
     table: tuple[list[str], list[list[Any]]] | None = None  # header, rows
     plot: str | None = None  # SVG markup
+    links: list[tuple[str, str]] = field(default_factory=list)  # label, path relative to the report
 
 
 def _flatten(prefix: str, value: Any, rows: list[tuple[str, Any]]) -> None:
@@ -236,6 +237,9 @@ def render_markdown(sections: list[Section]) -> str:
             lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             lines += ["| " + " | ".join(format_number(v) for v in row) + " |" for row in rows]
             lines.append("")
+        if section.links:
+            lines += [f"- [{label}]({href})" for label, href in section.links]
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -266,6 +270,13 @@ def render_html(sections: list[Section]) -> str:
             parts += ["<tr>" + "".join(f"<td>{html.escape(format_number(v))}</td>" for v in row) + "</tr>"
                       for row in rows]  # fmt: skip
             parts.append("</table>")
+        if section.links:
+            parts.append("<ul>")
+            parts += [
+                f"<li><a href='{html.escape(href)}'>{html.escape(label)}</a></li>"
+                for label, href in section.links
+            ]
+            parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -274,6 +285,9 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+QC_DIR = "qc"  # under OUT/report/, written by `pathopipe qc`
 
 
 def write_report(
@@ -292,6 +306,16 @@ def write_report(
     plots = _plots(summary, metrics, tiles)
     sections = _sections(summary, plots)
     target = out / REPORT_DIR
+    qc = sorted((target / QC_DIR).glob("*.png")) if (target / QC_DIR).is_dir() else []
+    if qc:
+        sections.append(
+            Section(
+                "QC pictures",
+                "Per slide: tissue mask and tile grid over the thumbnail, and feature maps "
+                "(first three PCA components as RGB). Made by `pathopipe qc`.",
+                links=[(p.stem, f"{QC_DIR}/{p.name}") for p in qc],
+            )
+        )
     target.mkdir(parents=True, exist_ok=True)
     paths = {"json": target / "summary.json", "md": target / "report.md", "html": target / "report.html"}
     _atomic_write(paths["json"], json.dumps(summary, indent=2))

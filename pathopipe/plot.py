@@ -1,0 +1,150 @@
+"""QC pictures: tissue mask and tile grid over the thumbnail, feature maps, per-tile score heatmaps.
+
+Every picture is an (H, W, 3) uint8 RGB array at the thumbnail's resolution (the image the
+tissue mask was computed from); ``write_qc`` saves them as PNG under ``OUT/report/qc/``.
+
+>>> image = heatmap(run, "slide-1", attention_scores)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import zarr
+
+from pathopipe.store.layout import COORDS, MASK, THUMBNAIL
+
+if TYPE_CHECKING:
+    from pathopipe.loader import Run
+
+__all__ = ["feature_map", "heatmap", "overview", "pca_colours", "write_qc"]
+
+logger = logging.getLogger(__name__)
+
+MASK_TINT = np.array([0, 160, 90], np.float32)  # green over tissue
+GRID_COLOUR = (20, 60, 200)  # blue tile outlines
+
+
+def _thumbnail(run: Run, slide_id: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    store = run.store(slide_id)
+    thumbnail = zarr.open_array(store / THUMBNAIL, mode="r")
+    dsx, dsy = thumbnail.attrs["downsample"]
+    mask = zarr.open_array(store / MASK, mode="r")[:]
+    return thumbnail[:], mask, (float(dsx), float(dsy))
+
+
+def _tile_boxes(run: Run, slide_id: str, downsample: tuple[float, float]) -> np.ndarray:
+    """(N, 4) int boxes x0, y0, x1, y1 of the tiles on the thumbnail (at least one pixel)."""
+    coords = zarr.open_array(run.store(slide_id) / COORDS, mode="r")[:].astype(np.float64)
+    size = float(run.slide_attrs(slide_id)["tile_size_level0"])
+    dsx, dsy = downsample
+    x0, y0 = np.floor(coords[:, 0] / dsx), np.floor(coords[:, 1] / dsy)
+    x1 = np.maximum(x0 + 1, np.ceil((coords[:, 0] + size) / dsx))
+    y1 = np.maximum(y0 + 1, np.ceil((coords[:, 1] + size) / dsy))
+    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
+
+
+def overview(run: Run, slide_id: str, *, grid: bool = True) -> np.ndarray:
+    """The thumbnail with the tissue mask tinted green and the kept tiles outlined."""
+    thumbnail, mask, downsample = _thumbnail(run, slide_id)
+    image = thumbnail.astype(np.float32)
+    if mask.shape != image.shape[:2]:
+        mask = cv2.resize(mask.astype(np.uint8), image.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
+    image[mask] = 0.6 * image[mask] + 0.4 * MASK_TINT
+    out = np.ascontiguousarray(image.round().clip(0, 255).astype(np.uint8))
+    if grid:
+        for x0, y0, x1, y1 in _tile_boxes(run, slide_id, downsample):
+            cv2.rectangle(out, (int(x0), int(y0)), (int(x1) - 1, int(y1) - 1), GRID_COLOUR, 1)
+    return out
+
+
+def _paint_tiles(base: np.ndarray, boxes: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:
+    layer = base.copy()
+    covered = np.zeros(base.shape[:2], bool)
+    for (x0, y0, x1, y1), colour in zip(boxes, colours, strict=True):
+        layer[y0:y1, x0:x1] = colour
+        covered[y0:y1, x0:x1] = True
+    out = base.astype(np.float32)
+    out[covered] = (1 - alpha) * out[covered] + alpha * layer[covered].astype(np.float32)
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+def pca_colours(features: np.ndarray) -> np.ndarray:
+    """(N, 3) uint8: the first three principal components, each scaled by its 1st-99th percentile."""
+    x = np.asarray(features, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    if len(x) < 2:
+        return np.full((len(x), 3), 128, np.uint8)
+    _, vectors = np.linalg.eigh(x.T @ x)
+    comps = x @ vectors[:, ::-1][:, :3]
+    if comps.shape[1] < 3:
+        comps = np.pad(comps, ((0, 0), (0, 3 - comps.shape[1])))
+    lo, hi = np.percentile(comps, 1, axis=0), np.percentile(comps, 99, axis=0)
+    scaled = (comps - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return (scaled.clip(0, 1) * 255).round().astype(np.uint8)
+
+
+def feature_map(run: Run, slide_id: str, model: str) -> np.ndarray:
+    """Each tile coloured by the first three PCA components of its features, on white."""
+    thumbnail, _, downsample = _thumbnail(run, slide_id)
+    features = run.features(slide_id, model)["features"].values
+    canvas = np.full_like(thumbnail, 255)
+    return _paint_tiles(canvas, _tile_boxes(run, slide_id, downsample), pca_colours(features), alpha=1.0)
+
+
+def heatmap(
+    run: Run,
+    slide_id: str,
+    scores: np.ndarray,
+    *,
+    cmap: str = "viridis",
+    alpha: float = 0.6,
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> np.ndarray:
+    """Any per-tile score (attention, prediction...; one per row of the slide's coords) drawn
+    over the thumbnail with a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    thumbnail, _, downsample = _thumbnail(run, slide_id)
+    boxes = _tile_boxes(run, slide_id, downsample)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(scores) != len(boxes):
+        raise ValueError(
+            f"{len(scores)} scores for {len(boxes)} tiles of slide {slide_id!r}; give one per tile"
+        )
+    lo = float(np.nanmin(scores)) if vmin is None else vmin
+    hi = float(np.nanmax(scores)) if vmax is None else vmax
+    normed = (scores - lo) / (hi - lo) if hi > lo else np.zeros_like(scores)
+    colours = (colormaps[cmap](np.nan_to_num(normed.clip(0, 1)))[:, :3] * 255).round().astype(np.uint8)
+    return _paint_tiles(thumbnail, boxes, colours, alpha=alpha)
+
+
+def _save(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def write_qc(
+    run: Run, *, models: list[str] | None = None, slide_ids: list[str] | None = None, out: Path | None = None
+) -> list[Path]:
+    """Write ``<slide>.overview.png`` and ``<slide>.features-<model>.png`` for every slide
+    (under ``OUT/report/qc`` by default). Returns the files written."""
+    target = out or run.path / "report" / "qc"
+    chosen = run.models if models is None else [m for m in models if m in run.models]
+    having = {model: set(run.slides_with(model)) for model in chosen}
+    written = []
+    for slide_id in slide_ids or run.slide_ids:
+        written.append(_save(target / f"{slide_id}.overview.png", overview(run, slide_id)))
+        for model in chosen:
+            if slide_id in having[model]:
+                image = feature_map(run, slide_id, model)
+                written.append(_save(target / f"{slide_id}.features-{model}.png", image))
+    logger.info("wrote %d QC pictures under %s", len(written), target)
+    return written
