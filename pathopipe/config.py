@@ -48,7 +48,7 @@ class SlideConfig(_Model):
         None, gt=0, le=100, description="µm/px used only for slides without resolution metadata"
     )
     cache_mb: float = Field(
-        128, ge=1, le=65536, description="tiff backend: decoded source tiles kept per open slide (MiB)"
+        128, ge=1, le=65536, description="tiff backend: decoded source tiles kept per worker process (MiB)"
     )
     decode_threads: int = Field(
         0, ge=0, le=64, description="tiff backend: threads decoding a batch of source tiles (0: min(4, CPUs))"

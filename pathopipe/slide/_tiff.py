@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -162,65 +162,91 @@ class _FsspecBytes:
 
 
 class TileCache:
-    """Decoded source tiles, least recently used first out, bounded in bytes.
+    """Decoded source tiles, least recently used first out, bounded in bytes; thread-safe.
 
-    Evicted tiles' arrays are kept (a few) for the next decodes to write into: fresh memory
-    costs a page fault per 4 KiB on first touch, about as much as decoding the tile.
+    One cache per worker process (per size) is shared by every reader, so memory is bounded per
+    process whatever the number of threads and open slides. Evicted tiles' arrays are kept (a
+    few) for the next decodes to write into: fresh memory costs a page fault per 4 KiB on first
+    touch, about as much as decoding the tile. Readers copy out of cached tiles while holding
+    ``lock``, so a recycled array is never still being read.
     """
 
     def __init__(self, max_bytes: int, *, keep_free: int = 64) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._tiles: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self.lock = threading.RLock()
+        self._tiles: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._free: list[np.ndarray] = []
         self._keep_free = keep_free
         self._shared: set[int] = set()  # ids of arrays shared between keys (never recycled)
-        self.hits = self.misses = 0
 
-    def get(self, key: tuple[int, int]) -> np.ndarray | None:
-        tile = self._tiles.get(key)
-        if tile is not None:
-            self._tiles.move_to_end(key)
-            self.hits += 1
-        return tile
+    def get(self, key: Hashable) -> np.ndarray | None:
+        with self.lock:
+            tile = self._tiles.get(key)
+            if tile is not None:
+                self._tiles.move_to_end(key)
+            return tile
 
-    def __contains__(self, key: tuple[int, int]) -> bool:
-        return key in self._tiles
+    def __contains__(self, key: Hashable) -> bool:
+        with self.lock:
+            return key in self._tiles
 
-    def put(self, key: tuple[int, int], tile: np.ndarray, *, shared: bool = False) -> None:
-        if shared:
-            self._shared.add(id(tile))
-        old = self._tiles.pop(key, None)
-        if old is not None:
-            self.bytes -= old.nbytes
-        self._tiles[key] = tile
-        self.bytes += tile.nbytes
-        self.misses += 1
-        while self.bytes > self.max_bytes and len(self._tiles) > 1:
-            _, dropped = self._tiles.popitem(last=False)
-            self.bytes -= dropped.nbytes
-            if len(self._free) < self._keep_free and id(dropped) not in self._shared:
-                self._free.append(dropped)
+    def put(self, key: Hashable, tile: np.ndarray, *, shared: bool = False) -> None:
+        with self.lock:
+            if shared:
+                self._shared.add(id(tile))
+            old = self._tiles.pop(key, None)
+            if old is not None:
+                self.bytes -= old.nbytes
+            self._tiles[key] = tile
+            self.bytes += tile.nbytes
+            while self.bytes > self.max_bytes and len(self._tiles) > 1:
+                _, dropped = self._tiles.popitem(last=False)
+                self.bytes -= dropped.nbytes
+                if len(self._free) < self._keep_free and id(dropped) not in self._shared:
+                    self._free.append(dropped)
 
     def recycled(self, shape: tuple[int, ...]) -> np.ndarray | None:
         """An evicted tile's array of ``shape`` to decode into, if one is free."""
-        for i in range(len(self._free) - 1, -1, -1):
-            if self._free[i].shape == shape:
-                return self._free.pop(i)
-        return None
+        with self.lock:
+            for i in range(len(self._free) - 1, -1, -1):
+                if self._free[i].shape == shape:
+                    return self._free.pop(i)
+            return None
 
     def clear(self) -> None:
-        self._tiles.clear()
-        self._free.clear()
-        self.bytes = 0
+        with self.lock:
+            self._tiles.clear()
+            self._free.clear()
+            self.bytes = 0
+
+
+_caches: dict[int, TileCache] = {}
+
+
+def clear_caches() -> None:
+    """Forget every decoded tile of this process (tests; freeing memory)."""
+    with _pools_lock:
+        for cache in _caches.values():
+            cache.clear()
+
+
+def shared_cache(max_bytes: int) -> TileCache:
+    """This process's tile cache of ``max_bytes`` (made on first use, in the worker)."""
+    with _pools_lock:
+        cache = _caches.get(max_bytes)
+        if cache is None:
+            cache = _caches[max_bytes] = TileCache(max_bytes)
+        return cache
 
 
 @slide_backends.register(
     "tiff", description="source-tile reader for TIFF pyramids (Aperio, generic): each tile decoded once"
 )
 class TiffTileReader(SlideReader):
-    """Options: ``cache_mb`` (decoded-tile LRU per reader, default 128), ``threads`` (decode
-    threads for batch reads, default min(4, CPUs)), ``storage_options`` (fsspec, for URLs)."""
+    """Options: ``cache_mb`` (the process-wide decoded-tile LRU this reader uses, default 128),
+    ``threads`` (decode threads for batch reads, default min(4, CPUs)), ``storage_options``
+    (fsspec, for URLs)."""
 
     backend = "tiff"
 
@@ -251,7 +277,11 @@ class TiffTileReader(SlideReader):
             self._slide.close()
             raise
         super().__init__(path, info)
-        self.cache = TileCache(int(cache_mb * (1 << 20)))
+        self.cache = shared_cache(int(cache_mb * (1 << 20)))
+        # cache keys: this file as it is now (a rewritten file gets new keys), level, tile index
+        stamp = None if "://" in path else os.stat(path).st_mtime_ns
+        self._key = (path, stamp)
+        self.decoded = 0  # source tiles this reader decoded (into the cache or an output)
         self._white: dict[tuple[int, int], np.ndarray] = {}
 
     @staticmethod
@@ -334,7 +364,9 @@ class TiffTileReader(SlideReader):
         """
         lv = self._levels[level]
         direct = direct or {}
-        missing = [i for i in dict.fromkeys(indices) if i in direct or self.cache.get((level, i)) is None]
+        missing = [
+            i for i in dict.fromkeys(indices) if i in direct or self.cache.get((self._key, level, i)) is None
+        ]
         if not missing:
             return
         present = [i for i in missing if lv.counts[i] > 0]
@@ -343,7 +375,7 @@ class TiffTileReader(SlideReader):
                 if i in direct:
                     direct[i].fill(BACKGROUND_VALUE)
                 else:
-                    self.cache.put((level, i), self._white_tile(lv), shared=True)
+                    self.cache.put((self._key, level, i), self._white_tile(lv), shared=True)
         if not present:
             return
         spans = [(int(lv.offsets[i]), int(lv.counts[i])) for i in present]
@@ -363,12 +395,13 @@ class TiffTileReader(SlideReader):
             tiles = [self._decode_one(lv, *job) for job in jobs]
         else:
             tiles = list(_decode_pool(self.threads).map(lambda job: self._decode_one(lv, *job), jobs))
+        self.decoded += len(present)
         for i, tile in zip(present, tiles, strict=True):
             if i in direct:
                 if tile is not direct[i]:
                     direct[i][...] = tile
             else:
-                self.cache.put((level, i), tile)
+                self.cache.put((self._key, level, i), tile)
 
     def _paint(self, level: int, x: int, y: int, out: np.ndarray) -> None:
         """Copy the level's pixels of the region at level pixel (x, y) into ``out`` (H, W, 3)."""
@@ -380,17 +413,19 @@ class TiffTileReader(SlideReader):
         if x0 >= x1 or y0 >= y1:
             return
         tw, th = lv.tile_width, lv.tile_height
-        for ty in range(y0 // th, (y1 - 1) // th + 1):
-            sy0, sy1 = max(y0, ty * th), min(y1, (ty + 1) * th)
-            for tx in range(x0 // tw, (x1 - 1) // tw + 1):
-                sx0, sx1 = max(x0, tx * tw), min(x1, (tx + 1) * tw)
-                tile = self.cache.get((level, ty * lv.across + tx))
-                if tile is None:  # evicted since planned (cache smaller than one region)
-                    self._ensure(level, [ty * lv.across + tx])
-                    tile = self.cache.get((level, ty * lv.across + tx))
-                out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[  # type: ignore[index]
-                    sy0 - ty * th : sy1 - ty * th, sx0 - tx * tw : sx1 - tx * tw
-                ]
+        with self.cache.lock:  # no cached tile is recycled while it is copied from
+            for ty in range(y0 // th, (y1 - 1) // th + 1):
+                sy0, sy1 = max(y0, ty * th), min(y1, (ty + 1) * th)
+                for tx in range(x0 // tw, (x1 - 1) // tw + 1):
+                    sx0, sx1 = max(x0, tx * tw), min(x1, (tx + 1) * tw)
+                    key = (self._key, level, ty * lv.across + tx)
+                    tile = self.cache.get(key)
+                    if tile is None:  # evicted since planned (another thread, or a tiny cache)
+                        self._ensure(level, [key[2]])
+                        tile = self.cache.get(key)
+                    out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[  # type: ignore[index]
+                        sy0 - ty * th : sy1 - ty * th, sx0 - tx * tw : sx1 - tx * tw
+                    ]
 
     # -- SlideReader -----------------------------------------------------------------------
 
@@ -410,7 +445,7 @@ class TiffTileReader(SlideReader):
         lv = self._levels[level]
         origins = [self._level_origin(loc, level) for loc in locations]
         tile_bytes = lv.tile_width * lv.tile_height * 3
-        budget = max(1, self.cache.max_bytes // 2 // tile_bytes)  # tiles decoded per step
+        budget = max(1, self.cache.max_bytes // 4 // tile_bytes)  # tiles per step (threads share the cache)
         start = 0
         while start < len(origins):
             needed: dict[int, None] = {}
@@ -448,9 +483,8 @@ class TiffTileReader(SlideReader):
             inside = x + size[0] <= lv.width and y + size[1] <= lv.height
             if x >= 0 and y >= 0 and x % lv.tile_width == 0 and y % lv.tile_height == 0 and inside:
                 exact[tiles[0]] = i
-        return {t: i for t, i in exact.items() if uses[t] == 1 and (level, t) not in self.cache}
+        return {t: i for t, i in exact.items() if uses[t] == 1 and (self._key, level, t) not in self.cache}
 
-    def close(self) -> None:
-        self.cache.clear()
+    def close(self) -> None:  # decoded tiles stay in the process cache for the next reader
         self._bytes.close()
         self._slide.close()
