@@ -151,7 +151,9 @@ def run_slides(
     states: dict[str, _SlideState] = {}
     records: list[SlideRecord] = []
     roles: dict[str, tuple[str, str]] = {}  # future key -> (role, slide_id)
-    queue = as_completed()
+    # results are gathered in the background as each task finishes, so a worker that dies
+    # just after finishing a task does not take the finished result with it
+    queue = as_completed(with_results=True, raise_errors=False)
     this_run = {job.slide_id for job in jobs}
     earlier = [r for r in read_manifest_records(manifest) if r.slide_id not in this_run]
     writer = _ManifestWriter(manifest, earlier, records, metrics)
@@ -232,19 +234,22 @@ def run_slides(
         advance(state)
     writer.save(flush=True)
 
-    for fut in queue:
+    for fut, value in queue:
         role, slide_id = roles.pop(fut.key)
         state = states[slide_id]
         if state.record.status == "failed":
             continue
         stage = stages[state.stage]
         if fut.status != "finished":
-            exc = fut.exception() if fut.status == "error" else None
+            # an error comes as distributed's (type, exception, traceback); cancelled as the exception
+            exc = (
+                value[1] if isinstance(value, tuple) else value if isinstance(value, BaseException) else None
+            )
             if exc is not None:
                 logger.debug("%s of %s failed:\n%s", role, slide_id, "".join(traceback.format_exception(exc)))
             fail(state, f"{stage.name} {role}: " + (_describe(exc) if exc else f"task {fut.status}"))
             continue
-        result, row = fut.result()
+        result, row = value
         writer.task_rows.append(row)
         if role == "prepare":
             state.plan = result
