@@ -20,6 +20,21 @@ echo
 echo "== pathopipe status $DEMO/run"
 pathopipe status "$DEMO/run"
 echo
+echo "== pathopipe qc $DEMO/run; pathopipe pack $DEMO/run  (QC pictures; the cohort store for training)"
+pathopipe qc "$DEMO/run"
+pathopipe pack "$DEMO/run"
+python - "$DEMO/run" <<'PY'
+import sys
+import pathopipe
+from pathopipe.torch import FeatureBagDataset
+
+run = pathopipe.open_run(sys.argv[1])
+bags = FeatureBagDataset(run, "timm-resnet18")
+bag = bags[0]
+print(f"  open_run: {len(run.slide_ids)} slides, models {run.models}; first bag {bag['slide_id']}: "
+      f"features {tuple(bag['features'].shape)}, coords {tuple(bag['coords'].shape)} ({bags.cohort.source} cohort)")
+PY
+echo
 echo "== pathopipe report $DEMO/run --slides-per-day 500 --costs configs/costs/example-cloud.yaml"
 pathopipe report "$DEMO/run" --slides-per-day 500 --costs configs/costs/example-cloud.yaml
 python - "$DEMO/run/report/summary.json" <<'PY'
@@ -37,7 +52,7 @@ PY
 echo
 echo "== outputs"
 echo "manifest: $DEMO/run/manifest.csv   run info: $DEMO/run/run.json   metrics: $DEMO/run/metrics.parquet"
-echo "report:   $DEMO/run/report/report.html (open in a browser)"
+echo "report:   $DEMO/run/report/report.html (open in a browser; links the QC pictures in $DEMO/run/report/qc/)"
 python - "$DEMO/run" <<'PY'
 import sys, zarr
 from pathlib import Path
