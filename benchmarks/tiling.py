@@ -6,7 +6,7 @@ benchmarks/.cache), for each target resolution (0.5 µm/px, resized from level 0
 native 0.25 µm/px) this measures over the *same tile coordinates*:
 
 - pathopipe: ``tile_slides`` on a LocalCluster of 1 and of 2 worker processes (one thread
-  each), end to end (prepare + tissue + all shards + finish; cluster start-up and worker
+  each, and one slide-decoding thread each unless ``--decode-threads``), end to end (prepare + tissue + all shards + finish; cluster start-up and worker
   imports excluded), with the task-side split (prepare, read+resize, encode+write);
 - bare openslide: a loop of ``read_region`` (+ RGBA->RGB, + resize when needed) storing
   nothing, in 1 process (and in 2 processes, for the scaling reference);
@@ -120,6 +120,10 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--codec", default="jpeg", choices=["jpeg", "zstd", "none"])
     parser.add_argument("--repeat", type=int, default=3, help="measurements per variant (median)")
+    parser.add_argument(
+        "--decode-threads", type=int, default=1,
+        help="slide.decode_threads per worker (1: one worker uses one core, as the bare loop)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -141,11 +145,13 @@ def main() -> None:
         "size": [args.width, args.height],
         "cpu_count": os.cpu_count(),
         "repeat": args.repeat,
+        "decode_threads": args.decode_threads,
         "statistic": "median of repeats",
         "runs": [],
     }
     for target in (float(t) for t in args.targets.split(",")):
-        overrides = [f"tiling.target_mpp={target}", "tiling.tile_size=224", f"store.codec={args.codec}"]
+        overrides = [f"tiling.target_mpp={target}", "tiling.tile_size=224", f"store.codec={args.codec}",
+                     f"slide.decode_threads={args.decode_threads}"]  # fmt: skip
         seconds: dict[str, list[float]] = {}
         for _ in range(args.repeat):  # interleaved, so drifting machine load hits every variant
             for n in workers:
