@@ -72,7 +72,10 @@ def read_tiffslide(path: str, coords: np.ndarray, size: int, threads: int) -> fl
 
 def read_pathopipe_tiff(path: str, coords: np.ndarray, size: int, threads: int) -> float:
     from pathopipe.slide import open_slide
+    from pathopipe.slide._tiff import clear_caches
     from pathopipe.tiling import TileSpec, read_tiles
+
+    clear_caches()  # each measurement starts cold, as a new slide does
 
     spec = TileSpec(tile_size=OUTPUT_TILE, stride=OUTPUT_TILE, target_mpp=0.25 * size / OUTPUT_TILE,
                     mpp_level0=0.25, level=0, level_downsample=1.0, read_size=size, read_stride=size,

@@ -6,8 +6,9 @@ benchmarks/.cache), for each target resolution (0.5 µm/px, resized from level 0
 native 0.25 µm/px) this measures over the *same tile coordinates*:
 
 - pathopipe: ``tile_slides`` on a LocalCluster of 1 and of 2 worker processes (one thread
-  each, and one slide-decoding thread each unless ``--decode-threads``), end to end (prepare + tissue + all shards + finish; cluster start-up and worker
-  imports excluded), with the task-side split (prepare, read+resize, encode+write);
+  each, and one slide-decoding thread each unless ``--decode-threads``), end to end (prepare +
+  tissue + all shards + finish; cluster start-up and worker imports excluded), with the
+  task-side split (prepare, read+resize, encode+write);
 - bare openslide: a loop of ``read_region`` (+ RGBA->RGB, + resize when needed) storing
   nothing, in 1 process (and in 2 processes, for the scaling reference);
 - raw work: the source JPEG tiles those regions cover, read with tifffile and decoded with

@@ -326,6 +326,31 @@ def qc(
 
 
 @app.command()
+def verify(
+    out: Annotated[Path, typer.Argument(help="output folder of a run")],
+    quick: Annotated[bool, typer.Option(help="skip decoding every tile (presence and shapes only)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Check every finished store against the manifest without modifying anything: complete
+    flags, shapes, every chunk present and decodable, coords inside the slide, finite features.
+    Exit 0 when all is well, 1 when problems were found."""
+    from pathopipe.output.verify import verify_run
+
+    report = verify_run(out, decode=not quick)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for problem in report.problems:
+            console.print(f"[red]problem[/red] {escape(str(problem))}", highlight=False)
+        state = "[green]ok[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
+        console.print(
+            f"{out}: {report.slides} slides, {report.arrays} arrays checked: {state}", highlight=False
+        )
+    if not report.ok:
+        raise typer.Exit(EXIT_SLIDES_FAILED)
+
+
+@app.command()
 def plan(
     workflow: Annotated[Path, typer.Argument(help="workflow YAML")],
     slides: Annotated[

@@ -1,0 +1,227 @@
+"""``pathopipe verify OUT``: check every finished store against the manifest, read-only.
+
+Zarr fills a chunk that is missing on disk with the fill value, so a lost shard or feature
+chunk reads as white tiles or zero features without any error. Verification therefore checks
+that every chunk file (and every entry of every shard index) exists, that each tile chunk
+decodes, that shapes and attributes agree, coords lie inside the slide, and features are
+finite. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import google_crc32c
+import numpy as np
+import zarr
+
+from pathopipe.output.manifest import read_manifest_records
+from pathopipe.store.layout import COORDS, SCHEMA_VERSION, TILES, TISSUE_FRACTION, slide_store_path
+from pathopipe.store.shards import EMPTY, _chunk_decoder, _layout_ok
+
+FINISHED = ("done", "skipped")
+ROWS_PER_READ = 4096
+
+
+@dataclass(frozen=True)
+class Problem:
+    slide_id: str
+    where: str  # array or attribute, relative to the slide store
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.slide_id}: {self.where}: {self.message}"
+
+
+@dataclass
+class VerifyReport:
+    out: Path
+    slides: int = 0
+    arrays: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": str(self.out), "ok": self.ok, "slides": self.slides, "arrays": self.arrays,
+                "problems": [vars(p) for p in self.problems]}  # fmt: skip
+
+
+def _chunk_files(array: zarr.Array, store: Path, name: str) -> Iterator[tuple[tuple[int, ...], Path]]:
+    """Every (chunk or shard) grid index of ``array`` and the file it must be in."""
+    grid_shape = array.shards or array.chunks
+    counts = [-(-s // c) for s, c in zip(array.shape, grid_shape, strict=True)]
+    for index in np.ndindex(*counts):
+        yield index, store / name / array.metadata.encode_chunk_key(index)  # type: ignore[union-attr]
+
+
+def _check_chunks_present(array: zarr.Array, store: Path, name: str, report: Callable[[str], None]) -> bool:
+    missing = [
+        str(path.relative_to(store)) for _, path in _chunk_files(array, store, name) if not path.exists()
+    ]
+    if missing:
+        report(f"{len(missing)} chunk file(s) missing (zarr would read them as fill values): {missing[:3]}")
+    return not missing
+
+
+def _check_tiles(array: zarr.Array, store: Path, report: Callable[[str], None], decode: bool) -> None:
+    sharding = _layout_ok(array)
+    if sharding is None:  # not pathopipe's shard layout: presence of chunk files, then zarr decodes
+        if _check_chunks_present(array, store, TILES, report) and decode:
+            for start in range(0, array.shape[0], ROWS_PER_READ):
+                array[start : start + ROWS_PER_READ]
+        return
+    per_shard = array.shards[0]  # type: ignore[index]
+    decoder = _chunk_decoder(sharding)
+    tile = np.empty(array.shape[1:], dtype=array.dtype)
+    n = array.shape[0]
+    for (shard, *_), path in _chunk_files(array, store, TILES):
+        rows = min(per_shard, n - shard * per_shard)
+        where = f"{TILES} shard {shard} ({path.relative_to(store)})"
+        if not path.exists():
+            report(f"{where}: missing ({rows} tiles would read as white)")
+            continue
+        data = path.read_bytes()
+        size = per_shard * 16
+        if len(data) < size + 4:
+            report(f"{where}: {len(data)} bytes, shorter than its index")
+            continue
+        index_bytes = data[-(size + 4) : -4]
+        if struct.pack("<I", google_crc32c.value(index_bytes)) != data[-4:]:
+            report(f"{where}: index checksum mismatch (corrupt or truncated)")
+            continue
+        index = np.frombuffer(index_bytes, dtype="<u8").reshape(per_shard, 2)
+        for row in range(rows):
+            offset, length = (int(v) for v in index[row])
+            if offset == EMPTY:
+                report(f"{where}: tile {shard * per_shard + row} absent from the shard")
+                break
+            if offset + length > len(data) - size - 4:
+                report(f"{where}: tile {shard * per_shard + row} runs past the chunk data")
+                break
+            if decode and decoder is not None:
+                try:
+                    decoder(data[offset : offset + length], tile)
+                except Exception as err:  # noqa: BLE001 - every decoder error is a finding
+                    cause = f"{type(err).__name__}: {err}"
+                    report(f"{where}: tile {shard * per_shard + row} does not decode ({cause})")
+                    break
+
+
+def _check_features(group: zarr.Group, store: Path, key: str, n: int, report: Callable[[str], None]) -> int:
+    where = f"features/{key}"
+    attrs = dict(group.attrs)
+    if attrs.get("complete") is not True:
+        return 0  # unfinished features are allowed (a later run finishes them); never read
+    try:
+        array = group["features"]
+    except KeyError:
+        report(f"{where}: complete but has no features array")
+        return 0
+    assert isinstance(array, zarr.Array)
+    dim = attrs.get("embedding_dim")
+    if array.shape[0] != n or (dim is not None and array.shape[1] != dim):
+        report(f"{where}/features: shape {array.shape}, expected ({n}, {dim})")
+        return 1
+    if not _check_chunks_present(
+        array, store, f"{where}/features", lambda m: report(f"{where}/features: {m}")
+    ):
+        return 1
+    for start in range(0, n, ROWS_PER_READ):
+        block = array[start : start + ROWS_PER_READ]
+        bad = ~np.isfinite(block)
+        if bad.any():
+            rows = np.unique(np.nonzero(bad)[0]) + start
+            report(f"{where}/features: {len(rows)} row(s) with NaN or infinity, first at row {rows[0]}")
+            break
+    return 1
+
+
+def verify_store(
+    slide_id: str, store: Path, *, decode: bool = True, n_tiles: int | None = None
+) -> tuple[list[Problem], int]:
+    """Problems found in one slide store, and the number of arrays checked."""
+    problems: list[Problem] = []
+    arrays = 0
+
+    def reporter(where: str) -> Callable[[str], None]:
+        return lambda message: problems.append(Problem(slide_id, where, message))
+
+    meta = store / "zarr.json"
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {})
+    except FileNotFoundError:
+        return [Problem(slide_id, "zarr.json", f"store {store} is missing")], 0
+    except (OSError, ValueError) as err:
+        return [Problem(slide_id, "zarr.json", f"unreadable ({type(err).__name__}: {err})")], 0
+    if attrs.get("complete") is not True:
+        problems.append(
+            Problem(slide_id, "attrs.complete", "the manifest says done but the store is not complete")
+        )
+        return problems, 0
+    if attrs.get("schema_version") != SCHEMA_VERSION:
+        reporter("attrs.schema_version")(f"{attrs.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    group = zarr.open_group(store, mode="r")
+    n = attrs.get("n_tiles")
+    if n_tiles is not None and n_tiles != n:
+        reporter("attrs.n_tiles")(f"{n}, but the manifest says {n_tiles}")
+    coords = group[COORDS]
+    arrays += 1
+    if coords.shape != (n, 2):
+        reporter(COORDS)(f"shape {coords.shape}, expected ({n}, 2) from attrs.n_tiles")
+        return problems, arrays
+    if _check_chunks_present(coords, store, COORDS, reporter(COORDS)):
+        xy = coords[:]
+        width, height = attrs.get("dimensions", [None, None])
+        if (
+            len(xy)
+            and width is not None
+            and ((xy < 0).any() or (xy[:, 0] >= width).any() or (xy[:, 1] >= height).any())
+        ):
+            reporter(COORDS)(f"tile corners outside the {width} x {height} px slide")
+    fraction = group.get(TISSUE_FRACTION)
+    if fraction is not None:
+        arrays += 1
+        if fraction.shape != (n,):
+            reporter(TISSUE_FRACTION)(f"shape {fraction.shape}, expected ({n},)")
+    if attrs.get("tile_codec", "jpeg") != "none":
+        tiles = group.get(TILES)
+        size = attrs.get("tile_size")
+        if tiles is None:
+            reporter(TILES)(f"absent, but the store's codec is {attrs.get('tile_codec')!r}")
+        else:
+            arrays += 1
+            if tiles.shape != (n, size, size, 3):
+                reporter(TILES)(f"shape {tiles.shape}, expected ({n}, {size}, {size}, 3)")
+            else:
+                _check_tiles(tiles, store, reporter(TILES), decode)
+    if "features" in group:
+        for key, sub in group["features"].groups():
+            arrays += _check_features(sub, store, key, n, reporter(f"features/{key}"))
+    return problems, arrays
+
+
+def verify_run(out: str | Path, *, decode: bool = True) -> VerifyReport:
+    """Check every slide the manifest lists as done or skipped (read-only)."""
+    out = Path(out)
+    report = VerifyReport(out)
+    records = read_manifest_records(out)
+    if not records:
+        report.problems.append(Problem("-", "manifest.csv", f"no manifest in {out}: nothing to verify"))
+        return report
+    for record in records:
+        if record.status not in FINISHED:
+            continue
+        report.slides += 1
+        store = slide_store_path(out, record.slide_id)
+        problems, arrays = verify_store(record.slide_id, store, decode=decode, n_tiles=record.n_tiles)
+        report.problems += problems
+        report.arrays += arrays
+    return report
