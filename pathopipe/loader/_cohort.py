@@ -20,6 +20,7 @@ import numpy as np
 import zarr
 
 from pathopipe.errors import StoreError
+from pathopipe.loader._rows import ShardedRows
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -97,12 +98,20 @@ class Cohort:
             array = self._open[path] = zarr.open_array(path, mode="r")
         return array
 
+    def _rows_of(self, path: str, rows: slice) -> np.ndarray:
+        """Rows of a packed array: straight from its shards when the layout allows, else zarr."""
+        key = f"rows:{path}"
+        if key not in self._open:
+            self._open[key] = ShardedRows.open(path)
+        reader = self._open[key]
+        return reader.read(rows.start, rows.stop) if reader is not None else self._array(path)[rows]
+
     def bag(self, slide: str | int) -> tuple[np.ndarray, np.ndarray]:
         """One slide's (features (N, D), coords (N, 2)) as numpy arrays, read directly."""
         i = self.index(slide)
         if self.source == "packed":
             rows = self.rows(i)
-            return self._array(self._paths[0])[rows], self._array(self._paths[1])[rows]
+            return self._rows_of(self._paths[0], rows), self._rows_of(self._paths[1], rows)
         store = self._paths[i]
         return (self._array(f"{store}/{FEATURES}/{self.model}/{FEATURES}")[:],
                 self._array(f"{store}/{COORDS}")[:])  # fmt: skip

@@ -122,6 +122,24 @@ def test_pack_then_open_run_gives_identical_arrays_until_a_slide_changes(run_dir
     assert open_run(run_dir).cohort("noop").source == "packed"
 
 
+def test_direct_row_reads_equal_zarr(tmp_path):
+    from pathopipe.loader._rows import ShardedRows
+
+    rng = np.random.default_rng(1)
+    for dtype, compressors in (("float16", "auto"), ("int64", None)):
+        data = rng.normal(size=(1000, 5)).astype(dtype)
+        array = zarr.create_array(tmp_path / f"{dtype}.zarr", shape=data.shape, dtype=dtype, chunks=(64, 5),
+                                  shards=(256, 5), compressors=compressors)  # fmt: skip
+        array[:900] = data[:900]  # the last rows never written: read as the fill value
+        expected = array[:]
+        reader = ShardedRows.open(tmp_path / f"{dtype}.zarr")
+        assert reader is not None
+        for start, stop in [(0, 1000), (0, 1), (63, 65), (250, 770), (899, 1000), (999, 1000), (10, 10)]:
+            np.testing.assert_array_equal(reader.read(start, stop), expected[start:stop])
+    plain = zarr.create_array(tmp_path / "plain.zarr", shape=(10, 2), dtype="int64", chunks=(5, 2))
+    assert ShardedRows.open(tmp_path / "plain.zarr") is None and plain.shape == (10, 2)
+
+
 def test_feature_bags_in_a_dataloader_with_two_workers(run_dir, tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("slide_id,label\ns0,1\ns1,0\ns2,1\ns3,0\nnot-in-run,1\n")
