@@ -55,7 +55,8 @@ def _store(out: Path, slide_id: str = "v0") -> Path:
 
 
 def _shards(out: Path) -> list[Path]:
-    return sorted((_store(out) / "tiles" / "c").rglob("0/0/0"))
+    files = [p for p in (_store(out) / "tiles" / "c").glob("*/0/0/0") if p.is_file()]
+    return sorted(files, key=lambda p: int(p.parts[-4]))  # c/<shard>/0/0/0
 
 
 def test_a_clean_run_passes_and_is_left_untouched(clean_run):
