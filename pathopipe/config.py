@@ -47,6 +47,11 @@ class SlideConfig(_Model):
     assume_mpp: float | None = Field(
         None, gt=0, le=100, description="µm/px used only for slides without resolution metadata"
     )
+    max_pixels: int = Field(
+        2**37,
+        ge=1,
+        description="refuse slides declaring more level-0 pixels than this (decompression bombs)",
+    )
     cache_mb: float = Field(
         128, ge=1, le=65536, description="tiff backend: decoded source tiles kept per worker process (MiB)"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from collections import defaultdict
@@ -10,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pathopipe.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 SLIDE_SUFFIXES = (
     ".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide", ".qptiff",
@@ -67,8 +70,26 @@ def read_slide_list(csv_path: Path) -> list[Path]:
                 f"{csv_path}: a slide list needs a column named one of {', '.join(SLIDE_LIST_COLUMNS)}; "
                 f"found {reader.fieldnames}"
             )
-        rows = [row[column].strip() for row in reader if (row.get(column) or "").strip()]
-    return [p if p.is_absolute() else csv_path.parent / p for p in map(Path, rows)]
+        rows = [
+            (line, row[column].strip())
+            for line, row in enumerate(reader, start=2)
+            if (row.get(column) or "").strip()
+        ]
+    paths = [
+        (line, p if p.is_absolute() else csv_path.parent / p) for line, p in ((n, Path(r)) for n, r in rows)
+    ]
+    # reported before the run starts; each such slide then fails in its own manifest row
+    seen: dict[Path, int] = {}
+    for line, path in paths:
+        if path.absolute() in seen:
+            logger.warning("%s:%d: %s is listed again (first on line %d); it runs once",
+                           csv_path, line, path, seen[path.absolute()])  # fmt: skip
+        seen.setdefault(path.absolute(), line)
+    unreadable = [f"{csv_path.name}:{line}: {path}" for line, path in paths if not os.access(path, os.R_OK)]
+    if unreadable:
+        logger.warning("%d listed slide(s) missing or unreadable (they will fail): %s",
+                       len(unreadable), "; ".join(unreadable[:10]))  # fmt: skip
+    return [path for _, path in paths]
 
 
 def find_slides(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -75,6 +75,9 @@ def open_slide(
             raise SlideOpenError(path, {"file": "no such file"})
         if os.path.isdir(path):
             raise SlideOpenError(path, {"file": "is a directory, not a slide file"})
+        refused = _unsupported_samples(path)
+        if refused:
+            raise SlideOpenError(path, {"pixels": refused})
     names = AUTO_ORDER if backend == "auto" else (slide_backends.entry(backend).name,)
     if is_url(path):  # only the fsspec-capable backends read URLs
         names = tuple(n for n in names if n != "openslide") or names
@@ -91,6 +94,33 @@ def open_slide(
             reader.info = reader.info.with_assumed_mpp(float(assume_mpp))
         return reader
     raise SlideOpenError(path, causes)
+
+
+SUPPORTED_SAMPLES = (1, 3, 4)  # gray, RGB, RGBA: brightfield images
+
+
+def _unsupported_samples(path: str) -> str | None:
+    """Why a TIFF's main image is not brightfield (e.g. 5-channel fluorescence), else None.
+
+    Checked before any backend opens the file, since some would read the first channels as
+    RGB. Files tifffile cannot parse are left to the backends, which report their own reason.
+    """
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+                return None
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            samples = int(tif.series[0].keyframe.samplesperpixel)
+    except Exception:  # noqa: BLE001 - unparseable files are reported by the backends
+        return None
+    if samples in SUPPORTED_SAMPLES:
+        return None
+    return (
+        f"{samples} samples per pixel: pathopipe tiles brightfield images (gray, RGB or RGBA), "
+        "not multi-channel fluorescence"
+    )
 
 
 def require_mpp(info: SlideInfo) -> float:

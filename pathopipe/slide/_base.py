@@ -190,7 +190,7 @@ class SlideReader(abc.ABC):
         try:
             self._read_regions(locations, level, size, out)
         except Exception as err:
-            first, last = tuple(locations[0]), tuple(locations[-1])
+            first, last = tuple(int(v) for v in locations[0]), tuple(int(v) for v in locations[-1])
             raise SlideReadError(
                 f"cannot read {len(locations)} regions of {width}x{height} px from {first} to {last} "
                 f"(level {level}) of slide {self.path!r} with {self.backend}: {type(err).__name__}: {err}"

@@ -19,6 +19,7 @@ import zarr
 
 import pathopipe
 from pathopipe.config import RunConfig
+from pathopipe.errors import SlideMetadataError
 from pathopipe.slide import cached_slide, open_slide, read_downsampled
 from pathopipe.store import (
     StoreStatus,
@@ -153,6 +154,13 @@ def survey_slide(reader: Any, config: RunConfig) -> SlideSurvey:
     """Plan the tile spec, read a low-resolution image, detect tissue, lay and filter the grid."""
     t0 = time.perf_counter()
     info = reader.info
+    width, height = info.dimensions
+    if width * height > config.slide.max_pixels:
+        raise SlideMetadataError(
+            f"slide {info.path!r} declares {width} x {height} px ({width * height:.3g} pixels), over "
+            f"slide.max_pixels={config.slide.max_pixels:.3g}; refused before reading any pixel "
+            "(raise slide.max_pixels if the slide is real)"
+        )
     tiling = config.tiling
     spec = plan_tile_spec(
         info,

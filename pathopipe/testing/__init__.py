@@ -1,6 +1,8 @@
-"""Helpers for tests, shipped so users can test their own pipelines: synthetic slides."""
+"""Helpers for tests, shipped so users can test their own pipelines: synthetic slides and a
+corpus of broken ones."""
 
+from pathopipe.testing._bad import BadSlide, write_bad_slides
 from pathopipe.testing._scene import TissueScene
 from pathopipe.testing._tiff import SyntheticSlide, write_synthetic_slide
 
-__all__ = ["SyntheticSlide", "TissueScene", "write_synthetic_slide"]
+__all__ = ["BadSlide", "SyntheticSlide", "TissueScene", "write_bad_slides", "write_synthetic_slide"]
