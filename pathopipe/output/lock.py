@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pathopipe.errors import PathopipeError
+from pathopipe.errors import PathopipeError, StoreError
 
 LOCK_NAME = ".pathopipe.lock"
 logger = logging.getLogger(__name__)
@@ -78,8 +78,14 @@ class RunLock:
         return self._fd is not None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by workers
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by workers
+        except OSError as err:  # read-only, full or missing file system: nothing has started
+            raise StoreError(
+                f"cannot write to the output folder {self.path.parent}: {err.strerror}; "
+                "choose a writable --out (nothing was run)"
+            ) from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -92,12 +92,18 @@ def write_tiles(array: zarr.Array, start: int, tiles: np.ndarray) -> None:
     root = Path(array.store.root)  # type: ignore[attr-defined]
     key = array.metadata.encode_chunk_key((start // per_shard, 0, 0, 0))  # type: ignore[union-attr]
     target = root / array.path / key
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".shard-")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".shard-")
+    except OSError as err:  # e.g. a full or read-only disk: say where
+        raise OSError(err.errno, f"{err.strerror}: cannot write shard {target}") from err
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, target)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, f"{err.strerror}: cannot write shard {target}") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

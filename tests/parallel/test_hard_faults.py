@@ -1,0 +1,81 @@
+"""Hard faults: the output disk filling up mid-run. The manifest tells the truth, nothing
+incomplete is marked complete, the message says what and where, and a rerun finishes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pathopipe.config import load_config
+from pathopipe.output import read_manifest_records
+from pathopipe.output.verify import verify_run
+from pathopipe.parallel.workflow import run_workflow
+from pathopipe.store.layout import read_status, slide_store_path
+from pathopipe.testing import write_synthetic_slide
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs mounted for the test (needs root; skipped where mounting is not allowed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_fails_slides_truthfully_and_a_rerun_finishes(tmp_path, small_disk, dask_client):
+    slides = tmp_path / "slides"
+    for i in range(4):
+        write_synthetic_slide(
+            slides / f"d{i}.svs", width=1400, height=1100, seed=100 + i, downsamples=(4,), workers=1
+        )
+    out = small_disk / "out"
+    cfg = load_config(None, ["store.codec=zstd", "tiling.target_mpp=0.25", "tiling.tile_size=128",
+                             "tiling.min_tissue_fraction=0.3", "cluster.dashboard=false"])  # fmt: skip
+    first = run_workflow([slides], out, cfg, client=dask_client)
+    failed = [r for r in first.records if r.status == "failed"]
+    assert failed, "3 MiB should not hold four slides' tiles"
+    for r in failed:
+        assert (
+            "No space left on device" in r.error and "cannot write shard" in r.error and str(out) in r.error
+        )
+        assert not read_status(slide_store_path(out, r.slide_id)).complete
+    manifest = {r.slide_id: r.status for r in read_manifest_records(out)}
+    assert manifest == {r.slide_id: r.status for r in first.records}
+    assert verify_run(out).ok  # every slide marked done is whole
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    again = run_workflow([slides], out, cfg, client=dask_client)
+    statuses = {r.slide_id: r.status for r in again.records}
+    assert all(statuses[r.slide_id] == "done" for r in failed)
+    assert set(statuses.values()) <= {"done", "skipped"}
+    report = verify_run(out)
+    assert report.ok and report.slides == 4
+    assert not list(Path(out).rglob(".shard-*"))  # no temporary shard left behind
+
+
+def test_a_read_only_output_is_refused_before_anything_runs(tmp_path, small_disk):
+    from typer.testing import CliRunner
+
+    from pathopipe.cli.app import app
+
+    slide = write_synthetic_slide(
+        tmp_path / "r.svs", width=1400, height=1100, seed=100, downsamples=(4,), workers=1
+    )
+    (small_disk / "out").mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    result = CliRunner().invoke(app, ["tile", str(slide.path), "--out", str(small_disk / "out"),
+                                      "--set", "cluster.dashboard=false"])  # fmt: skip
+    assert result.exit_code == 2
+    assert "cannot write to the output folder" in result.output and "Read-only file system" in result.output
