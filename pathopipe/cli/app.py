@@ -16,6 +16,7 @@ from rich.table import Table
 from pathopipe.errors import PathopipeError
 
 EXIT_OK, EXIT_SLIDES_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 0, 1, 2, 3  # documented in README.md
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 app = typer.Typer(
     name="pathopipe",
@@ -146,6 +147,15 @@ def _execute(progress: bool, what: str, go: Any) -> Any:
         raise _fail(str(err), EXIT_LOCKED) from None
     except PathopipeError as err:
         raise _fail(str(err)) from None
+    except KeyboardInterrupt:
+        if bar:
+            bar[0].__exit__(None, None, None)
+            bar.clear()
+        raise _fail(
+            "interrupted: complete slides are kept and marked in the manifest; "
+            "rerun the same command to finish the rest",
+            EXIT_INTERRUPTED,
+        ) from None
     finally:
         if bar:
             bar[0].__exit__(None, None, None)

@@ -79,3 +79,46 @@ def test_a_read_only_output_is_refused_before_anything_runs(tmp_path, small_disk
                                       "--set", "cluster.dashboard=false"])  # fmt: skip
     assert result.exit_code == 2
     assert "cannot write to the output folder" in result.output and "Read-only file system" in result.output
+
+
+def test_ctrl_c_stops_the_run_truthfully_and_a_rerun_finishes(tmp_path, dask_client):
+    import signal
+    import sys
+    import time
+
+    slides = tmp_path / "slides"
+    for i in range(12):
+        write_synthetic_slide(slides / f"c{i:02d}.svs", width=1400, height=1100, seed=100 + i % 7,
+                              downsamples=(4,), workers=1)  # fmt: skip
+    workflow = tmp_path / "workflow.yaml"
+    workflow.write_text(
+        "tiling: {target_mpp: 0.5, tile_size: 64, min_tissue_fraction: 0.3}\n"
+        "features: {models: [noop], device: cpu}\ncluster: {n_workers: 1, dashboard: false}\n"
+    )
+    out = tmp_path / "out"
+    # a terminal's Ctrl-C reaches the whole process group: the client and its worker processes
+    command = [sys.executable, "-m", "pathopipe", "run", str(workflow), "--slides", str(slides),
+               "--out", str(out), "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if any(r.status == "done" for r in read_manifest_records(out)):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "rerun the same command" in stderr
+    records = read_manifest_records(out)
+    done = [r for r in records if r.status == "done"]
+    assert done and len(done) < 12
+    for r in done:
+        assert read_status(slide_store_path(out, r.slide_id)).complete
+    assert verify_run(out).ok
+    cfg = load_config(workflow, ["cluster.dashboard=false"])
+    again = run_workflow([slides], out, cfg, client=dask_client)
+    assert {r.status for r in again.records} <= {"done", "skipped"} and len(again.records) == 12
+    assert verify_run(out).ok
