@@ -45,7 +45,20 @@ class TaskMetrics:
 
 
 def _peak_rss() -> int:
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # kB on Linux
+    """This process's peak resident memory (bytes).
+
+    Linux: ``VmHWM``, the high-water mark of this process's own memory. ``ru_maxrss`` is not
+    used there: it survives fork and exec, so a worker spawned by a large parent reports the
+    parent's size.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # kB on Linux, bytes on macOS
 
 
 @dataclass(frozen=True)
