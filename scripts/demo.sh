@@ -20,9 +20,10 @@ echo
 echo "== pathopipe status $DEMO/run"
 pathopipe status "$DEMO/run"
 echo
-echo "== pathopipe qc $DEMO/run; pathopipe pack $DEMO/run  (QC pictures; the cohort store for training)"
+echo "== pathopipe qc / pack / verify $DEMO/run  (QC pictures; the cohort store for training; a read-only check)"
 pathopipe qc "$DEMO/run"
 pathopipe pack "$DEMO/run"
+pathopipe verify "$DEMO/run"
 python - "$DEMO/run" <<'PY'
 import sys
 import pathopipe
