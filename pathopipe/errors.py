@@ -52,3 +52,7 @@ class UnknownNameError(PathopipeError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class ClusterLostError(PathopipeError, RuntimeError):
+    """The connection to the Dask scheduler was lost mid-run (the run, not a slide, failed)."""

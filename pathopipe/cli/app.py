@@ -13,9 +13,10 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from pathopipe.errors import PathopipeError
+from pathopipe.errors import ClusterLostError, PathopipeError
 
 EXIT_OK, EXIT_SLIDES_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 0, 1, 2, 3  # documented in README.md
+EXIT_CLUSTER_LOST = 4  # the Dask scheduler went away mid-run
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 app = typer.Typer(
@@ -145,6 +146,8 @@ def _execute(progress: bool, what: str, go: Any) -> Any:
         return go(started, lambda event: bar and bar[0](event))
     except RunLockedError as err:
         raise _fail(str(err), EXIT_LOCKED) from None
+    except ClusterLostError as err:
+        raise _fail(str(err), EXIT_CLUSTER_LOST) from None
     except PathopipeError as err:
         raise _fail(str(err)) from None
     except KeyboardInterrupt:

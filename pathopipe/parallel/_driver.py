@@ -18,7 +18,7 @@ from typing import Any
 
 from distributed import Client, Future, as_completed
 
-from pathopipe.errors import ConfigError
+from pathopipe.errors import ClusterLostError, ConfigError
 from pathopipe.output import SlideRecord, read_manifest_records, write_manifest
 from pathopipe.output.metrics import Measured, TaskMetrics, write_metrics
 from pathopipe.stages.tiling import SlideJob
@@ -245,6 +245,13 @@ def run_slides(
             exc = (
                 value[1] if isinstance(value, tuple) else value if isinstance(value, BaseException) else None
             )
+            if _scheduler_lost(exc):  # the run stops; its slides are not to blame
+                writer.save(flush=True)
+                done = sum(r.status in ("done", "skipped") for r in records)
+                raise ClusterLostError(
+                    f"lost the connection to the Dask scheduler ({_describe(exc)}); {done} of "
+                    f"{len(records)} slides are complete and kept; rerun the same command to finish the rest"
+                )
             if exc is not None:
                 logger.debug("%s of %s failed:\n%s", role, slide_id, "".join(traceback.format_exception(exc)))
             fail(state, f"{stage.name} {role}: " + (_describe(exc) if exc else f"task {fut.status}"))
@@ -279,6 +286,11 @@ def run_slides(
             state.pending = -1
     writer.save(flush=True)
     return records
+
+
+def _scheduler_lost(exc: BaseException | None) -> bool:
+    """A task cancelled because the client lost its scheduler (not because of the task)."""
+    return exc is not None and "scheduler-connection-lost" in str(getattr(exc, "reason", "") or exc)
 
 
 def _format_timings(timings: dict[str, float]) -> str:

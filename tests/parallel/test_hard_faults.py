@@ -122,3 +122,80 @@ def test_ctrl_c_stops_the_run_truthfully_and_a_rerun_finishes(tmp_path, dask_cli
     again = run_workflow([slides], out, cfg, client=dask_client)
     assert {r.status for r in again.records} <= {"done", "skipped"} and len(again.records) == 12
     assert verify_run(out).ok
+
+
+def _start_dask(tmp_path: Path, name: str) -> tuple[str, list[subprocess.Popen]]:
+    """A real `dask scheduler` and one `dask worker` process on loopback."""
+    import json
+    import sys
+    import time
+
+    bin_dir = Path(sys.executable).parent
+    scheduler_file = tmp_path / f"{name}.json"
+    scheduler = subprocess.Popen(
+        [str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(scheduler_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    address = json.loads(scheduler_file.read_text())["address"]
+    worker = subprocess.Popen(
+        [str(bin_dir / "dask"), "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
+         "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return address, [scheduler, worker]
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.kill()
+    for proc in procs:
+        proc.wait(timeout=30)
+
+
+def test_losing_the_scheduler_stops_the_run_without_blaming_slides(tmp_path):
+    import signal
+    import sys
+    import time
+
+    slides = tmp_path / "slides"
+    for i in range(8):
+        write_synthetic_slide(slides / f"s{i}.svs", width=1400, height=1100, seed=100 + i % 7,
+                              downsamples=(4,), workers=1)  # fmt: skip
+    workflow = tmp_path / "workflow.yaml"
+    workflow.write_text("tiling: {target_mpp: 0.5, tile_size: 64, min_tissue_fraction: 0.3}\n"
+                        "features: {models: [noop], device: cpu}\n")  # fmt: skip
+    out = tmp_path / "out"
+    address, procs = _start_dask(tmp_path, "first")
+    try:
+        command = [sys.executable, "-m", "pathopipe", "run", str(workflow), "--slides", str(slides),
+                   "--out", str(out), "--cluster", "address", "--set", f"cluster.address={address}",
+                   "--no-progress"]  # fmt: skip
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 180
+        while time.time() < deadline and run.poll() is None:
+            if any(r.status == "done" for r in read_manifest_records(out)):
+                break
+            time.sleep(0.2)
+        assert run.poll() is None, run.communicate()
+        procs[0].send_signal(signal.SIGKILL)  # the scheduler dies mid-run
+        _, stderr = run.communicate(timeout=180)
+    finally:
+        _stop(procs)
+    assert run.returncode == 4, stderr
+    assert "lost the connection to the Dask scheduler" in stderr and "rerun the same command" in stderr
+    records = read_manifest_records(out)
+    assert not [r for r in records if r.status == "failed"]  # the slides are not to blame
+    done = [r for r in records if r.status == "done"]
+    assert 0 < len(done) < 8
+    assert all(read_status(slide_store_path(out, r.slide_id)).complete for r in done)
+    address, procs = _start_dask(tmp_path, "second")
+    try:
+        command[command.index("--set") + 1] = f"cluster.address={address}"
+        again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    finally:
+        _stop(procs)
+    assert again.returncode == 0, again.stderr
+    assert {r.status for r in read_manifest_records(out)} <= {"done", "skipped"}
+    assert verify_run(out).ok
