@@ -30,6 +30,7 @@ import imagecodecs
 import numpy as np
 import torch
 import zarr
+from _slides import cached_slide
 
 from pathopipe.config import ClusterConfig, load_config
 from pathopipe.features import create_extractor, resolve_model
@@ -37,9 +38,6 @@ from pathopipe.parallel import local_client, tile_slides
 from pathopipe.parallel.extraction import extract_features
 from pathopipe.stages.extraction import ExtractionSettings, batch_buffers, get_extractor
 from pathopipe.store.shards import read_tiles
-from pathopipe.testing import write_synthetic_slide
-
-CACHE = Path(__file__).resolve().parent / ".cache"
 
 
 def model_alone(name: str, tiles: np.ndarray, batch: int, threads: int, device: str, precision: str) -> float:
@@ -163,10 +161,9 @@ def main() -> None:
     parser.add_argument("--only-data-path", action="store_true", help="skip the models, measure (c) only")
     args = parser.parse_args()
 
-    CACHE.mkdir(exist_ok=True)
-    slide = CACHE / f"bench-{args.width}x{args.height}.svs"
-    if not slide.exists():
-        write_synthetic_slide(slide, width=args.width, height=args.height, seed=2024, workers=os.cpu_count())
+    slide = cached_slide(
+        f"bench-{args.width}x{args.height}.svs", width=args.width, height=args.height, seed=2024
+    )
     out = Path(tempfile.mkdtemp(prefix="pathopipe-extract-bench-"))
     results: dict = {
         "slide": str(slide),

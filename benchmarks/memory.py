@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from _slides import cached_slide
+
 from pathopipe.config import load_config
 from pathopipe.output.metrics import METRICS_NAME, read_metrics
 from pathopipe.parallel.workflow import run_workflow
-from pathopipe.testing import write_synthetic_slide
 
-CACHE = Path(__file__).resolve().parent / ".cache"
 SIZES = {"small": (20_000, 20_000), "large": (100_000, 80_000)}
 
 
@@ -46,17 +45,11 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    CACHE.mkdir(exist_ok=True)
     overrides = ["tiling.target_mpp=0.5", "features.models=[noop]", "features.device=cpu",
                  "cluster.n_workers=2", "cluster.dashboard=false", *args.overrides]  # fmt: skip
     results: dict = {"overrides": overrides, "runs": {}}
     for name, (width, height) in SIZES.items():
-        slide = CACHE / f"memory-{width}x{height}.svs"
-        if not slide.exists():
-            t0 = time.perf_counter()
-            write_synthetic_slide(slide, width=width, height=height, seed=11, workers=os.cpu_count())
-            size_mb = slide.stat().st_size / 1e6
-            print(f"generated {slide.name} ({size_mb:.0f} MB) in {time.perf_counter() - t0:.0f} s")
+        slide = cached_slide(f"memory-{width}x{height}.svs", width=width, height=height, seed=11)
         out = Path(tempfile.mkdtemp(prefix="pathopipe-memory-"))
         try:
             t0 = time.perf_counter()

@@ -31,10 +31,8 @@ import cv2
 import imagecodecs
 import numpy as np
 import tifffile
+from _slides import cached_slide
 
-from pathopipe.testing import write_synthetic_slide
-
-CACHE = Path(__file__).resolve().parent / ".cache"
 SOURCE_TILE = 224
 OUTPUT_TILE = 224
 BATCH = 256  # tiles per read_tiles call, into one reused buffer
@@ -148,16 +146,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
-    CACHE.mkdir(exist_ok=True)
-    slide = CACHE / f"reader-{args.width}x{args.height}-t{SOURCE_TILE}.svs"
-    if not slide.exists():
-        t0 = time.perf_counter()
-        write_synthetic_slide(slide, width=args.width, height=args.height, seed=2024, tile_size=SOURCE_TILE,
-                              workers=os.cpu_count())  # fmt: skip
-        print(
-            f"generated {slide.name} ({slide.stat().st_size / 1e6:.0f} MB) "
-            f"in {time.perf_counter() - t0:.0f} s"
-        )
+    slide = cached_slide(f"reader-{args.width}x{args.height}-t{SOURCE_TILE}.svs", width=args.width,
+                         height=args.height, seed=2024, tile_size=SOURCE_TILE)  # fmt: skip
     with slide.open("rb") as fh:
         while fh.read(1 << 24):
             pass

@@ -36,12 +36,10 @@ import numpy as np
 import openslide
 import tifffile
 import zarr
+from _slides import cached_slide
 
 from pathopipe.config import load_config
 from pathopipe.parallel import local_client, tile_slides
-from pathopipe.testing import write_synthetic_slide
-
-CACHE = Path(__file__).resolve().parent / ".cache"
 
 
 def bare_openslide(path: str, coords: np.ndarray, read_size: int, tile_size: int) -> float:
@@ -128,15 +126,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
-    CACHE.mkdir(exist_ok=True)
-    slide = CACHE / f"bench-{args.width}x{args.height}.svs"
-    if not slide.exists():
-        t0 = time.perf_counter()
-        write_synthetic_slide(slide, width=args.width, height=args.height, seed=2024, workers=os.cpu_count())
-        print(
-            f"generated {slide.name} ({slide.stat().st_size / 1e6:.0f} MB) "
-            f"in {time.perf_counter() - t0:.0f} s"
-        )
+    slide = cached_slide(
+        f"bench-{args.width}x{args.height}.svs", width=args.width, height=args.height, seed=2024
+    )
     with slide.open("rb") as fh:  # warm the page cache once for every measurement
         while fh.read(1 << 24):
             pass

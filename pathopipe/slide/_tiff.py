@@ -444,20 +444,22 @@ class TiffTileReader(SlideReader):
     ) -> np.ndarray:
         lv = self._levels[level]
         origins = [self._level_origin(loc, level) for loc in locations]
+        region_tiles = [self._tiles_of(lv, *origin, *size) for origin in origins]
         tile_bytes = lv.tile_width * lv.tile_height * 3
         budget = max(1, self.cache.max_bytes // 4 // tile_bytes)  # tiles per step (threads share the cache)
         start = 0
         while start < len(origins):
-            needed: dict[int, None] = {}
+            uses: dict[int, int] = {}  # source tile -> regions of this step needing it
             stop = start
             while stop < len(origins):
-                more = self._tiles_of(lv, *origins[stop], *size)
-                if stop > start and len(needed) + len(more) > budget:
+                more = region_tiles[stop]
+                if stop > start and len(uses) + len(more) > budget:
                     break
-                needed.update(dict.fromkeys(more))
+                for t in more:
+                    uses[t] = uses.get(t, 0) + 1
                 stop += 1
-            direct = self._direct_regions(level, origins, size, range(start, stop), out)
-            self._ensure(level, list(needed), {tile: out[i] for tile, i in direct.items()})
+            direct = self._direct_regions(level, origins, size, region_tiles, range(start, stop), uses, out)
+            self._ensure(level, list(uses), {tile: out[i] for tile, i in direct.items()})
             painted = set(direct.values())
             for i in range(start, stop):
                 if i not in painted:
@@ -466,24 +468,29 @@ class TiffTileReader(SlideReader):
         return out
 
     def _direct_regions(
-        self, level: int, origins: list[tuple[int, int]], size: tuple[int, int], chunk: range, out: np.ndarray
+        self,
+        level: int,
+        origins: list[tuple[int, int]],
+        size: tuple[int, int],
+        region_tiles: list[Sequence[int]],
+        step: range,
+        uses: dict[int, int],
+        out: np.ndarray,
     ) -> dict[int, int]:
-        """Regions of ``chunk`` that are exactly one whole source tile, not cached and needed by
-        no other region of the chunk: tile index -> region index (decoded straight into out)."""
+        """Regions of ``step`` that are exactly one whole source tile, not cached and needed by
+        no other region of the step: tile index -> region index (decoded straight into out)."""
         lv = self._levels[level]
         if size != (lv.tile_width, lv.tile_height) or not out[0].flags.c_contiguous:
             return {}
-        uses: dict[int, int] = {}
-        exact: dict[int, int] = {}
-        for i in chunk:
+        direct: dict[int, int] = {}
+        for i in step:
             x, y = origins[i]
-            tiles = self._tiles_of(lv, x, y, *size)
-            for t in tiles:
-                uses[t] = uses.get(t, 0) + 1
             inside = x + size[0] <= lv.width and y + size[1] <= lv.height
             if x >= 0 and y >= 0 and x % lv.tile_width == 0 and y % lv.tile_height == 0 and inside:
-                exact[tiles[0]] = i
-        return {t: i for t, i in exact.items() if uses[t] == 1 and (self._key, level, t) not in self.cache}
+                tile = region_tiles[i][0]
+                if uses[tile] == 1 and (self._key, level, tile) not in self.cache:
+                    direct[tile] = i
+        return direct
 
     def close(self) -> None:  # decoded tiles stay in the process cache for the next reader
         self._bytes.close()

@@ -81,10 +81,21 @@ def test_a_read_only_output_is_refused_before_anything_runs(tmp_path, small_disk
     assert "cannot write to the output folder" in result.output and "Read-only file system" in result.output
 
 
+def _wait_for_a_done_slide(proc: subprocess.Popen, out: Path, timeout: float = 180) -> None:
+    """Until the manifest of the running ``proc`` shows a finished slide (it must still run)."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if any(r.status == "done" for r in read_manifest_records(out)):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+
+
 def test_ctrl_c_stops_the_run_truthfully_and_a_rerun_finishes(tmp_path, dask_client):
     import signal
     import sys
-    import time
 
     slides = tmp_path / "slides"
     for i in range(12):
@@ -102,12 +113,7 @@ def test_ctrl_c_stops_the_run_truthfully_and_a_rerun_finishes(tmp_path, dask_cli
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        if any(r.status == "done" for r in read_manifest_records(out)):
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()
+    _wait_for_a_done_slide(proc, out)
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -157,7 +163,6 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 def test_losing_the_scheduler_stops_the_run_without_blaming_slides(tmp_path):
     import signal
     import sys
-    import time
 
     slides = tmp_path / "slides"
     for i in range(8):
@@ -173,12 +178,7 @@ def test_losing_the_scheduler_stops_the_run_without_blaming_slides(tmp_path):
                    "--out", str(out), "--cluster", "address", "--set", f"cluster.address={address}",
                    "--no-progress"]  # fmt: skip
         run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 180
-        while time.time() < deadline and run.poll() is None:
-            if any(r.status == "done" for r in read_manifest_records(out)):
-                break
-            time.sleep(0.2)
-        assert run.poll() is None, run.communicate()
+        _wait_for_a_done_slide(run, out)
         procs[0].send_signal(signal.SIGKILL)  # the scheduler dies mid-run
         _, stderr = run.communicate(timeout=180)
     finally:
