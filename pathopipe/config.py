@@ -27,6 +27,7 @@ __all__ = [
     "RunConfig",
     "SlideConfig",
     "SlurmConfig",
+    "StorageConfig",
     "StoreConfig",
     "TilingConfig",
     "config_hash",
@@ -36,6 +37,24 @@ __all__ = [
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(_Model):
+    """Object storage (any fsspec URL, e.g. s3://) for slides and output folders."""
+
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        exclude=True,  # may hold credentials: never dumped into run.json, stores or logs
+        repr=False,
+        description="fsspec options for URLs, e.g. {endpoint_url: http://host:9000, key: ..., secret: ...} "
+        "(default: the environment and ~/.aws); never written to any output",
+    )
+    block_size_mb: float = Field(
+        1, gt=0, le=1024, description="block size of the read cache that parses slide headers over URLs (MiB)"
+    )
+
+    def reader_options(self) -> dict[str, Any]:
+        return {"storage_options": dict(self.options), "block_size": int(self.block_size_mb * (1 << 20))}
 
 
 class SlideConfig(_Model):
@@ -62,9 +81,14 @@ class SlideConfig(_Model):
     # settings that change speed and memory, never pixels (left out of the config hash)
     PERFORMANCE_ONLY: ClassVar[frozenset[str]] = frozenset({"cache_mb", "decode_threads"})
 
-    def reader_options(self) -> dict[str, dict[str, Any]]:
-        """Per-backend options for :func:`pathopipe.slide.open_slide`."""
-        return {"tiff": {"cache_mb": self.cache_mb, "threads": self.decode_threads}}
+    def reader_options(self, storage: StorageConfig | None = None) -> dict[str, dict[str, Any]]:
+        """Per-backend options for :func:`pathopipe.slide.open_slide` (with ``storage``: how
+        slides given as URLs are reached)."""
+        remote = storage.reader_options() if storage is not None else {}
+        return {
+            "tiff": {"cache_mb": self.cache_mb, "threads": self.decode_threads, **remote},
+            "tiffslide": remote,
+        }
 
     @field_validator("backend")
     @classmethod
@@ -207,6 +231,7 @@ class RunConfig(_Model):
     store: StoreConfig = StoreConfig()
     features: FeaturesConfig = FeaturesConfig()
     cluster: ClusterConfig = ClusterConfig()
+    storage: StorageConfig = StorageConfig()
 
     def output_relevant(self) -> dict[str, Any]:
         """The parts that change what is written to a slide store's tiles (not the cluster;
@@ -215,6 +240,16 @@ class RunConfig(_Model):
         for name in SlideConfig.PERFORMANCE_ONLY:
             del data["slide"][name]
         return data
+
+
+SECRET_KEYS = ("storage.options",)  # overrides under these keys may hold credentials
+
+
+def redact(args: list[str] | tuple[str, ...]) -> list[str]:
+    """Command-line words with the values of secret overrides (``storage.options...=``) hidden."""
+    return [
+        f"{arg.partition('=')[0]}=***" if "=" in arg and arg.startswith(SECRET_KEYS) else arg for arg in args
+    ]
 
 
 def config_hash(config: RunConfig) -> str:
@@ -350,7 +385,7 @@ def load_config(
     if cluster_profile is not None:
         source += f" + cluster profile {cluster_profile}"
     if overrides:
-        source += " with --set " + " ".join(overrides)
+        source += " with --set " + " ".join(redact(overrides))
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:

@@ -7,10 +7,12 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from pathopipe.errors import ConfigError
+from pathopipe.storage import is_url
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,9 @@ def slide_ids(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     for members in groups.values():
         if len(members) > 1:
             for i in members:
-                digest = hashlib.sha1(os.fspath(Path(paths[i]).absolute()).encode()).hexdigest()[:8]
+                full = os.fspath(paths[i])
+                full = full if is_url(full) else os.fspath(Path(full).absolute())
+                digest = hashlib.sha1(full.encode()).hexdigest()[:8]
                 ids[i] = f"{base[i]}-{digest}"
     return ids
 
@@ -92,8 +96,36 @@ def read_slide_list(csv_path: Path) -> list[Path]:
     return [path for _, path in paths]
 
 
-def find_slides(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Slides from files, folders (searched recursively), glob patterns and CSV slide lists, sorted.
+def _is_slide_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(SLIDE_SUFFIXES)
+
+
+def find_remote_slides(url: str, options: Mapping[str, Any] | None = None) -> list[str]:
+    """Slides under a URL: one object, every slide object under a prefix, or a glob's matches."""
+    from pathopipe import storage
+
+    storage.check_bucket(url, options, write=False)  # endpoint, bucket and credentials, clearly
+    fs, inner = storage.filesystem(url, options)
+    protocol = url.split("://", 1)[0]
+    if _GLOB_CHARS & set(inner):
+        names = sorted(fs.glob(inner))
+        if not names:
+            raise ConfigError(f"pattern {url!r} matches no object")
+    elif fs.isfile(inner):
+        names = [inner]
+    else:
+        names = [
+            name for name in sorted(fs.find(inner))
+            if _is_slide_name(name.rsplit("/", 1)[-1]) and "/." not in name[len(inner):]
+        ]  # fmt: skip
+    return [f"{protocol}://{name}" for name in names]
+
+
+def find_slides(
+    inputs: Iterable[str | os.PathLike[str]], storage_options: Mapping[str, Any] | None = None
+) -> list[Path | str]:
+    """Slides from files, folders (searched recursively), glob patterns, CSV slide lists and URLs
+    (``s3://bucket/prefix/``: every slide object under it), sorted.
 
     Hidden files and folders are skipped; files given directly or listed in a CSV are taken
     whatever their suffix, so that a bad file named on purpose fails visibly (in its slide's row).
@@ -101,13 +133,17 @@ def find_slides(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     import glob
 
     found: list[Path] = []
+    urls: list[str] = []
     for item in inputs:
+        if is_url(item):
+            urls.extend(find_remote_slides(os.fspath(item), storage_options))
+            continue
         path = Path(item)
         if path.is_dir():
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
-                    if not name.startswith(".") and name.lower().endswith(SLIDE_SUFFIXES):
+                    if _is_slide_name(name):
                         found.append(Path(root) / name)
         elif path.suffix.lower() == ".csv" and path.is_file():
             found.extend(read_slide_list(path))
@@ -120,7 +156,7 @@ def find_slides(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             found.extend(Path(m) for m in matches if Path(m).is_file())
         else:
             raise ConfigError(f"input {os.fspath(path)!r} does not exist")
-    unique = sorted({p.absolute(): p for p in found})
+    unique: list[Path | str] = [*sorted({p.absolute(): p for p in found}), *sorted(set(urls))]
     if not unique:
         listed = ", ".join(map(str, inputs))
         raise ConfigError(f"no slides found in {listed} (looked for {', '.join(SLIDE_SUFFIXES)})")

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import zarr
 
+from pathopipe.errors import StoreError
 from pathopipe.store.layout import COORDS, MASK, THUMBNAIL
 
 if TYPE_CHECKING:
@@ -136,7 +137,9 @@ def write_qc(
 ) -> list[Path]:
     """Write ``<slide>.overview.png`` and ``<slide>.features-<model>.png`` for every slide
     (under ``OUT/report/qc`` by default). Returns the files written."""
-    target = out or run.path / "report" / "qc"
+    if out is None and isinstance(run.path, str):
+        raise StoreError(f"{run.path}: QC pictures of an object-storage run need a local folder (out=...)")
+    target = out or Path(run.path) / "report" / "qc"
     chosen = run.models if models is None else [m for m in models if m in run.models]
     having = {model: set(run.slides_with(model)) for model in chosen}
     written = []

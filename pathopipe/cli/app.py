@@ -13,6 +13,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
+from pathopipe import storage
 from pathopipe.errors import ClusterLostError, PathopipeError
 
 EXIT_OK, EXIT_SLIDES_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 0, 1, 2, 3  # documented in README.md
@@ -107,7 +108,7 @@ def _summary_table(records: list) -> Table:
     return table
 
 
-def _report(result: Any, manifest: Path) -> None:
+def _report(result: Any, manifest: str | Path) -> None:
     """Print the per-slide table; exit 1 when a slide failed."""
     console.print(_summary_table(result.records))
     if result.failed:
@@ -175,8 +176,10 @@ ClusterOption = Annotated[
 
 @app.command()
 def tile(
-    inputs: Annotated[list[Path], typer.Argument(help="slide files, folders, glob patterns or a .csv list")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    inputs: Annotated[
+        list[str], typer.Argument(help="slide files, folders, glob patterns, a .csv list or URLs (s3://...)")
+    ],
+    out: Annotated[str, typer.Option("--out", "-o", help="output folder or URL (s3://bucket/run/)")],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config or workflow")] = None,
     set_: SetOption = None,
     cluster: ClusterOption = None,
@@ -198,16 +201,17 @@ def tile(
         cfg = load_config(config, overrides, cluster_profile=cluster)
         return tile_slides(inputs, out, cfg, force=force, on_start=on_start, on_event=on_event)
 
-    _report(_execute(progress, str(out), go), out / "manifest.csv")
+    _report(_execute(progress, out, go), storage.join(out, "manifest.csv"))
 
 
 @app.command()
 def run(
     workflow: Annotated[Path, typer.Argument(help="workflow YAML (workflows/*.yaml)")],
     slides: Annotated[
-        list[str], typer.Option("--slides", "-s", help="folder, glob pattern, slide file or .csv list")
+        list[str],
+        typer.Option("--slides", "-s", help="folder, glob pattern, slide file, .csv list or URL (s3://...)"),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    out: Annotated[str, typer.Option("--out", "-o", help="output folder or URL (s3://bucket/run/)")],
     cluster: ClusterOption = None,
     set_: SetOption = None,
     force: Annotated[bool, typer.Option(help="redo every slide, even complete ones")] = False,
@@ -225,12 +229,12 @@ def run(
         cfg = load_config(workflow, list(set_ or []), cluster_profile=cluster)
         return run_workflow(slides, out, cfg, force=force, on_start=on_start, on_event=on_event)
 
-    _report(_execute(progress, str(out), go), out / "manifest.csv")
+    _report(_execute(progress, out, go), storage.join(out, "manifest.csv"))
 
 
 @app.command()
 def status(
-    out: Annotated[Path, typer.Argument(help="output folder of a run")],
+    out: Annotated[str, typer.Argument(help="output folder or URL of a run")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Summarise a run in progress or finished: state, slides done/failed, tiles, bytes, errors."""
@@ -267,7 +271,7 @@ def status(
 
 @app.command()
 def report(
-    out: Annotated[Path, typer.Argument(help="output folder of a run")],
+    out: Annotated[str, typer.Argument(help="output folder or URL (s3://...) of a run")],
     costs: Annotated[Path | None, typer.Option(help="cost profile YAML (examples: configs/costs/)")] = None,
     slides_per_day: Annotated[
         float | None, typer.Option(min=0, help="target volume for capacity, storage growth and costs")
@@ -290,7 +294,7 @@ def report(
 
 @app.command()
 def pack(
-    out: Annotated[Path, typer.Argument(help="output folder of a run")],
+    out: Annotated[str, typer.Argument(help="output folder of a run")],
     model: Annotated[list[str] | None, typer.Option(help="model key (repeat; default: every model)")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -316,7 +320,7 @@ def pack(
 
 @app.command()
 def qc(
-    out: Annotated[Path, typer.Argument(help="output folder of a run")],
+    out: Annotated[str, typer.Argument(help="output folder of a run")],
     model: Annotated[list[str] | None, typer.Option(help="model for feature maps (default: all)")] = None,
     slide: Annotated[list[str] | None, typer.Option(help="slide id (repeat; default: every slide)")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -335,12 +339,12 @@ def qc(
         written = write_qc(run, models=model or None, slide_ids=slide or None)
     except (PathopipeError, KeyError) as err:
         raise _fail(str(err).strip("'\"")) from None
-    console.print(f"wrote {len(written)} pictures under {out / 'report' / 'qc'}", highlight=False)
+    console.print(f"wrote {len(written)} pictures under {storage.join(out, 'report', 'qc')}", highlight=False)
 
 
 @app.command()
 def verify(
-    out: Annotated[Path, typer.Argument(help="output folder of a run")],
+    out: Annotated[str, typer.Argument(help="output folder of a run")],
     quick: Annotated[bool, typer.Option(help="skip decoding every tile (presence and shapes only)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -349,7 +353,10 @@ def verify(
     Exit 0 when all is well, 1 when problems were found."""
     from pathopipe.output.verify import verify_run
 
-    report = verify_run(out, decode=not quick)
+    try:
+        report = verify_run(out, decode=not quick)
+    except PathopipeError as err:
+        raise _fail(str(err)) from None
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -421,7 +428,7 @@ def models() -> None:
 
 @app.command()
 def extract(
-    out: Annotated[Path, typer.Argument(help="output folder of a `pathopipe tile` run")],
+    out: Annotated[str, typer.Argument(help="output folder of a `pathopipe tile` run")],
     model: Annotated[
         list[str],
         typer.Option("--model", "-m", help="preset key, timm/<name> or preset .yaml; repeat for one pass"),
@@ -479,7 +486,7 @@ def extract(
         )
 
     result = _execute(progress, "features", go)
-    _report(result, out / f"features-{'+'.join(m['key'] for m in result.info['models'])}.csv")
+    _report(result, storage.join(out, f"features-{'+'.join(m['key'] for m in result.info['models'])}.csv"))
 
 
 def main() -> None:

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
+from pathopipe import storage
 from pathopipe.errors import StoreError
 from pathopipe.loader._rows import ShardedRows
+from pathopipe.store.layout import open_store_array, open_store_group
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -32,11 +34,11 @@ COHORT_SCHEMA_VERSION = 1
 FEATURES, COORDS, OFFSETS = "features", "coords", "offsets"
 
 
-def feature_stamp(store: Path, model: str) -> str:
+def feature_stamp(store: str | Path, model: str, options: storage.Options = None) -> str:
     """Identity of one slide's finished features: a hash of their group metadata (which holds
     the config hash and the timings of the run that wrote them)."""
-    meta = store / FEATURES / model / "zarr.json"
-    return hashlib.sha256(meta.read_bytes()).hexdigest()[:16]
+    meta = storage.read_bytes(storage.join(store, FEATURES, model, "zarr.json"), options)
+    return hashlib.sha256(meta).hexdigest()[:16]
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Cohort:
     source: str  # "packed" (cohort.zarr) or "stores" (per-slide stores)
     _paths: tuple[str, ...] = field(repr=False, default=())  # packed: (features, coords); else stores
     _open: dict[str, Any] = field(repr=False, default_factory=dict, compare=False)
+    _options: dict[str, Any] = field(repr=False, default_factory=dict, compare=False)  # object storage
 
     def __len__(self) -> int:
         return len(self.slide_ids)
@@ -95,14 +98,14 @@ class Cohort:
     def _array(self, path: str) -> zarr.Array:
         array = self._open.get(path)
         if array is None:
-            array = self._open[path] = zarr.open_array(path, mode="r")
+            array = self._open[path] = zarr.open_array(storage.zarr_store(path, self._options), mode="r")
         return array
 
     def _rows_of(self, path: str, rows: slice) -> np.ndarray:
         """Rows of a packed array: straight from its shards when the layout allows, else zarr."""
         key = f"rows:{path}"
         if key not in self._open:
-            self._open[key] = ShardedRows.open(path)
+            self._open[key] = None if storage.is_url(path) else ShardedRows.open(path)
         reader = self._open[key]
         return reader.read(rows.start, rows.stop) if reader is not None else self._array(path)[rows]
 
@@ -123,14 +126,16 @@ def _lazy(array: zarr.Array, name: str) -> da.Array:
     return dsa.from_array(array, chunks=array.chunks, name=name, asarray=True)
 
 
-def cohort_from_stores(stores: list[Path], slide_ids: list[str], model: str) -> Cohort:
+def cohort_from_stores(
+    stores: list[Path | str], slide_ids: list[str], model: str, options: storage.Options = None
+) -> Cohort:
     """The cohort read from per-slide stores (one dask piece per slide)."""
     import dask.array as dsa
 
     features, coords, counts = [], [], []
     for store in stores:
-        fa = zarr.open_array(store / FEATURES / model / FEATURES, mode="r")
-        ca = zarr.open_array(store / COORDS, mode="r")
+        fa = open_store_array(store, f"{FEATURES}/{model}/{FEATURES}", options)
+        ca = open_store_array(store, COORDS, options)
         if fa.shape[0] != ca.shape[0]:
             raise StoreError(f"{store}: {fa.shape[0]} feature rows for {ca.shape[0]} coords")
         features.append(_lazy(fa, f"pathopipe-features-{store}-{model}"))
@@ -138,33 +143,34 @@ def cohort_from_stores(stores: list[Path], slide_ids: list[str], model: str) -> 
         counts.append(fa.shape[0])
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return Cohort(model, tuple(slide_ids), offsets, dsa.concatenate(features), dsa.concatenate(coords),
-                  "stores", tuple(str(s) for s in stores))  # fmt: skip
+                  "stores", tuple(str(s) for s in stores), _options=dict(options or {}))  # fmt: skip
 
 
-def open_packed_cohort(packed: Path, model: str) -> Cohort:
-    group = zarr.open_group(packed / model, mode="r")
+def open_packed_cohort(packed: str | Path, model: str, options: storage.Options = None) -> Cohort:
+    group = open_store_group(storage.join(packed, model), options)
     attrs = dict(group.attrs)
     features, coords = group[FEATURES], group[COORDS]
     slide_ids = tuple(entry["slide_id"] for entry in attrs["slides"])
     return Cohort(model, slide_ids, group[OFFSETS][:], _lazy(features, f"pathopipe-cohort-{packed}-{model}"),
                   _lazy(coords, f"pathopipe-cohort-coords-{packed}-{model}"), "packed",
-                  (str(packed / model / FEATURES), str(packed / model / COORDS)))  # fmt: skip
+                  (storage.join(packed, model, FEATURES), storage.join(packed, model, COORDS)),
+                  _options=dict(options or {}))  # fmt: skip
 
 
 def packed_is_current(run: Run, model: str) -> bool:
     """The packed cohort holds exactly the slides whose features are complete now, unchanged."""
-    packed = run.path / COHORT
+    packed = storage.join(run.path, COHORT)
     try:
-        root = zarr.open_group(packed, mode="r")
+        root = open_store_group(packed, run.options)
         if root.attrs.get("complete") is not True:
             return False
-        entries = zarr.open_group(packed / model, mode="r").attrs["slides"]
+        entries = open_store_group(storage.join(packed, model), run.options).attrs["slides"]
     except (FileNotFoundError, KeyError, zarr.errors.NodeNotFoundError):
         return False
     current = run.slides_with(model)
     if [e["slide_id"] for e in entries] != current:
         return False
-    return all(feature_stamp(run.store(e["slide_id"]), model) == e["stamp"] for e in entries)
+    return all(feature_stamp(run.store(e["slide_id"]), model, run.options) == e["stamp"] for e in entries)
 
 
 def _shard_rows(dim: int, itemsize: int, chunk_rows: int, shard_bytes: int) -> int:
@@ -187,6 +193,11 @@ def pack_run(
     """
     from pathopipe.loader._run import feature_attrs, open_run
 
+    if storage.is_url(out):
+        raise StoreError(
+            f"{out}: pack writes cohort.zarr beside the stores, on a local output folder only; "
+            "object-storage runs are read per slide (open_run(...).cohort(model))"
+        )
     run = open_run(out, use_cohort="never")
     models = list(models) if models else run.models
     unknown = [m for m in models if m not in run.models]
@@ -194,8 +205,9 @@ def pack_run(
         raise KeyError(f"no complete features for {unknown} in {run.path} (models: {run.models})")
     if not models:
         raise StoreError(f"{run.path} has no complete features to pack; run `pathopipe extract` first")
-    target = run.path / COHORT
-    tmp = run.path / f".{COHORT}.tmp-{os.getpid()}"
+    path = Path(run.path)
+    target = path / COHORT
+    tmp = path / f".{COHORT}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     root = zarr.open_group(tmp, mode="w", zarr_format=3)
     root.update_attributes({"schema_version": COHORT_SCHEMA_VERSION, "complete": False, "models": models})
@@ -262,7 +274,7 @@ def pack_run(
             {"slides": entries, "n_rows": total, "feature": {k: metas[0].get(k) for k in keep}}
         )
     root.update_attributes({"complete": True, "packed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    old = run.path / f".{COHORT}.old-{os.getpid()}"
+    old = path / f".{COHORT}.old-{os.getpid()}"
     if target.exists():
         os.replace(target, old)
     os.replace(tmp, target)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,10 +17,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import zarr
 
+from pathopipe import storage
 from pathopipe.errors import StoreError
 from pathopipe.loader._cohort import COHORT, Cohort, cohort_from_stores, open_packed_cohort, packed_is_current
 from pathopipe.output.manifest import read_manifest_records
-from pathopipe.store.layout import COORDS, TILES, TISSUE_FRACTION, slide_store_path
+from pathopipe.store.layout import COORDS, TILES, TISSUE_FRACTION, open_store_array, slide_store_path
 from pathopipe.store.shards import read_tiles
 
 if TYPE_CHECKING:
@@ -34,30 +36,44 @@ FINISHED = ("done", "skipped")
 UseCohort = Literal["auto", "always", "never"]
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: str | Path, options: storage.Options = None) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(storage.read_bytes(path, options))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as err:
         raise StoreError(f"{path}: unreadable zarr metadata ({type(err).__name__}: {err})") from err
 
 
-def feature_attrs(store: Path, model: str) -> dict[str, Any]:
+def feature_attrs(store: str | Path, model: str, options: storage.Options = None) -> dict[str, Any]:
     """Attributes of ``features/<model>`` in a slide store ({} when absent)."""
-    return _read_json(store / FEATURES / model / "zarr.json").get("attributes", {})
+    return _read_json(storage.join(store, FEATURES, model, "zarr.json"), options).get("attributes", {})
+
+
+def _children(folder: str | Path, pattern: str, options: storage.Options) -> list[str]:
+    """Names of the entries of ``folder`` (a path or a URL) whose path matches ``pattern``."""
+    if not storage.is_url(folder):
+        return sorted(str(p.relative_to(folder)) for p in Path(folder).glob(pattern))
+    fs, inner = storage.filesystem(str(folder), options)
+    return sorted(name[len(inner.rstrip("/")) + 1 :] for name in fs.glob(f"{inner.rstrip('/')}/{pattern}"))
 
 
 class Run:
     """A pathopipe output directory: manifest, slide stores, features, and the packed cohort.
 
     Holds only the path and small tables, so it pickles cheaply into DataLoader workers and
-    Dask tasks; arrays are opened where they are read.
+    Dask tasks; arrays are opened where they are read. ``path`` may be a URL (``s3://...``),
+    reached with ``storage_options`` (default: the environment and ``~/.aws``).
     """
 
-    def __init__(self, path: str | Path, *, use_cohort: UseCohort = "auto") -> None:
-        self.path = Path(path)
-        if not (self.path / "manifest.csv").exists() and not (self.path / "slides").is_dir():
+    def __init__(
+        self, path: str | Path, *, use_cohort: UseCohort = "auto", storage_options: storage.Options = None
+    ) -> None:
+        self.path: str | Path = os.fspath(path) if storage.is_url(path) else Path(path)
+        self.options = dict(storage_options or {})
+        if not storage.exists(storage.join(self.path, "manifest.csv"), self.options) and not storage.exists(
+            storage.join(self.path, "slides"), self.options
+        ):
             raise StoreError(
                 f"{self.path} is not a pathopipe output (no manifest.csv or slides/); "
                 "give the --out directory of `pathopipe run` or `pathopipe tile`"
@@ -76,17 +92,18 @@ class Run:
         """``manifest.csv`` as a DataFrame (one row per slide, every status)."""
         import pandas as pd
 
-        records = read_manifest_records(self.path)
+        records = read_manifest_records(self.path, self.options)
         return pd.DataFrame([vars(r) for r in records]) if records else pd.DataFrame()
 
     @cached_property
     def slide_ids(self) -> list[str]:
         """Slides whose tile store is complete, in manifest order."""
-        records = read_manifest_records(self.path)
+        records = read_manifest_records(self.path, self.options)
         if records:
             candidates = [r.slide_id for r in records if r.status in FINISHED]
         else:  # a manifest-less output (e.g. stores copied elsewhere): every store on disk
-            candidates = sorted(p.name[: -len(".zarr")] for p in (self.path / "slides").glob("*.zarr"))
+            slides = storage.join(self.path, "slides")
+            candidates = [name[: -len(".zarr")] for name in _children(slides, "*.zarr", self.options)]
         return [s for s in candidates if self.slide_attrs(s).get("complete") is True]
 
     @cached_property
@@ -94,24 +111,34 @@ class Run:
         """Model keys with complete features on at least one slide."""
         found: dict[str, None] = {}
         for slide_id in self.slide_ids:
-            for group in sorted((self.store(slide_id) / FEATURES).glob("*/zarr.json")):
-                key = group.parent.name
-                if key not in found and feature_attrs(self.store(slide_id), key).get("complete") is True:
+            features = storage.join(self.store(slide_id), FEATURES)
+            for group in _children(features, "*/zarr.json", self.options):
+                key = group.split("/")[0]
+                if key not in found and self.feature_attrs(slide_id, key).get("complete") is True:
                     found[key] = None
         return list(found)
 
     def slides_with(self, model: str) -> list[str]:
         """Slides whose features for ``model`` are complete."""
-        return [s for s in self.slide_ids if feature_attrs(self.store(s), model).get("complete") is True]
+        return [s for s in self.slide_ids if self.feature_attrs(s, model).get("complete") is True]
 
-    def store(self, slide_id: str) -> Path:
-        return slide_store_path(self.path, slide_id)
+    def store(self, slide_id: str) -> Path | str:
+        """A slide's store: a ``Path`` for a local run, a URL on object storage."""
+        path = slide_store_path(self.path, slide_id)
+        return path if storage.is_url(path) else Path(path)
 
     def slide_attrs(self, slide_id: str) -> dict[str, Any]:
         """The slide store's attributes (mpp, tile geometry, source, config...)."""
-        return _read_json(self.store(slide_id) / "zarr.json").get("attributes", {})
+        return _read_json(storage.join(self.store(slide_id), "zarr.json"), self.options).get("attributes", {})
 
-    def _require_slide(self, slide_id: str) -> Path:
+    def feature_attrs(self, slide_id: str, model: str) -> dict[str, Any]:
+        """Attributes of a slide's ``features/<model>`` group ({} when absent)."""
+        return feature_attrs(self.store(slide_id), model, self.options)
+
+    def _array(self, slide_id: str, name: str) -> zarr.Array:
+        return open_store_array(self.store(slide_id), name, self.options)
+
+    def _require_slide(self, slide_id: str) -> Path | str:
         if slide_id not in self.slide_ids:
             known = ", ".join(self.slide_ids[:5]) + (" ..." if len(self.slide_ids) > 5 else "")
             raise KeyError(
@@ -120,7 +147,8 @@ class Run:
         return self.store(slide_id)
 
     def _require_model(self, slide_id: str, model: str) -> dict[str, Any]:
-        attrs = feature_attrs(self._require_slide(slide_id), model)
+        self._require_slide(slide_id)
+        attrs = self.feature_attrs(slide_id, model)
         if attrs.get("complete") is not True:
             state = "incomplete" if attrs else "absent"
             raise KeyError(
@@ -133,7 +161,8 @@ class Run:
 
     def coords(self, slide_id: str) -> np.ndarray:
         """(N, 2) int64 level-0 (x, y) of each tile's top-left corner."""
-        return zarr.open_array(self._require_slide(slide_id) / COORDS, mode="r")[:]
+        self._require_slide(slide_id)
+        return self._array(slide_id, COORDS)[:]
 
     def features(self, slide_id: str, model: str) -> xr.Dataset:
         """Features of one slide as an ``xarray.Dataset`` backed lazily by dask.
@@ -147,12 +176,12 @@ class Run:
         feature_meta = self._require_model(slide_id, model)
         store = self.store(slide_id)
         attrs = self.slide_attrs(slide_id)
-        array = zarr.open_array(store / FEATURES / model / FEATURES, mode="r")
+        array = self._array(slide_id, f"{FEATURES}/{model}/{FEATURES}")
         lazy = da.from_array(
             array, chunks=array.chunks, name=f"pathopipe-features-{store}-{model}", asarray=True
         )
-        xy = zarr.open_array(store / COORDS, mode="r")[:]
-        fraction = zarr.open_array(store / TISSUE_FRACTION, mode="r")[:]
+        xy = self._array(slide_id, COORDS)[:]
+        fraction = self._array(slide_id, TISSUE_FRACTION)[:]
         mpp = float(attrs["mpp"])
         return xr.Dataset(
             {"features": (("tile", "feature"), lazy)},
@@ -183,21 +212,21 @@ class Run:
         import dask.array as da
 
         store = self._require_slide(slide_id)
-        if not (store / TILES).exists():
+        if not storage.exists(storage.join(store, TILES, "zarr.json"), self.options):
             raise KeyError(
                 f"slide {slide_id!r} has no stored tiles (store.codec: none); "
                 "read them from the slide with pathopipe.tiling.read_tiles instead"
             )
-        array = zarr.open_array(store / TILES, mode="r")
+        array = self._array(slide_id, TILES)
         per_chunk = (array.shards or array.chunks)[0]
         n = array.shape[0]
         rows = tuple(min(per_chunk, n - a) for a in range(0, n, per_chunk)) or (0,)
         chunks = (rows, *((s,) for s in array.shape[1:]))
-        path = str(store / TILES)
+        options = self.options
 
         def load(block_info: dict | None = None) -> np.ndarray:
             (start, stop), *_ = block_info[None]["array-location"]  # type: ignore[index]
-            return read_tiles(zarr.open_array(path, mode="r"), start, stop)
+            return read_tiles(open_store_array(store, TILES, options), start, stop)
 
         return da.map_blocks(
             load,
@@ -213,10 +242,10 @@ class Run:
         Uses ``OUT/cohort.zarr`` (``pathopipe pack``) when it is current, else the per-slide
         stores (the same values; the packed store reads much faster for large cohorts).
         """
-        packed = self.path / COHORT
-        if self.use_cohort != "never" and (packed / model).exists():
+        packed = storage.join(self.path, COHORT)
+        if self.use_cohort != "never" and storage.exists(storage.join(packed, model), self.options):
             if self.use_cohort == "always" or packed_is_current(self, model):
-                return open_packed_cohort(packed, model)
+                return open_packed_cohort(packed, model, self.options)
             logger.info(
                 "%s/%s is out of date; reading per-slide stores (run `pathopipe pack`)", packed, model
             )
@@ -225,13 +254,16 @@ class Run:
         slides = self.slides_with(model)
         if not slides:
             raise KeyError(f"no slide in {self.path} has complete features {model!r} (models: {self.models})")
-        return cohort_from_stores([self.store(s) for s in slides], slides, model)
+        return cohort_from_stores([self.store(s) for s in slides], slides, model, self.options)
 
 
-def open_run(path: str | Path, *, use_cohort: UseCohort = "auto") -> Run:
-    """Open a pathopipe output directory (``--out`` of ``pathopipe run``/``tile``).
+def open_run(
+    path: str | Path, *, use_cohort: UseCohort = "auto", storage_options: storage.Options = None
+) -> Run:
+    """Open a pathopipe output directory (``--out`` of ``pathopipe run``/``tile``), local or a
+    URL (``s3://bucket/run/``; ``storage_options`` as for fsspec, default the environment).
 
     ``use_cohort``: ``"auto"`` reads ``cohort.zarr`` when it is up to date with the slide
     stores, ``"always"`` trusts it without checking, ``"never"`` ignores it.
     """
-    return Run(path, use_cohort=use_cohort)
+    return Run(path, use_cohort=use_cohort, storage_options=storage_options)

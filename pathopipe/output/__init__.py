@@ -1,6 +1,6 @@
 """The run output folder: run.json, the manifest, and the lock against concurrent runs."""
 
-from pathopipe.output.lock import RunLock, RunLockedError, lock_holder
+from pathopipe.output.lock import LeaseLock, RunLock, RunLockedError, lock_holder, run_lock
 from pathopipe.output.manifest import (
     MANIFEST_COLUMNS,
     SlideRecord,
@@ -13,6 +13,7 @@ from pathopipe.output.status import RunStatus, run_status
 
 __all__ = [
     "MANIFEST_COLUMNS",
+    "LeaseLock",
     "RunLock",
     "RunLockedError",
     "RunStatus",
@@ -21,6 +22,7 @@ __all__ = [
     "lock_holder",
     "read_manifest",
     "read_manifest_records",
+    "run_lock",
     "run_status",
     "write_manifest",
     "write_run_json",

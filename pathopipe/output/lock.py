@@ -4,6 +4,12 @@
 host and pid. The kernel releases the lock when its process dies, however it dies, so a lock
 left by a killed run is taken over without any guessing; the file stays, its owner is cleared
 on a clean exit (an owner found in a free lock means the last run was interrupted).
+
+Object storage has no ``flock``: there the lock is an object holding its owner and a lease
+that the run renews every third of ``PATHOPIPE_LOCK_LEASE`` seconds (default 60). A run finding
+an unexpired lease refuses to start, unless the owner is a dead process on its own host; an
+expired lease (its run was killed or lost) is taken over. After writing its claim, a run reads
+it back a moment later and gives up if another claim replaced it.
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+from pathopipe import storage
 from pathopipe.errors import PathopipeError, StoreError
 
 LOCK_NAME = ".pathopipe.lock"
@@ -47,8 +56,11 @@ def _read_owner(fd: int) -> dict[str, Any] | None:
         return None
 
 
-def lock_holder(out: str | Path) -> dict[str, Any] | None:
+def lock_holder(out: str | Path, options: storage.Options = None) -> dict[str, Any] | None:
     """The owner of the run holding ``out`` now, or None when no run holds it."""
+    if storage.is_url(out):
+        owner = _read_lease(storage.join(out, LOCK_NAME), options)
+        return owner if owner and _lease_live(owner) else None
     path = Path(out) / LOCK_NAME
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -63,6 +75,102 @@ def lock_holder(out: str | Path) -> dict[str, Any] | None:
         return None
     finally:
         os.close(fd)
+
+
+def lease_seconds() -> float:
+    return float(os.environ.get("PATHOPIPE_LOCK_LEASE", "60"))
+
+
+def _read_lease(url: str, options: storage.Options) -> dict[str, Any] | None:
+    try:
+        data = storage.read_bytes(url, options)
+    except FileNotFoundError:
+        return None
+    try:
+        return json.loads(data) if data.strip() else None
+    except ValueError:
+        return None
+
+
+def _lease_live(owner: dict[str, Any]) -> bool:
+    """An unexpired lease whose owner is not known to be dead."""
+    if float(owner.get("expires", 0)) < time.time():
+        return False
+    same_host = owner.get("host") == socket.gethostname()
+    return not (same_host and isinstance(owner.get("pid"), int) and not process_alive(owner["pid"]))
+
+
+class LeaseLock:
+    """The run lock on object storage: an object holding its owner and a renewed lease."""
+
+    def __init__(self, out: str, options: storage.Options = None) -> None:
+        self.url, self.options = storage.join(out, LOCK_NAME), options
+        self.lease = lease_seconds()
+        self.token = uuid.uuid4().hex
+        self.previous_owner: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._renewer is not None
+
+    def _claim(self) -> None:
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
+              "since": self._since, "expires": time.time() + self.lease}  # fmt: skip
+        storage.write_bytes(self.url, json.dumps(me).encode(), self.options)
+
+    def _refuse(self, owner: dict[str, Any]) -> RunLockedError:
+        left = float(owner.get("expires", 0)) - time.time()
+        return RunLockedError(
+            f"{self.url} is held by another pathopipe run (pid {owner.get('pid')} on {owner.get('host')}, "
+            f"lease renewed while it runs, {left:.0f} s left); wait for it to finish, or, if that run "
+            "is gone, for its lease to expire"
+        )
+
+    def acquire(self) -> None:
+        owner = _read_lease(self.url, self.options)
+        if owner and _lease_live(owner):
+            raise self._refuse(owner)
+        self.previous_owner = owner
+        if owner:
+            logger.warning("taking over %s from an interrupted run (pid %s on %s)",
+                           self.url, owner.get("pid"), owner.get("host"))  # fmt: skip
+        self._since = time.time()
+        self._claim()
+        time.sleep(min(1.0, self.lease / 10))  # a rival claiming at the same moment shows up here
+        now = _read_lease(self.url, self.options)
+        if not now or now.get("token") != self.token:
+            raise self._refuse(now or {})
+        self._renewer = threading.Thread(target=self._renew, name="pathopipe-lease", daemon=True)
+        self._renewer.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            try:
+                self._claim()
+            except Exception as err:  # noqa: BLE001 (keep renewing; the next try may succeed)
+                logger.warning("could not renew the run lock %s: %s", self.url, err)
+
+    def release(self) -> None:
+        if self._renewer is not None:
+            self._stop.set()
+            self._renewer.join()
+            self._renewer = None
+            with contextlib.suppress(Exception):
+                storage.write_bytes(self.url, b"", self.options)  # a clean exit: no owner left behind
+
+    def __enter__(self) -> LeaseLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def run_lock(out: str | Path, options: storage.Options = None) -> RunLock | LeaseLock:
+    """The lock for ``out``: ``flock`` on a local folder, a lease on object storage."""
+    return LeaseLock(str(out), options) if storage.is_url(out) else RunLock(out)
 
 
 class RunLock:

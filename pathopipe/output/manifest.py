@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
+
+from pathopipe import storage
 
 Status = Literal["pending", "running", "done", "failed", "skipped"]
 
@@ -30,42 +33,41 @@ class SlideRecord:
 MANIFEST_COLUMNS = [f.name for f in fields(SlideRecord)]
 
 
-def _manifest_path(out: str | Path) -> Path:
-    """``out`` itself when it names a .csv file, else ``out/manifest.csv``."""
-    path = Path(out)
-    return path if path.suffix == ".csv" else path / "manifest.csv"
+def _manifest_path(out: str | Path) -> str:
+    """``out`` itself when it names a .csv file, else ``out/manifest.csv`` (a path or a URL)."""
+    text = os.fspath(out)
+    return text if text.endswith(".csv") else storage.join(text, "manifest.csv")
 
 
-def write_manifest(out: str | Path, records: list[SlideRecord]) -> Path:
-    """Write the manifest (``OUT/manifest.csv`` or a .csv path) atomically: temporary file, rename."""
+def write_manifest(out: str | Path, records: list[SlideRecord], options: storage.Options = None) -> str:
+    """Write the manifest (``OUT/manifest.csv`` or a .csv path) atomically (see
+    :func:`pathopipe.storage.write_bytes`)."""
     path = _manifest_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        for record in records:
-            row = asdict(record)
-            if isinstance(row["seconds"], float):
-                row["seconds"] = f"{row['seconds']:.3f}"
-            writer.writerow(row)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    fh = io.StringIO(newline="")
+    writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
+    writer.writeheader()
+    for record in records:
+        row = asdict(record)
+        if isinstance(row["seconds"], float):
+            row["seconds"] = f"{row['seconds']:.3f}"
+        writer.writerow(row)
+    storage.write_bytes(path, fh.getvalue().encode("utf-8"), options)
     return path
 
 
-def read_manifest(out: str | Path) -> list[dict[str, str]]:
-    with _manifest_path(out).open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+def read_manifest(out: str | Path, options: storage.Options = None) -> list[dict[str, str]]:
+    text = storage.read_bytes(_manifest_path(out), options).decode("utf-8")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
-def read_manifest_records(out: str | Path) -> list[SlideRecord]:
+def read_manifest_records(out: str | Path, options: storage.Options = None) -> list[SlideRecord]:
     """The manifest as records; empty when there is none yet."""
-    if not _manifest_path(out).exists():
+    try:
+        rows = read_manifest(out, options)
+    except FileNotFoundError:
         return []
     records = []
-    for row in read_manifest(out):
+    for row in rows:
         values: dict = {name: row.get(name, "") for name in MANIFEST_COLUMNS}
         for name in ("n_tiles", "bytes", "source_bytes"):
             values[name] = int(values[name]) if values[name] not in ("", None) else None

@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pathopipe import storage
+from pathopipe.storage import io_counters
+
 METRICS_NAME = "metrics.parquet"
 
 
@@ -37,6 +40,11 @@ class TaskMetrics:
     bytes_written: int = 0
     device: str = "cpu"
     threads: int = 1  # cores the task keeps busy (torch threads for a CPU model)
+    # object storage (S3) traffic of the worker process during the task; exact with one thread
+    # per worker, shared between the tasks running at the same time otherwise
+    storage_requests: int = 0
+    storage_bytes_read: int = 0
+    storage_bytes_written: int = 0
     steps: dict[str, float] = field(default_factory=dict)  # step name -> seconds
 
     @property
@@ -70,9 +78,11 @@ class Measured:
     role: str
 
     def __call__(self, *args: Any) -> tuple[Any, TaskMetrics]:
+        io_before = io_counters()
         start = time.time()
         result = self.fn(*args)
         end = time.time()
+        io = {k: v - io_before[k] for k, v in io_counters().items()}
         slide_id = _slide_id(args)
         report = getattr(result, "metrics", None)
         extra = (
@@ -83,7 +93,8 @@ class Measured:
             host=socket.gethostname(), pid=os.getpid(), peak_rss_bytes=_peak_rss(),
             tiles=int(extra.get("tiles", 0)), bytes_written=int(extra.get("bytes_written", 0)),
             device=str(extra.get("device", "cpu")), threads=int(extra.get("threads", 1)),
-            steps=dict(extra.get("steps", {})),
+            storage_requests=io["requests"], storage_bytes_read=io["bytes_read"],
+            storage_bytes_written=io["bytes_written"], steps=dict(extra.get("steps", {})),
         )  # fmt: skip
         return result, metrics
 
@@ -97,16 +108,18 @@ def _slide_id(args: tuple[Any, ...]) -> str:
 METRICS_COLUMNS = [
     "run_id", "slide_id", "stage", "role", "start", "end", "seconds", "host", "pid", "worker",
     "peak_rss_bytes", "ok", "tiles", "bytes_written", "device", "threads",
+    "storage_requests", "storage_bytes_read", "storage_bytes_written",
 ]  # fmt: skip
 
 
-def write_metrics(path: str | Path, rows: list[TaskMetrics], *, run_id: str) -> Path:
+def write_metrics(
+    path: str | Path, rows: list[TaskMetrics], *, run_id: str, options: storage.Options = None
+) -> str:
     """Write this run's rows, after the rows of earlier runs already in ``path`` (other run
     ids), as Parquet, atomically: fixed columns plus ``step_<name>`` (seconds) per step name."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
     steps = sorted({name for row in rows for name in row.steps})
     columns: dict[str, list] = {name: [] for name in METRICS_COLUMNS}
     for name in steps:
@@ -118,16 +131,18 @@ def write_metrics(path: str | Path, rows: list[TaskMetrics], *, run_id: str) -> 
         for name in steps:
             columns[f"step_{name}"].append(row.steps.get(name))
     table = pa.table(columns, schema=_schema(steps))
-    if path.exists():
-        earlier = pq.read_table(path)
+    try:
+        earlier = pq.read_table(pa.BufferReader(storage.read_bytes(path, options)))
+    except FileNotFoundError:
+        earlier = None
+    if earlier is not None:
         earlier = earlier.filter(pa.compute.not_equal(earlier["run_id"], run_id))
         if earlier.num_rows:
             table = pa.concat_tables([earlier, table], promote_options="default")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    storage.write_bytes(path, sink.getvalue().to_pybytes(), options)
+    return str(path)
 
 
 def _schema(steps: list[str]) -> Any:
@@ -135,13 +150,19 @@ def _schema(steps: list[str]) -> Any:
 
     types = {"start": pa.float64(), "end": pa.float64(), "seconds": pa.float64(), "pid": pa.int64(),
              "peak_rss_bytes": pa.int64(), "ok": pa.bool_(), "tiles": pa.int64(),
-             "bytes_written": pa.int64(), "threads": pa.int64()}  # fmt: skip
+             "bytes_written": pa.int64(), "threads": pa.int64(), "storage_requests": pa.int64(),
+             "storage_bytes_read": pa.int64(), "storage_bytes_written": pa.int64()}  # fmt: skip
     fields = [pa.field(name, types.get(name, pa.string())) for name in METRICS_COLUMNS]
     return pa.schema(fields + [pa.field(f"step_{name}", pa.float64()) for name in steps])
 
 
-def read_metrics(path: str | Path) -> Any:
-    """The metrics table as a pandas DataFrame."""
+def read_metrics(path: str | Path, options: storage.Options = None) -> Any:
+    """The metrics table as a pandas DataFrame (columns added since a run wrote it are 0)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pandas()
+    frame = pq.read_table(pa.BufferReader(storage.read_bytes(path, options))).to_pandas()
+    for name in ("storage_requests", "storage_bytes_read", "storage_bytes_written"):
+        if name not in frame:
+            frame[name] = 0
+    return frame

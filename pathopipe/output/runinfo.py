@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pathopipe
+from pathopipe import storage
 
 _PACKAGES = (
     "numpy", "zarr", "numcodecs", "dask", "distributed", "openslide-python", "openslide-bin",
@@ -90,10 +91,9 @@ def environment_info() -> dict[str, Any]:
     }
 
 
-def write_run_json(out: str | Path, data: dict[str, Any]) -> Path:
+def write_run_json(out: str | Path, data: dict[str, Any], options: storage.Options = None) -> str:
     """Write ``OUT/run.json`` (or ``out`` itself when it names a .json file) atomically."""
-    path = Path(out) if str(out).endswith(".json") else Path(out) / "run.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    text = os.fspath(out)
+    path = text if text.endswith(".json") else storage.join(text, "run.json")
+    storage.write_bytes(path, json.dumps(data, indent=2, default=str).encode(), options)
     return path

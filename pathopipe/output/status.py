@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pathopipe import storage
 from pathopipe.errors import ConfigError
 from pathopipe.output.lock import LOCK_NAME, lock_holder
 from pathopipe.output.manifest import SlideRecord, read_manifest_records
@@ -21,7 +22,7 @@ from pathopipe.output.manifest import SlideRecord, read_manifest_records
 class RunStatus:
     """A summary of one output folder."""
 
-    out: Path
+    out: str | Path
     state: str  # "running" | "finished" | "interrupted"
     slides: int  # slides the run was given
     counts: dict[str, int] = field(default_factory=dict)  # manifest status -> slides
@@ -56,19 +57,22 @@ class RunStatus:
         }
 
 
-def run_status(out: str | Path) -> RunStatus:
-    """The state of the run in ``out``: running (lock held by a live process), finished, or
-    interrupted (killed: a stale lock, or no end time); counts and totals from the manifest."""
-    out = Path(out)
-    run_json = out / "run.json"
-    if not run_json.is_file():
-        raise ConfigError(f"{out} holds no pathopipe run (no run.json); give the --out folder of a run")
-    info = json.loads(run_json.read_text())
-    records = read_manifest_records(out / "manifest.csv")
-    owner = lock_holder(out)
+def run_status(out: str | Path, options: storage.Options = None) -> RunStatus:
+    """The state of the run in ``out`` (a folder or a URL): running (lock held by a live
+    process, or an unexpired lease), finished, or interrupted (killed: a stale lock, or no end
+    time); counts and totals from the manifest."""
+    out = out if storage.is_url(out) else Path(out)
+    try:
+        info = json.loads(storage.read_bytes(storage.join(out, "run.json"), options))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{out} holds no pathopipe run (no run.json); give the --out folder of a run"
+        ) from None
+    records = read_manifest_records(storage.join(out, "manifest.csv"), options)
+    owner = lock_holder(out, options)
     if owner is not None:
         state = "running"
-    elif info.get("finished") is not None and not _left_owner(out):
+    elif info.get("finished") is not None and not _left_owner(out, options):
         state = "finished"
     else:
         state = "interrupted"
@@ -89,9 +93,9 @@ def run_status(out: str | Path) -> RunStatus:
     )
 
 
-def _left_owner(out: Path) -> bool:
+def _left_owner(out: str | Path, options: storage.Options) -> bool:
     """A free lock that still names an owner: that run was killed."""
     try:
-        return bool((out / LOCK_NAME).read_text().strip())
+        return bool(storage.read_bytes(storage.join(out, LOCK_NAME), options).strip())
     except OSError:
         return False

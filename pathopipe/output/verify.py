@@ -20,6 +20,8 @@ import google_crc32c
 import numpy as np
 import zarr
 
+from pathopipe import storage
+from pathopipe.errors import StoreError
 from pathopipe.output.manifest import read_manifest_records
 from pathopipe.store.layout import COORDS, SCHEMA_VERSION, TILES, TISSUE_FRACTION, slide_store_path
 from pathopipe.store.shards import EMPTY, _chunk_decoder, _layout_ok
@@ -210,6 +212,11 @@ def verify_store(
 
 def verify_run(out: str | Path, *, decode: bool = True) -> VerifyReport:
     """Check every slide the manifest lists as done or skipped (read-only)."""
+    if storage.is_url(out):
+        raise StoreError(
+            f"{out}: verify reads local output folders only (object storage: not yet); "
+            "its stores' complete flags are written last, as on disk"
+        )
     out = Path(out)
     report = VerifyReport(out)
     records = read_manifest_records(out)
@@ -220,7 +227,7 @@ def verify_run(out: str | Path, *, decode: bool = True) -> VerifyReport:
         if record.status not in FINISHED:
             continue
         report.slides += 1
-        store = slide_store_path(out, record.slide_id)
+        store = Path(slide_store_path(out, record.slide_id))
         problems, arrays = verify_store(record.slide_id, store, decode=decode, n_tiles=record.n_tiles)
         report.problems += problems
         report.arrays += arrays

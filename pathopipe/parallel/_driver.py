@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ from typing import Any
 
 from distributed import Client, Future, as_completed
 
+from pathopipe import storage
 from pathopipe.errors import ClusterLostError, ConfigError
 from pathopipe.output import SlideRecord, read_manifest_records, write_manifest
 from pathopipe.output.metrics import Measured, TaskMetrics, write_metrics
@@ -105,9 +107,11 @@ class _ManifestWriter:
         earlier: list[SlideRecord],
         records: list[SlideRecord],
         metrics: str | Path | None,
+        options: storage.Options = None,
     ) -> None:
         self.path, self.earlier, self.records = path, earlier, records
-        self.metrics_path = Path(metrics) if metrics else None
+        self.metrics_path = metrics
+        self.options = options
         self.task_rows: list[TaskMetrics] = []
         self.run_id = datetime.now().strftime("%Y%m%dT%H%M%S.%f")  # sorts by time, unique
         self.last = self.last_metrics = time.monotonic()
@@ -115,10 +119,10 @@ class _ManifestWriter:
     def save(self, flush: bool = False) -> None:
         now = time.monotonic()
         if flush or now - self.last >= 1.0:
-            write_manifest(self.path, self.earlier + self.records)
+            write_manifest(self.path, self.earlier + self.records, self.options)
             self.last = now
         if self.metrics_path and (flush or now - self.last_metrics >= 30.0):
-            write_metrics(self.metrics_path, self.task_rows, run_id=self.run_id)
+            write_metrics(self.metrics_path, self.task_rows, run_id=self.run_id, options=self.options)
             self.last_metrics = now
 
 
@@ -131,6 +135,7 @@ def run_slides(
     force: bool = False,
     on_event: Callable[[ProgressEvent], None] | None = None,
     metrics: str | Path | None = None,
+    storage_options: storage.Options = None,
 ) -> list[SlideRecord]:
     """Run ``stages`` in order for every job, all slides in one computation: a slide's next
     stage starts as soon as its previous one finishes, while other slides are still in earlier
@@ -140,6 +145,7 @@ def run_slides(
     ``force``); complete output of another configuration fails the slide; anything else is
     redone from scratch by the stage's prepare task. With ``metrics``, one row per task (see
     :mod:`pathopipe.output.metrics`) is appended to that Parquet file for this run.
+    ``storage_options`` reach the manifest and metrics when they are URLs.
     """
     stages = [stages] if isinstance(stages, SlideStage) else list(stages)
     emit = on_event or (lambda event: None)
@@ -155,8 +161,9 @@ def run_slides(
     # just after finishing a task does not take the finished result with it
     queue = as_completed(with_results=True, raise_errors=False)
     this_run = {job.slide_id for job in jobs}
-    earlier = [r for r in read_manifest_records(manifest) if r.slide_id not in this_run]
-    writer = _ManifestWriter(manifest, earlier, records, metrics)
+    earlier = [r for r in read_manifest_records(manifest, storage_options) if r.slide_id not in this_run]
+    writer = _ManifestWriter(manifest, earlier, records, metrics, storage_options)
+    run_token = uuid.uuid4().hex[:8]
 
     def submit(
         state: _SlideState, role: str, fn: Callable, *args: Any, name: str, retries: int = 0
@@ -166,7 +173,9 @@ def run_slides(
         slide_id = state.job.slide_id
         fut = client.submit(
             Measured(fn, stage.name, role), *args,
-            key=f"{stage.name}-{name}-{slide_id}-{stage.config_hash}",
+            # unique per run: Dask hands back a finished result held under the same key, so a
+            # second run (another OUT, same slide names) must never share keys with the first
+            key=f"{stage.name}-{name}-{slide_id}-{stage.config_hash}-{run_token}",
             pure=False, retries=retries, resources=resources,
             priority=state.stage,  # later stages first: finish started slides, bound what waits
         )  # fmt: skip
@@ -225,7 +234,7 @@ def run_slides(
     for job in jobs:
         record = SlideRecord(slide_id=job.slide_id, source=job.source, config_hash=chash)
         try:
-            record.source_bytes = Path(job.source).stat().st_size
+            record.source_bytes = storage.size(job.source, job.storage_options)
         except OSError:
             record.source_bytes = None
         records.append(record)

@@ -12,6 +12,7 @@ from typing import Any
 import zarr
 from distributed import Client
 
+from pathopipe import storage
 from pathopipe.config import ClusterConfig
 from pathopipe.errors import ConfigError
 from pathopipe.features._extractor import resolve_device
@@ -59,7 +60,9 @@ def extraction_stage(models: tuple[ExtractionSettings, ...], *, force: bool = Fa
         work=extract_rows,
         finish=finish_features,
         status=partial(features_status, models=models),
-        size=lambda job: sum(store_bytes(feature_group_path(job.store, key)) for key in keys),
+        size=lambda job: sum(
+            store_bytes(feature_group_path(job.store, key), job.storage_options) for key in keys
+        ),
         resources={"GPU": 1} if any(m.needs_gpu_resource() for m in models) else None,
     )
 
@@ -98,6 +101,11 @@ def extract_features(
 
     Records go to ``OUT/features-<key>[+<key>...].csv``, the run to ``OUT/extract-<keys>.json``.
     """
+    if storage.is_url(out):
+        raise ConfigError(
+            f"{out}: `pathopipe extract` works on local output folders; for object storage name the "
+            "models in the workflow's features: section and use `pathopipe run` (one pass)"
+        )
     out = Path(out)
     jobs = jobs_from_out(out)
     listed = [settings] if isinstance(settings, ExtractionSettings) else list(settings)

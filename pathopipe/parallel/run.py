@@ -12,8 +12,9 @@ from typing import Any
 
 from distributed import Client
 
+from pathopipe import storage
 from pathopipe.ids import find_slides, slide_ids
-from pathopipe.output import RunLock, SlideRecord, write_run_json
+from pathopipe.output import SlideRecord, run_lock, write_run_json
 from pathopipe.output.metrics import METRICS_NAME
 from pathopipe.output.runinfo import host_facts
 from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
@@ -26,7 +27,7 @@ from pathopipe.store import slide_store_path
 class RunResult:
     """Outcome of a run: one record per slide, and what went into run.json."""
 
-    out: Path
+    out: str | Path  # a local folder or a URL
     records: list[SlideRecord]
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -35,11 +36,16 @@ class RunResult:
         return [r for r in self.records if r.status == "failed"]
 
 
-def plan_jobs(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> list[SlideJob]:
-    """Find the slides under ``inputs`` and give each a stable id and store path."""
-    paths = find_slides(inputs)
+def plan_jobs(
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    storage_options: storage.Options = None,
+) -> list[SlideJob]:
+    """Find the slides under ``inputs`` (paths or URLs) and give each a stable id and store path."""
+    paths = find_slides(inputs, storage_options)
+    opts = dict(storage_options or {})
     return [
-        SlideJob(slide_id=sid, source=str(p), store=str(slide_store_path(out, sid)))
+        SlideJob(slide_id=sid, source=str(p), store=slide_store_path(out, sid), storage_options=opts)
         for sid, p in zip(slide_ids(paths), paths, strict=True)
     ]
 
@@ -80,28 +86,30 @@ StageBuilder = Callable[[Client], "SlideStage | list[SlideStage]"]
 
 
 def run_stage_on_out(
-    out: Path,
+    out: str | Path,
     jobs: list[SlideJob],
     stage: SlideStage | list[SlideStage] | StageBuilder,
     info: dict[str, Any],
     *,
-    run_json: Path,
-    manifest: Path,
+    run_json: str | Path,
+    manifest: str | Path,
     client: Client | None,
     start_cluster: Callable[[], AbstractContextManager[Client]],
     cluster_kind: str,
     force: bool,
     on_event: Callable[[ProgressEvent], None] | None,
     on_start: Callable[[dict[str, Any]], None] | None,
+    storage_options: storage.Options = None,
 ) -> RunResult:
     """Run the stage(s) over ``jobs`` holding the lock on ``out``, on ``client`` or a cluster
     started by ``start_cluster``; ``info`` (plus cluster, times, status counts) goes to ``run_json``.
 
     ``stage`` may be a function of the client (to choose task resources from the workers).
+    ``out`` may be a URL (``s3://...``): ``storage_options`` reach it (never written anywhere).
     """
     with ExitStack() as stack:
-        stack.enter_context(RunLock(out))
-        write_run_json(run_json, info)
+        stack.enter_context(run_lock(out, storage_options))
+        write_run_json(run_json, info, storage_options)
         if client is None:
             client = stack.enter_context(start_cluster())
         else:
@@ -109,17 +117,17 @@ def run_stage_on_out(
         info["cluster"] = {"kind": cluster_kind, **cluster_info(client)}
         stages = stage(client) if callable(stage) else stage
         info["stages"] = [s.name for s in stages] if isinstance(stages, list) else [stages.name]
-        write_run_json(run_json, info)
+        write_run_json(run_json, info, storage_options)
         if on_start:
             on_start(info)
         records = run_slides(
             client, jobs, stages, manifest=manifest, force=force, on_event=on_event,
-            metrics=out / METRICS_NAME,
+            metrics=storage.join(out, METRICS_NAME), storage_options=storage_options,
         )  # fmt: skip
         finished = time.time()
         info |= {"finished": finished, "seconds": finished - info["started"]}
         info["status_counts"] = {
             s: sum(r.status == s for r in records) for s in ("done", "skipped", "failed")
         }
-        write_run_json(run_json, info)
-    return RunResult(out=out, records=records, info=info)
+        write_run_json(run_json, info, storage_options)
+    return RunResult(out=out if storage.is_url(out) else Path(out), records=records, info=info)

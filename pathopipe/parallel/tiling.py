@@ -8,6 +8,7 @@ from pathlib import Path
 
 from distributed import Client
 
+from pathopipe import storage
 from pathopipe.config import RunConfig
 from pathopipe.output import SlideRecord
 from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
@@ -31,7 +32,7 @@ def tiling_stage(config: RunConfig, chash: str) -> SlideStage:
         work=write_tile_shard,
         finish=finish_slide,
         status=tile_store_status,
-        size=lambda job: store_bytes(job.store),
+        size=lambda job: store_bytes(job.store, job.storage_options),
     )
 
 
@@ -48,5 +49,6 @@ def run_tiling(
     """Tile every job's slide into its store; records also go to ``OUT/manifest.csv``."""
     stage = tiling_stage(config, chash)
     return run_slides(
-        client, jobs, stage, manifest=Path(out) / "manifest.csv", force=force, on_event=on_event
-    )
+        client, jobs, stage, manifest=storage.join(out, "manifest.csv"), force=force, on_event=on_event,
+        storage_options=config.storage.options,
+    )  # fmt: skip

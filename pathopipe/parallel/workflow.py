@@ -11,12 +11,12 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from distributed import Client
 
-from pathopipe.config import FeaturesConfig, RunConfig, config_hash
+from pathopipe import storage
+from pathopipe.config import FeaturesConfig, RunConfig, config_hash, redact
 from pathopipe.errors import ConfigError
 from pathopipe.features import resolve_model
 from pathopipe.output import environment_info
@@ -76,8 +76,11 @@ def run_workflow(
     Rerunning skips what is complete for the same configuration and redoes the rest; the
     manifest (``OUT/manifest.csv``) and ``OUT/run.json`` record the run.
     """
-    out = Path(out)
-    jobs = plan_jobs(slides, out)
+    out = os.fspath(out)
+    options = config.storage.options
+    if storage.is_url(out):  # wrong endpoint, missing bucket or credentials: fail before any work
+        storage.check_bucket(out, options, write=True)
+    jobs = plan_jobs(slides, out, options)
     chash = config_hash(config)
     tiling = tiling_stage(config, chash)
     # fail on unknown models or missing weights before any cluster starts
@@ -95,7 +98,7 @@ def run_workflow(
         return [tiling, extraction_stage(models, force=force)]
 
     info: dict[str, Any] = {
-        "command": sys.argv,
+        "command": redact(sys.argv),  # never a credential given with --set storage.options...
         "config": config.model_dump(mode="json"),
         "config_hash": chash,
         "started": time.time(),
@@ -104,9 +107,9 @@ def run_workflow(
     }
     return run_stage_on_out(
         out, jobs, stages, info,
-        run_json=out / "run.json", manifest=out / "manifest.csv", client=client,
+        run_json=storage.join(out, "run.json"), manifest=storage.join(out, "manifest.csv"), client=client,
         start_cluster=lambda: start_cluster(config.cluster), cluster_kind=config.cluster.kind,
-        force=force, on_event=on_event, on_start=on_start,
+        force=force, on_event=on_event, on_start=on_start, storage_options=options,
     )  # fmt: skip
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import html
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pathopipe import storage
 from pathopipe.report.summary import build_summary
 
 REPORT_DIR = "report"
@@ -171,6 +171,16 @@ def _sections(summary: dict[str, Any], plots: dict[str, str]) -> list[Section]:
             list(_flat(summary["storage"])),
         )
     )
+    if summary.get("object_storage"):
+        sections.append(
+            Section(
+                "Object storage",
+                "Requests and bytes each slide exchanged with object storage (S3), counted by the "
+                "workers on every request: slide reads, store writes, metadata. Price egress with "
+                "bytes read and requests with the request counts.",
+                list(_flat(summary["object_storage"])),
+            )
+        )
     sections.append(
         Section(
             "Per slide",
@@ -281,44 +291,46 @@ def render_html(sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 QC_DIR = "qc"  # under OUT/report/, written by `pathopipe qc`
 
 
 def write_report(
-    out: str | Path, *, costs: Any = None, slides_per_day: float | None = None
-) -> dict[str, Path]:
-    """Build the summary of the run in ``out``; write summary.json, report.md and report.html
-    under ``OUT/report/``."""
+    out: str | Path,
+    *,
+    costs: Any = None,
+    slides_per_day: float | None = None,
+    options: storage.Options = None,
+) -> dict[str, Path | str]:
+    """Build the summary of the run in ``out`` (a folder or a URL); write summary.json,
+    report.md and report.html under ``OUT/report/``."""
     from pathopipe.output.manifest import read_manifest_records
     from pathopipe.output.metrics import METRICS_NAME, read_metrics
 
-    out = Path(out)
-    summary = build_summary(out, costs=costs, slides_per_day=slides_per_day)
-    metrics = read_metrics(out / METRICS_NAME)
-    records = read_manifest_records(out / "manifest.csv")
+    summary = build_summary(out, costs=costs, slides_per_day=slides_per_day, options=options)
+    metrics = read_metrics(storage.join(out, METRICS_NAME), options)
+    records = read_manifest_records(storage.join(out, "manifest.csv"), options)
     tiles = [r.n_tiles or 0 for r in records if r.status in ("done", "skipped")]
     plots = _plots(summary, metrics, tiles)
     sections = _sections(summary, plots)
-    target = out / REPORT_DIR
-    qc = sorted((target / QC_DIR).glob("*.png")) if (target / QC_DIR).is_dir() else []
+    target = storage.join(out, REPORT_DIR)
+    qc = [name for name in storage.list_names(storage.join(target, QC_DIR), options) if name.endswith(".png")]
     if qc:
         sections.append(
             Section(
                 "QC pictures",
                 "Per slide: tissue mask and tile grid over the thumbnail, and feature maps "
                 "(first three PCA components as RGB). Made by `pathopipe qc`.",
-                links=[(p.stem, f"{QC_DIR}/{p.name}") for p in qc],
+                links=[(name.removesuffix(".png"), f"{QC_DIR}/{name}") for name in qc],
             )
         )
-    target.mkdir(parents=True, exist_ok=True)
-    paths = {"json": target / "summary.json", "md": target / "report.md", "html": target / "report.html"}
-    _atomic_write(paths["json"], json.dumps(summary, indent=2))
-    _atomic_write(paths["md"], render_markdown(sections))
-    _atomic_write(paths["html"], render_html(sections))
+    texts = {
+        "json": ("summary.json", json.dumps(summary, indent=2)),
+        "md": ("report.md", render_markdown(sections)),
+        "html": ("report.html", render_html(sections)),
+    }
+    paths: dict[str, Path | str] = {}
+    for kind, (name, text) in texts.items():
+        path = storage.join(target, name)
+        storage.write_bytes(path, text.encode("utf-8"), options)  # atomic: a reader never sees half
+        paths[kind] = path if storage.is_url(path) else Path(path)
     return paths

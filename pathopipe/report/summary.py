@@ -14,10 +14,12 @@ Definitions (also printed in the report):
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 from typing import Any
 
+from pathopipe import storage
 from pathopipe.errors import ConfigError
 from pathopipe.output.manifest import read_manifest_records
 from pathopipe.output.metrics import METRICS_NAME, read_metrics
@@ -95,22 +97,26 @@ def _utilisation(rows: Any, workers: dict[str, int], span: float) -> dict[str, f
     return out
 
 
-def _storage(out: Path, records: list, slides_per_day: float | None) -> dict[str, Any]:
+def _storage(
+    out: str, records: list, slides_per_day: float | None, options: storage.Options
+) -> dict[str, Any]:
     complete = [r for r in records if r.status in ("done", "skipped")]
     tile_bytes, feature_bytes, source_bytes, stored, tiles = [], {}, [], [], 0
     for r in complete:
-        store = out / "slides" / f"{r.slide_id}.zarr"
-        if not store.exists():
+        store = storage.join(out, "slides", f"{r.slide_id}.zarr")
+        whole = store_bytes(store, options)
+        if not whole:
             continue
-        features_dir = store / "features"
-        per_model = (
-            {p.name: store_bytes(p) for p in sorted(features_dir.iterdir())} if features_dir.exists() else {}
-        )
+        features_dir = storage.join(store, "features")
+        per_model = {
+            name: store_bytes(storage.join(features_dir, name), options)
+            for name in storage.list_names(features_dir, options)
+            if name != "zarr.json"
+        }
         for key, size in per_model.items():
             feature_bytes.setdefault(key, []).append(size)
-        whole = store_bytes(store)
         stored.append(whole)
-        tile_bytes.append(whole - (store_bytes(features_dir) if features_dir.exists() else 0))
+        tile_bytes.append(whole - store_bytes(features_dir, options))
         if r.source_bytes:
             source_bytes.append(r.source_bytes)
         tiles += r.n_tiles or 0
@@ -131,6 +137,24 @@ def _storage(out: Path, records: list, slides_per_day: float | None) -> dict[str
     if slides_per_day:
         result["growth_bytes_per_year"] = per_slide * slides_per_day * 365
     return result
+
+
+def _object_storage(rows: Any) -> dict[str, Any] | None:
+    """Requests and bytes exchanged with object storage, per slide (None when there were none)."""
+    columns = ("storage_requests", "storage_bytes_read", "storage_bytes_written")
+    if not len(rows) or not rows[list(columns)].to_numpy().any():
+        return None
+    per_slide = rows[rows["slide_id"] != ""].groupby("slide_id")[list(columns)].sum()
+    n = len(per_slide)
+    return {
+        "slides": n,
+        "requests_per_slide": float(per_slide["storage_requests"].mean()),
+        "bytes_read_per_slide": float(per_slide["storage_bytes_read"].mean()),
+        "bytes_written_per_slide": float(per_slide["storage_bytes_written"].mean()),
+        "requests_total": int(rows["storage_requests"].sum()),
+        "bytes_read_total": int(rows["storage_bytes_read"].sum()),
+        "bytes_written_total": int(rows["storage_bytes_written"].sum()),
+    }
 
 
 def _model_flops(model: dict[str, Any]) -> float | None:
@@ -185,20 +209,26 @@ def _what_if(features: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, 
 
 
 def build_summary(
-    out: str | Path, *, costs: CostProfile | None = None, slides_per_day: float | None = None
+    out: str | Path,
+    *,
+    costs: CostProfile | None = None,
+    slides_per_day: float | None = None,
+    options: storage.Options = None,
 ) -> dict[str, Any]:
-    """Everything the report shows, as one JSON-able dict, from the run's own files."""
-    out = Path(out)
-    run_json, metrics_path = out / "run.json", out / METRICS_NAME
-    if not run_json.is_file() or not metrics_path.is_file():
+    """Everything the report shows, as one JSON-able dict, from the run's own files (``out`` a
+    folder or a URL, reached with ``options``)."""
+    out = os.fspath(out)
+    run_json, metrics_path = storage.join(out, "run.json"), storage.join(out, METRICS_NAME)
+    try:
+        run = json.loads(storage.read_bytes(run_json, options))
+        table = read_metrics(metrics_path, options)
+    except FileNotFoundError:
         raise ConfigError(
             f"{out} has no run.json or {METRICS_NAME}; give the --out folder of a pathopipe run"
-        )
-    run = json.loads(run_json.read_text())
-    table = read_metrics(metrics_path)
+        ) from None
     run_id = str(table["run_id"].max())  # the latest run (a resumed run reports its own tasks)
     rows = table[table["run_id"] == run_id]
-    records = read_manifest_records(out / "manifest.csv")
+    records = read_manifest_records(storage.join(out, "manifest.csv"), options)
     cluster = run.get("cluster", {})
     span = float(rows["end"].max() - rows["start"].min()) if len(rows) else 0.0
     stages = {
@@ -213,11 +243,11 @@ def build_summary(
             rows.loc[(rows["stage"] == "features") & (rows["role"] == "work"), "step_model"].sum()
         )
         gpu_idle = max(0.0, 1 - model_s / (span * max(1, cluster.get("gpus") or 1)))
-    storage = _storage(out, records, slides_per_day)
+    stored = _storage(out, records, slides_per_day, options)
     per_slide = {
         "core_seconds": sum(s["core_seconds_per_slide"] or 0 for s in stages.values()),
         "gpu_seconds": sum(s["gpu_seconds_per_slide"] or 0 for s in stages.values()),
-        "stored_bytes": storage["stored_bytes_per_slide"],
+        "stored_bytes": stored["stored_bytes_per_slide"],
     }
     bottleneck = max(stages.values(), key=lambda s: s["busy_seconds"])["stage"] if stages else None
     done = [r for r in records if r.status == "done"]
@@ -243,7 +273,8 @@ def build_summary(
             ),
             "seconds_per_slide": _stats([float(r.seconds) for r in done if r.seconds is not None]),
         },
-        "storage": storage,
+        "storage": stored,
+        "object_storage": _object_storage(rows),
         "per_slide": per_slide,
         "what_if": _what_if(features, run),
     }

@@ -23,6 +23,7 @@ from pathopipe.slide import _tiff as _tiff
 from pathopipe.slide import _tiffslide as _tiffslide
 from pathopipe.slide._base import SlideInfo, SlideReader
 from pathopipe.slide._registry import slide_backends
+from pathopipe.storage import is_url
 
 __all__ = [
     "AUTO_ORDER",
@@ -46,11 +47,6 @@ AUTO_ORDER = ("tiff", "openslide", "tiffslide")
 def list_backends() -> list[str]:
     """Names of the registered slide backends."""
     return slide_backends.names()
-
-
-def is_url(path: str) -> bool:
-    """A fsspec URL (``s3://``, ``https://``, ``memory://``...) rather than a local path."""
-    return "://" in path and not path.startswith("file://")
 
 
 def open_slide(

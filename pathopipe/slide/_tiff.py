@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from pathopipe import storage
 from pathopipe.slide._base import BACKGROUND_VALUE, SlideReader, info_from_handle
 from pathopipe.slide._registry import slide_backends
 
@@ -142,9 +143,7 @@ class _FsspecBytes:
     """Range reads over fsspec (object storage: concurrent requests where the filesystem can)."""
 
     def __init__(self, url: str, storage_options: dict[str, Any]) -> None:
-        import fsspec
-
-        self._fs, self._path = fsspec.core.url_to_fs(url, **storage_options)
+        self._fs, self._path = storage.filesystem(url, storage_options)
 
     def read(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         starts = [a for a, _ in ranges]
@@ -257,10 +256,19 @@ class TiffTileReader(SlideReader):
         cache_mb = float(options.pop("cache_mb", DEFAULT_CACHE_MB))
         self.threads = int(options.pop("threads", 0)) or default_threads()
         storage_options = dict(options.pop("storage_options", None) or {})
+        block_size = int(options.pop("block_size", 1 << 20))
         if options:
-            allowed = "cache_mb, threads, storage_options"
+            allowed = "cache_mb, threads, storage_options, block_size"
             raise TypeError(f"unknown tiff backend options {sorted(options)}; allowed: {allowed}")
-        self._slide = tiffslide.TiffSlide(path, storage_options=storage_options or None)
+        remote = storage.is_url(path)
+        # over a URL the header is parsed through a block cache; tile bytes are read below
+        self._file = storage.open_file(path, storage_options, block_size=block_size) if remote else None
+        try:
+            self._slide = tiffslide.TiffSlide(self._file or path)
+        except Exception:
+            if self._file is not None:
+                self._file.close()
+            raise
         try:
             props = dict(self._slide.properties)
             vendor = props.get("tiffslide.vendor")
@@ -272,14 +280,16 @@ class TiffTileReader(SlideReader):
             self._levels = tuple(self._level(series, i) for i in range(len(series.levels)))
             info = info_from_handle(path, self.backend, self._slide, props, "tiffslide")
             info = replace(info, vendor=info.vendor or "generic-tiff")  # OpenSlide's name for it
-            self._bytes = _FsspecBytes(path, storage_options) if "://" in path else _LocalBytes(path)
+            self._bytes = _FsspecBytes(path, storage_options) if remote else _LocalBytes(path)
         except Exception:
             self._slide.close()
+            if self._file is not None:
+                self._file.close()
             raise
         super().__init__(path, info)
         self.cache = shared_cache(int(cache_mb * (1 << 20)))
         # cache keys: this file as it is now (a rewritten file gets new keys), level, tile index
-        stamp = None if "://" in path else os.stat(path).st_mtime_ns
+        stamp = None if remote else os.stat(path).st_mtime_ns
         self._key = (path, stamp)
         self.decoded = 0  # source tiles this reader decoded (into the cache or an output)
         self._white: dict[tuple[int, int], np.ndarray] = {}
@@ -495,3 +505,5 @@ class TiffTileReader(SlideReader):
     def close(self) -> None:  # decoded tiles stay in the process cache for the next reader
         self._bytes.close()
         self._slide.close()
+        if self._file is not None:
+            self._file.close()

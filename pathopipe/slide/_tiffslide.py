@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from pathopipe import storage
 from pathopipe.slide._base import BACKGROUND_VALUE, SlideReader, info_from_handle
 from pathopipe.slide._registry import slide_backends
 
@@ -17,10 +18,25 @@ class TiffSlideReader(SlideReader):
     def __init__(self, path: str, *, options: dict[str, Any] | None = None) -> None:
         import tiffslide
 
-        self._slide = tiffslide.TiffSlide(path, **(options or {}))
+        options = dict(options or {})
+        storage_options = dict(options.pop("storage_options", None) or {})
+        block_size = int(options.pop("block_size", 1 << 20))
+        if options:
+            allowed = "storage_options, block_size"
+            raise TypeError(f"unknown tiffslide backend options {sorted(options)}; allowed: {allowed}")
+        # over a URL, every read goes through a block cache on our (request-counting) filesystem
+        self._file = (
+            storage.open_file(path, storage_options, block_size=block_size) if storage.is_url(path) else None
+        )
+        try:
+            self._slide = tiffslide.TiffSlide(self._file or path)
+        except Exception:
+            self.close_file()
+            raise
         axes = self._slide.properties.get("tiffslide.series-axes")
         if axes != "YXS":
             self._slide.close()
+            self.close_file()
             raise ValueError(f"unsupported image axes {axes!r} (need RGB pages, axes YXS)")
         info = info_from_handle(path, self.backend, self._slide, dict(self._slide.properties), "tiffslide")
         super().__init__(path, info)
@@ -43,5 +59,10 @@ class TiffSlideReader(SlideReader):
             region = region[..., :3]
         return np.ascontiguousarray(region)
 
+    def close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
     def close(self) -> None:
         self._slide.close()
+        self.close_file()

@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import zarr
 
-from pathopipe.config import SlideConfig, StoreConfig
+from pathopipe import storage
+from pathopipe.config import SlideConfig, StorageConfig, StoreConfig
 from pathopipe.errors import StoreError
 from pathopipe.features import ModelSpec
 from pathopipe.slide import cached_slide
 from pathopipe.stages.tiling import SlideJob, check_all_written, store_bytes, tile_ranges
 from pathopipe.store import StoreStatus, read_status
-from pathopipe.store.layout import COORDS, TILES
+from pathopipe.store.layout import COORDS, TILES, open_store_array, open_store_group
 from pathopipe.store.shards import read_tiles
 from pathopipe.tiling import TileSpec
 from pathopipe.tiling import read_tiles as read_slide_tiles
@@ -69,8 +69,8 @@ class ExtractionSettings:
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def feature_group_path(store: str | Path, key: str) -> Path:
-    return Path(store) / FEATURES / key
+def feature_group_path(store: str | Path, key: str) -> str:
+    return storage.join(store, FEATURES, key)
 
 
 def _cache_key(settings: ExtractionSettings) -> str:
@@ -123,7 +123,7 @@ class TileSource:
     backend: str
     assume_mpp: float | None
     spec: TileSpec
-    reader_options: dict[str, dict[str, Any]] | None = None
+    reader_options: dict[str, dict[str, Any]] | None = field(default=None, repr=False)  # may hold credentials
 
     def read(self, coords: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         reader = cached_slide(
@@ -185,7 +185,7 @@ class FeatureResult:
 
 
 def feature_status(job: SlideJob, key: str) -> StoreStatus:
-    return read_status(feature_group_path(job.store, key))
+    return read_status(feature_group_path(job.store, key), job.storage_options)
 
 
 def features_status(job: SlideJob, models: tuple[ExtractionSettings, ...]) -> StoreStatus:
@@ -208,17 +208,17 @@ def prepare_features(
     unless ``force``; complete features of another configuration are refused unless ``force``.
     """
     t0 = time.perf_counter()
-    tiles_status = read_status(job.store)
+    tiles_status = read_status(job.store, job.storage_options)
     if not tiles_status.complete:
         raise StoreError(
             f"slide store {job.store} is missing or incomplete; run `pathopipe tile` on the slide first"
         )
-    group = zarr.open_group(job.store, mode="r+")
+    group = open_store_group(job.store, job.storage_options, mode="r+")
     attrs = dict(group.attrs)
     streaming = TILES not in group  # store.codec none: read the tiles from the slide
     n_tiles = int(group[COORDS].shape[0])
     if streaming:
-        if not Path(attrs["source_path"]).exists():
+        if not storage.exists(attrs["source_path"], job.storage_options):
             raise StoreError(
                 f"slide store {job.store} holds no tiles and its slide {attrs['source_path']!r} is gone; "
                 "streaming extraction reads tiles from the slide"
@@ -279,7 +279,9 @@ def prepare_features(
         spec = TileSpec(**{f: attrs["tile_spec"][f] for f in TileSpec.__dataclass_fields__})
         source = TileSource(
             attrs["source_path"], attrs["backend"], attrs["config"]["slide"]["assume_mpp"], spec,
-            SlideConfig.model_validate(attrs["config"]["slide"]).reader_options(),
+            SlideConfig.model_validate(attrs["config"]["slide"]).reader_options(
+                StorageConfig(options=job.storage_options)
+            ),
         )  # fmt: skip
     return FeaturePlan(
         job=job,
@@ -312,10 +314,10 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     batch_size = min(settings.batch_size for settings in plan.models)
     batches = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
     if plan.source is not None:
-        coords = np.asarray(zarr.open_array(Path(plan.job.store) / COORDS, mode="r")[start:stop])
+        coords = np.asarray(open_store_array(plan.job.store, COORDS, plan.job.storage_options)[start:stop])
         tile_size = plan.source.spec.tile_size
     else:
-        tiles = zarr.open_array(Path(plan.job.store) / TILES, mode="r")
+        tiles = open_store_array(plan.job.store, TILES, plan.job.storage_options)
         tile_size = int(tiles.shape[1])
     # two batch buffers, alternating: the next batch decodes into one while the models read the other
     buffers = batch_buffers((batch_size, tile_size, tile_size, 3))
@@ -344,9 +346,9 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     t2 = time.perf_counter()
     written = 0
     for settings, out in zip(plan.models, outs, strict=True):
-        path = feature_group_path(plan.job.store, settings.model.key) / FEATURES
         rows = out.astype(settings.feature_dtype)
-        zarr.open_array(path, mode="r+")[start:stop] = rows
+        name = f"{FEATURES}/{settings.model.key}/{FEATURES}"
+        open_store_array(plan.job.store, name, plan.job.storage_options, mode="r+")[start:stop] = rows
         written += rows.nbytes  # uncompressed feature bytes
     device = extractors[0].device.type if extractors else "cpu"
     import torch  # loaded with the extractors
@@ -370,8 +372,8 @@ def finish_features(plan: FeaturePlan, results: list[FeatureResult]) -> dict[str
     size = 0
     for settings in plan.models:
         path = feature_group_path(plan.job.store, settings.model.key)
-        group = zarr.open_group(path, mode="r+")
+        group = open_store_group(path, plan.job.storage_options, mode="r+")
         group.update_attributes({**summary, "complete": False})
         group.update_attributes({"complete": True})
-        size += store_bytes(path)
+        size += store_bytes(path, plan.job.storage_options)
     return summary | {"n_tiles": plan.n_tiles, "bytes": size}

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
 import pathopipe
+from pathopipe import storage
 from pathopipe.config import RunConfig
 from pathopipe.errors import SlideMetadataError
 from pathopipe.slide import cached_slide, open_slide, read_downsampled
@@ -29,7 +29,7 @@ from pathopipe.store import (
     read_status,
     write_image,
 )
-from pathopipe.store.layout import COORDS, TILES, TISSUE_FRACTION
+from pathopipe.store.layout import COORDS, TISSUE_FRACTION, open_store_array
 from pathopipe.store.shards import write_tiles
 from pathopipe.tiling import TileSpec, plan_grid, plan_tile_spec, read_tiles, tissue_fractions
 from pathopipe.tissue import detect_tissue
@@ -49,6 +49,8 @@ class SlideJob:
     slide_id: str
     source: str
     store: str
+    # fsspec options for URL sources and stores (may hold credentials: never printed or written)
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class TilePlan:
     spec: TileSpec
     backend: str  # the backend that opened the slide, reused by every task
     assume_mpp: float | None
-    reader_options: dict[str, dict[str, Any]]
+    reader_options: dict[str, dict[str, Any]] = field(repr=False)  # may hold storage credentials
     n_tiles: int
     tiles_per_shard: int
     write_tiles: bool
@@ -100,8 +102,8 @@ def _store_attrs(job: SlideJob, reader_info: Any, spec: TileSpec, config: RunCon
     info = reader_info
     return {
         "slide_id": job.slide_id,
-        "source_path": os.path.abspath(job.source),
-        "source_bytes": os.path.getsize(job.source),
+        "source_path": job.source if storage.is_url(job.source) else os.path.abspath(job.source),
+        "source_bytes": storage.size(job.source, job.storage_options),
         "backend": info.backend,
         "vendor": info.vendor,
         "dimensions": list(info.dimensions),
@@ -190,7 +192,8 @@ def survey_slide(reader: Any, config: RunConfig) -> SlideSurvey:
 def reader_args(config: RunConfig) -> dict[str, Any]:
     """How the configuration opens slides (keyword arguments of ``open_slide``)."""
     slide = config.slide
-    return {"backend": slide.backend, "assume_mpp": slide.assume_mpp, "options": slide.reader_options()}
+    options = slide.reader_options(config.storage)
+    return {"backend": slide.backend, "assume_mpp": slide.assume_mpp, "options": options}
 
 
 def count_tiles(source: str, config: RunConfig) -> dict[str, Any]:
@@ -198,7 +201,8 @@ def count_tiles(source: str, config: RunConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     with open_slide(source, **reader_args(config)) as reader:
         survey = survey_slide(reader, config)
-    return {"source": source, "n_tiles": len(survey.coords), "source_bytes": os.path.getsize(source),
+    size = storage.size(source, config.storage.options)
+    return {"source": source, "n_tiles": len(survey.coords), "source_bytes": size,
             "seconds": time.perf_counter() - t0}  # fmt: skip
 
 
@@ -231,6 +235,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         jpeg_subsampling=store_cfg.jpeg_subsampling,
         zstd_level=store_cfg.zstd_level,
         attrs=attrs,
+        options=job.storage_options,
     )
     shard = max(1, min(65536, len(coords)))
     coords_array = group.create_array(
@@ -253,7 +258,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         spec=spec,
         backend=info.backend,
         assume_mpp=config.slide.assume_mpp,
-        reader_options=config.slide.reader_options(),
+        reader_options=config.slide.reader_options(config.storage),
         n_tiles=len(coords),
         tiles_per_shard=per_shard,
         write_tiles=store_cfg.codec != "none",
@@ -284,30 +289,23 @@ def write_tile_shard(plan: TilePlan, start: int, stop: int) -> ShardResult:
     reader = cached_slide(
         plan.job.source, backend=plan.backend, assume_mpp=plan.assume_mpp, options=plan.reader_options
     )
-    coords = zarr.open_array(Path(plan.job.store) / COORDS, mode="r")[start:stop]
-    tiles = read_tiles(
-        reader, plan.spec, np.asarray(coords), out=shard_buffer(stop - start, plan.spec.tile_size)
-    )
+    job = plan.job
+    coords = np.asarray(open_store_array(job.store, COORDS, job.storage_options)[start:stop])
+    tiles = read_tiles(reader, plan.spec, coords, out=shard_buffer(stop - start, plan.spec.tile_size))
     t1 = time.perf_counter()
-    array = open_tiles_for_write(plan.job.store)
-    write_tiles(array, start, tiles)
+    written = write_tiles(open_tiles_for_write(job.store, job.storage_options), start, tiles) or 0
     t2 = time.perf_counter()
-    shard = Path(plan.job.store) / TILES / "c" / str(start // plan.tiles_per_shard) / "0" / "0" / "0"
-    written = shard.stat().st_size if shard.exists() else 0
     return ShardResult(plan.job.slide_id, start, stop, read_seconds=t1 - t0, write_seconds=t2 - t1,
                        bytes_written=written)  # fmt: skip
 
 
 def tile_store_status(job: SlideJob) -> StoreStatus:
-    return read_status(job.store)
+    return read_status(job.store, job.storage_options)
 
 
-def store_bytes(path: str | Path) -> int:
-    """Bytes on disk under a store."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        total += sum(os.path.getsize(os.path.join(root, name)) for name in files)
-    return total
+def store_bytes(path: str | Path, options: storage.Options = None) -> int:
+    """Bytes stored under a store (on disk or object storage)."""
+    return storage.total_bytes(path, options)
 
 
 def check_all_written(slide_id: str, results: list[Any], expected: int, what: str) -> None:
@@ -327,5 +325,5 @@ def finish_slide(plan: TilePlan, results: list[ShardResult]) -> dict[str, Any]:
         "seconds_write": sum(r.write_seconds for r in results),
         "warnings": list(plan.warnings),
     }
-    mark_complete(plan.job.store, summary)
-    return summary | {"bytes": store_bytes(plan.job.store)}
+    mark_complete(plan.job.store, summary, plan.job.storage_options)
+    return summary | {"bytes": store_bytes(plan.job.store, plan.job.storage_options)}

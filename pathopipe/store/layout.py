@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, ZstdCodec
 
+from pathopipe import storage
 from pathopipe.store.codecs import JpegCodec
 
 SCHEMA_VERSION = 1
@@ -19,8 +19,9 @@ TILES, COORDS, TISSUE_FRACTION, MASK, THUMBNAIL = "tiles", "coords", "tissue_fra
 IMAGE_CHUNK = 1024
 
 
-def slide_store_path(out: str | Path, slide_id: str) -> Path:
-    return Path(out) / "slides" / f"{slide_id}.zarr"
+def slide_store_path(out: str | Path, slide_id: str) -> str:
+    """Where a slide's store goes under an output folder (a local path or a URL)."""
+    return storage.join(out, "slides", f"{slide_id}.zarr")
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,12 @@ class StoreStatus:
     n_tiles: int | None
 
 
-def read_status(path: str | Path) -> StoreStatus:
+def read_status(path: str | Path, options: storage.Options = None) -> StoreStatus:
     """Whether a store exists, is complete, and for which config (reads only zarr.json)."""
-    meta = Path(path) / "zarr.json"
-    if not meta.exists():
-        return StoreStatus(Path(path).exists(), False, None, None)
     try:
-        attrs = json.loads(meta.read_text()).get("attributes", {})
+        attrs = json.loads(storage.read_bytes(storage.join(path, "zarr.json"), options)).get("attributes", {})
+    except FileNotFoundError:
+        return StoreStatus(storage.exists(path, options), False, None, None)
     except (OSError, ValueError):
         return StoreStatus(True, False, None, None)
     return StoreStatus(True, attrs.get("complete") is True, attrs.get("config_hash"), attrs.get("n_tiles"))
@@ -65,12 +65,11 @@ def create_slide_store(
     jpeg_subsampling: str = "444",
     zstd_level: int = 3,
     attrs: dict[str, Any],
+    options: storage.Options = None,
 ) -> zarr.Group:
     """Create an empty store (removing any previous one) with ``complete`` set to False."""
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    group = zarr.open_group(path, mode="w", zarr_format=3)
+    storage.remove(path, options)
+    group = zarr.open_group(storage.zarr_store(path, options), mode="w", zarr_format=3)
     group.update_attributes({**attrs, "schema_version": SCHEMA_VERSION, "complete": False})
     if codec != "none":
         shard = max(1, min(tiles_per_shard, max(n_tiles, 1)))
@@ -105,12 +104,26 @@ def write_image(group: zarr.Group, name: str, image: np.ndarray, *, attrs: dict[
     array.update_attributes(attrs)
 
 
-def open_tiles_for_write(path: str | Path) -> zarr.Array:
-    return zarr.open_array(Path(path) / TILES, mode="r+")
+def open_store_array(
+    path: str | Path, name: str, options: storage.Options = None, *, mode: Literal["r", "r+"] = "r"
+) -> zarr.Array:
+    """The array ``name`` (e.g. ``coords``, ``features/<key>/features``) of the store at ``path``."""
+    return zarr.open_array(storage.zarr_store(storage.join(path, *name.split("/")), options), mode=mode)
 
 
-def mark_complete(path: str | Path, summary: dict[str, Any]) -> None:
+def open_store_group(
+    path: str | Path, options: storage.Options = None, *, mode: Literal["r", "r+"] = "r"
+) -> zarr.Group:
+    """The root group of the store at ``path``."""
+    return zarr.open_group(storage.zarr_store(path, options), mode=mode)
+
+
+def open_tiles_for_write(path: str | Path, options: storage.Options = None) -> zarr.Array:
+    return open_store_array(path, TILES, options, mode="r+")
+
+
+def mark_complete(path: str | Path, summary: dict[str, Any], options: storage.Options = None) -> None:
     """Record the summary, then set ``complete`` (the last write to the store)."""
-    group = zarr.open_group(path, mode="r+")
+    group = open_store_group(path, options, mode="r+")
     group.update_attributes({**summary, "complete": False})
     group.update_attributes({"complete": True})

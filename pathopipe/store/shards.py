@@ -20,7 +20,9 @@ import google_crc32c
 import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
-from zarr.storage import LocalStore
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import FsspecStore, LocalStore
 
 from pathopipe.store.codecs import JpegCodec, encode_jpeg
 
@@ -55,7 +57,7 @@ def _layout_ok(array: zarr.Array) -> ShardingCodec | None:
     little = len(index) == 2 and isinstance(index[0], BytesCodec) and getattr(index[0].endian, "value", None)
     if little != "little" or not isinstance(index[1], Crc32cCodec) or sharding.index_location.value != "end":
         return None
-    if not isinstance(array.store, LocalStore):
+    if not isinstance(array.store, LocalStore | FsspecStore):
         return None
     if array.metadata.chunk_key_encoding.to_dict().get("configuration", {}).get("separator", "/") != "/":  # type: ignore[union-attr]
         return None
@@ -74,11 +76,16 @@ def encode_shard(tiles: np.ndarray, chunks_per_shard: int, encode: Callable[[np.
     return b"".join([*parts, index_bytes, struct.pack("<I", google_crc32c.value(index_bytes))])
 
 
-def write_tiles(array: zarr.Array, start: int, tiles: np.ndarray) -> None:
-    """Write ``tiles`` at rows ``start:start+len(tiles)``, which must be one whole shard.
+def _store_key(array: zarr.Array, chunk_key: str) -> str:
+    return f"{array.path}/{chunk_key}" if array.path else chunk_key
 
-    Uses the fast writer when the layout allows (written to a temporary file, then renamed:
-    a crash never leaves a half-written shard), else zarr's own path.
+
+def write_tiles(array: zarr.Array, start: int, tiles: np.ndarray) -> int | None:
+    """Write ``tiles`` at rows ``start:start+len(tiles)``, which must be one whole shard; returns
+    the shard's bytes (None when zarr wrote it).
+
+    Uses the fast writer when the layout allows (locally written to a temporary file, then
+    renamed; on object storage one PUT: a crash never leaves a half-written shard), else zarr's.
     """
     sharding = _layout_ok(array)
     per_shard = array.shards[0] if array.shards else 0
@@ -87,11 +94,18 @@ def write_tiles(array: zarr.Array, start: int, tiles: np.ndarray) -> None:
     encode = _chunk_encoder(sharding) if sharding is not None and whole else None
     if encode is None:
         array[start:stop] = tiles
-        return
+        return None
     data = encode_shard(tiles, per_shard, encode)
-    root = Path(array.store.root)  # type: ignore[attr-defined]
-    key = array.metadata.encode_chunk_key((start // per_shard, 0, 0, 0))  # type: ignore[union-attr]
-    target = root / array.path / key
+    key = _store_key(array, array.metadata.encode_chunk_key((start // per_shard, 0, 0, 0)))  # type: ignore[union-attr]
+    if isinstance(array.store, FsspecStore):
+        try:
+            sync(array.store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+        except OSError as err:
+            raise OSError(
+                err.errno, f"{err.strerror or err}: cannot write shard {key} of {array.store}"
+            ) from err
+        return len(data)
+    target = Path(array.store.root) / key  # type: ignore[attr-defined]
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".shard-")
@@ -107,6 +121,7 @@ def write_tiles(array: zarr.Array, start: int, tiles: np.ndarray) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return len(data)
 
 
 def _chunk_decoder(sharding: ShardingCodec) -> Callable[[bytes, np.ndarray], None] | None:
@@ -151,16 +166,14 @@ def read_tiles(array: zarr.Array, start: int, stop: int, out: np.ndarray | None 
     per_shard = array.shards[0]  # type: ignore[index]
     if out is None:
         out = np.empty((stop - start, *array.shape[1:]), dtype=array.dtype)
-    root = Path(array.store.root)  # type: ignore[attr-defined]
     fill = array.fill_value
     for shard in range(start // per_shard, (stop - 1) // per_shard + 1 if stop > start else 0):
-        key = array.metadata.encode_chunk_key((shard, 0, 0, 0))  # type: ignore[union-attr]
-        path = root / array.path / key
+        key = _store_key(array, array.metadata.encode_chunk_key((shard, 0, 0, 0)))  # type: ignore[union-attr]
         first, last = max(start, shard * per_shard), min(stop, (shard + 1) * per_shard)
-        if not path.exists():
+        data = _read_whole(array.store, key)
+        if data is None:
             out[first - start : last - start] = fill
             continue
-        data = path.read_bytes()
         index_size = per_shard * 16
         index_bytes = data[-(index_size + 4) : -4]
         if struct.pack("<I", google_crc32c.value(index_bytes)) != data[-4:]:
@@ -174,3 +187,12 @@ def read_tiles(array: zarr.Array, start: int, stop: int, out: np.ndarray | None 
             else:
                 decode(data[int(offset) : int(offset + length)], out[row - start])
     return out
+
+
+def _read_whole(store: LocalStore | FsspecStore, key: str) -> bytes | None:
+    """A whole object of the store, None when absent."""
+    if isinstance(store, LocalStore):
+        path = Path(store.root) / key
+        return path.read_bytes() if path.exists() else None
+    buffer = sync(store.get(key, default_buffer_prototype()))
+    return None if buffer is None else buffer.to_bytes()

@@ -1,0 +1,285 @@
+"""Where bytes live: local folders, or object storage reached through fsspec (``s3://``, ...).
+
+Everything that touches an output folder or a slide URL goes through these few functions,
+so local disk and object storage behave the same: small files are replaced atomically
+(temporary file + rename locally; one PUT on object storage, which S3 applies whole), Zarr
+stores open as ``LocalStore`` or ``FsspecStore``, and sizes and listings work on both.
+
+Credentials come from the standard places (environment, ``~/.aws``) or from ``storage.options``
+in the configuration; they are passed to fsspec only and never written anywhere. Filesystems
+are cached per process (each Dask worker builds its own), and every S3 request is counted
+(:func:`io_counters`) so reports can price requests and egress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pathopipe.errors import BackendUnavailableError, StoreError
+
+__all__ = [
+    "IOCounters",
+    "check_bucket",
+    "exists",
+    "filesystem",
+    "io_counters",
+    "is_url",
+    "join",
+    "list_names",
+    "open_file",
+    "read_bytes",
+    "remove",
+    "size",
+    "total_bytes",
+    "write_bytes",
+    "zarr_store",
+]
+
+Options = Mapping[str, Any] | None
+
+# fsspec protocol -> the extra that installs it
+_EXTRAS = {"s3": "s3", "s3a": "s3"}
+
+
+def is_url(path: str | os.PathLike[str]) -> bool:
+    """A fsspec URL (``s3://``, ``https://``, ``memory://``...) rather than a local path."""
+    text = os.fspath(path)
+    return "://" in text and not text.startswith("file://")
+
+
+def join(base: str | os.PathLike[str], *parts: str) -> str:
+    """``base/part/...`` for a local path or a URL."""
+    text = os.fspath(base)
+    if is_url(text):
+        return "/".join([text.rstrip("/"), *(p.strip("/") for p in parts)])
+    return os.path.join(text, *parts)
+
+
+class IOCounters:
+    """Requests and bytes this process exchanged with object storage (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.bytes_read = 0
+        self.bytes_written = 0
+
+    def add(self, requests: int = 0, read: int = 0, written: int = 0) -> None:
+        with self._lock:
+            self.requests += requests
+            self.bytes_read += read
+            self.bytes_written += written
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "bytes_read": self.bytes_read,
+                "bytes_written": self.bytes_written,
+            }
+
+
+_COUNTERS = IOCounters()  # per process, like the decoded-tile cache: each worker counts its own
+_FILESYSTEMS: dict[tuple[Any, ...], Any] = {}
+_FS_LOCK = threading.Lock()
+
+
+def io_counters() -> dict[str, int]:
+    """Object-storage requests and bytes of this process so far (S3; local I/O is not counted)."""
+    return _COUNTERS.snapshot()
+
+
+def _counting_session() -> Any:
+    """An aiobotocore session whose clients count every request and the bytes sent and received."""
+    import aiobotocore.session
+
+    def before_send(request: Any = None, **_: Any) -> None:
+        length = request.headers.get("Content-Length") if request is not None else None
+        _COUNTERS.add(requests=1, written=int(length) if length and request.method in ("PUT", "POST") else 0)
+
+    def after_get(http_response: Any = None, parsed: Any = None, **_: Any) -> None:
+        if parsed and http_response is not None and http_response.status_code in (200, 206):
+            _COUNTERS.add(read=int(parsed.get("ContentLength") or 0))
+
+    session = aiobotocore.session.AioSession()
+    session.register("before-send.s3", before_send)
+    session.register("after-call.s3.GetObject", after_get)
+    return session
+
+
+def _missing_extra(protocol: str, err: ImportError) -> BackendUnavailableError:
+    extra = _EXTRAS.get(protocol)
+    if extra:
+        how = f"install the [{extra}] extra: pip install 'pathopipe[{extra}]'"
+    else:
+        how = "install the fsspec implementation it names"
+    return BackendUnavailableError(f"{protocol}:// needs a package that is not installed ({err}); {how}")
+
+
+def filesystem(url: str, options: Options = None, *, asynchronous: bool = False) -> tuple[Any, str]:
+    """The fsspec filesystem for ``url`` (cached per process and options) and the path in it."""
+    import fsspec
+
+    protocol = url.split("://", 1)[0]
+    opts = dict(options or {})
+    key = (protocol, json.dumps(opts, sort_keys=True, default=str), asynchronous, os.getpid())
+    with _FS_LOCK:
+        fs = _FILESYSTEMS.get(key)
+        if fs is None:
+            try:
+                cls = fsspec.get_filesystem_class(protocol)
+            except ImportError as err:
+                raise _missing_extra(protocol, err) from None
+            except ValueError as err:
+                raise StoreError(f"{url}: unknown storage protocol {protocol!r} ({err})") from None
+            if asynchronous:
+                opts["asynchronous"] = True
+            fs = cls(**opts, skip_instance_cache=True)  # our own instance: counting is ours alone
+            if protocol in ("s3", "s3a") and getattr(fs, "session", False) is None:
+                # set after construction, so the filesystem still pickles by its arguments
+                fs.session = _counting_session()
+            _FILESYSTEMS[key] = fs
+    return fs, fs._strip_protocol(url)
+
+
+def zarr_store(path: str | os.PathLike[str], options: Options = None, *, read_only: bool = False) -> Any:
+    """What ``zarr.open_group``/``open_array`` should open: the path itself locally, an
+    ``FsspecStore`` for a URL."""
+    if not is_url(path):
+        return Path(path)
+    from zarr.storage import FsspecStore
+
+    fs, inner = filesystem(os.fspath(path), options, asynchronous=True)
+    if not fs.async_impl:  # e.g. memory://: zarr wraps synchronous filesystems itself
+        return FsspecStore.from_url(os.fspath(path), storage_options=dict(options or {}), read_only=read_only)
+    return FsspecStore(fs, path=inner, read_only=read_only)
+
+
+def list_names(folder: str | os.PathLike[str], options: Options = None) -> list[str]:
+    """Names of the direct entries of a folder or prefix, sorted ([] when absent)."""
+    if not is_url(folder):
+        return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    fs, inner = filesystem(os.fspath(folder), options)
+    try:
+        return sorted(
+            name.rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(inner, detail=False, refresh=True)
+        )
+    except FileNotFoundError:
+        return []
+
+
+def open_file(url: str, options: Options = None, *, block_size: int = 1 << 20) -> Any:
+    """A read-only file object over ``url`` that fetches (and keeps) ``block_size`` blocks."""
+    fs, inner = filesystem(url, options)
+    return fs.open(inner, "rb", block_size=block_size, cache_type="blockcache")
+
+
+def exists(path: str | os.PathLike[str], options: Options = None) -> bool:
+    if not is_url(path):
+        return os.path.exists(path)
+    fs, inner = filesystem(os.fspath(path), options)
+    return bool(fs.exists(inner))
+
+
+def size(path: str | os.PathLike[str], options: Options = None) -> int:
+    """Size of one file or object, in bytes."""
+    if not is_url(path):
+        return os.path.getsize(path)
+    fs, inner = filesystem(os.fspath(path), options)
+    return int(fs.size(inner))
+
+
+def total_bytes(path: str | os.PathLike[str], options: Options = None) -> int:
+    """Bytes of every file under a folder or prefix (0 when absent)."""
+    if not is_url(path):
+        total = 0
+        for root, _dirs, files in os.walk(path):
+            total += sum(os.path.getsize(os.path.join(root, name)) for name in files)
+        return total
+    fs, inner = filesystem(os.fspath(path), options)
+    try:
+        return int(fs.du(inner, total=True))
+    except FileNotFoundError:
+        return 0
+
+
+def read_bytes(path: str | os.PathLike[str], options: Options = None) -> bytes:
+    """The whole file; FileNotFoundError when it is absent."""
+    if not is_url(path):
+        return Path(path).read_bytes()
+    fs, inner = filesystem(os.fspath(path), options)
+    return bytes(fs.cat_file(inner))
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes, options: Options = None) -> None:
+    """Replace a file atomically: readers see the old or the new content, never a part."""
+    if is_url(path):
+        fs, inner = filesystem(os.fspath(path), options)
+        fs.pipe_file(inner, data)  # one PUT: an object is replaced whole
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove(path: str | os.PathLike[str], options: Options = None) -> None:
+    """Delete a file or a whole folder/prefix; nothing when absent."""
+    if not is_url(path):
+        import shutil
+
+        target = Path(path)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+        return
+    fs, inner = filesystem(os.fspath(path), options)
+    try:
+        fs.rm(inner, recursive=True)
+    except FileNotFoundError:
+        pass
+    fs.invalidate_cache(inner)
+
+
+def check_bucket(url: str, options: Options = None, *, write: bool) -> None:
+    """Fail early, with a clear message, when ``url`` cannot be listed (or written, with
+    ``write``): wrong endpoint, missing bucket, missing credentials or permission."""
+    fs, inner = filesystem(url, options)
+    bucket = inner.split("/", 1)[0]
+    endpoint = getattr(fs, "client_kwargs", {}).get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL")
+    where = f"{url} (endpoint {endpoint or 'default AWS'})"
+    try:
+        fs.ls(bucket, refresh=True)
+        if write:
+            probe = f"{inner.rstrip('/')}/.pathopipe-write-check"
+            fs.pipe_file(probe, b"")
+            fs.rm(probe)
+    except FileNotFoundError:
+        raise StoreError(
+            f"{where}: bucket {bucket!r} does not exist; create it or fix the URL (nothing was run)"
+        ) from None
+    except PermissionError as err:
+        raise StoreError(
+            f"{where}: access denied ({err}); check the credentials (environment, ~/.aws or "
+            "storage.options) (nothing was run)"
+        ) from None
+    except Exception as err:  # noqa: BLE001 (botocore raises its own types, e.g. EndpointConnectionError)
+        raise StoreError(
+            f"{where}: object storage not reachable ({type(err).__name__}: {err}); check the "
+            "endpoint (AWS_ENDPOINT_URL or storage.options.endpoint_url) (nothing was run)"
+        ) from None
