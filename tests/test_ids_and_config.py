@@ -144,12 +144,20 @@ def test_storage_credentials_never_leave_the_config():
     from pathopipe.config import redact
 
     secret = "s3cr3t-value-91"
-    cfg = load_config(None, [f"storage.options.secret={secret}", "storage.options.endpoint_url=http://h:9000"])
+    cfg = load_config(
+        None, [f"storage.options.secret={secret}", "storage.options.endpoint_url=http://h:9000"]
+    )
     assert cfg.storage.options == {"secret": secret, "endpoint_url": "http://h:9000"}
     assert cfg.slide.reader_options(cfg.storage)["tiff"]["storage_options"]["secret"] == secret
     assert secret not in json.dumps(cfg.model_dump(mode="json")) and secret not in repr(cfg)
     words = ["pathopipe", "run", "--set", f"storage.options.secret={secret}", "tiling.tile_size=256"]
-    assert redact(words) == ["pathopipe", "run", "--set", "storage.options.secret=***", "tiling.tile_size=256"]
+    assert redact(words) == [
+        "pathopipe",
+        "run",
+        "--set",
+        "storage.options.secret=***",
+        "tiling.tile_size=256",
+    ]
     with pytest.raises(ConfigError) as err:
         load_config(None, [f"storage.options.secret={secret}", "tiling.tile_szie=3"])
     assert secret not in str(err.value) and "storage.options.secret=***" in str(err.value)

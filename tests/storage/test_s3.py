@@ -48,7 +48,9 @@ def _config(tmp_path, server, *overrides):
     workflow = tmp_path / "workflow.yaml"
     workflow.write_text(WORKFLOW)
     cfg = load_config(workflow, list(overrides))
-    return cfg.model_copy(update={"storage": cfg.storage.model_copy(update={"options": server.storage_options})})
+    return cfg.model_copy(
+        update={"storage": cfg.storage.model_copy(update={"options": server.storage_options})}
+    )
 
 
 def _all_objects(server, prefix: str) -> dict[str, bytes]:
@@ -77,7 +79,9 @@ def test_s3_slides_to_s3_output_match_a_local_run(tmp_path, s3, dask_client):
                                       local_run.tiles(slide_id)[:40].compute())  # fmt: skip
         assert remote_run.slide_attrs(slide_id)["source_path"] == f"s3://archive/cohort-a/{slide_id}.svs"
     cohort = remote_run.cohort("noop")
-    assert cohort.source == "stores" and cohort.n_rows == sum(len(remote_run.coords(s)) for s in cohort.slide_ids)
+    assert cohort.source == "stores" and cohort.n_rows == sum(
+        len(remote_run.coords(s)) for s in cohort.slide_ids
+    )
 
     # everything the run wrote is on object storage, and no credential is in any of it
     objects = _all_objects(server, "s3://results/run1")
