@@ -11,8 +11,12 @@ For each, tiles/s end to end (``run_workflow``, cluster start excluded) and, for
 the object-storage requests and bytes read and written per slide, as the workers counted them
 (``metrics.parquet``; what the report's "Object storage" section shows).
 
-The S3 server is a Python process on the same machine: it takes CPU from the workers, so the
-ratio is a pessimistic bound for a real object store (which serves from other machines).
+The bare limit of the server, measured in the same run: as many range GETs on the slide object
+as the S3 run's tile tasks made, each of their mean size, spread over the object, from as many
+processes as there are workers, with nothing done with the bytes. moto is a Python process on
+the same machine whose range GETs cost more the larger the object (it reads the whole object
+for each), so the S3 figures bound a real object store from below; the pipeline / bare ratio
+is pathopipe's own overhead on top of the server.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import multiprocessing as mp
+import random
 import shutil
 import statistics
 import tempfile
@@ -44,6 +50,26 @@ def timed_run(client, slides: str, out: str, cfg) -> tuple[float, int]:
     if record.status != "done":
         raise RuntimeError(f"run failed: {record.error}")
     return elapsed, int(record.n_tiles or 0)
+
+
+def _range_gets(args: tuple[str, dict, int, int, int, int]) -> float:
+    url, options, size, n, length, seed = args
+    fs, inner = storage.filesystem(url, options)
+    rng = random.Random(seed)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        start = rng.randrange(0, max(1, size - length))
+        fs.cat_file(inner, start=start, end=start + length)
+    return time.perf_counter() - t0
+
+
+def bare_range_gets(url: str, options: dict, size: int, requests: int, length: int, processes: int) -> float:
+    """Seconds for ``requests`` range GETs of ``length`` bytes split over ``processes``."""
+    per = [requests // processes + (i < requests % processes) for i in range(processes)]
+    with mp.get_context("spawn").Pool(processes) as pool:
+        t0 = time.perf_counter()
+        pool.map(_range_gets, [(url, options, size, n, length, i) for i, n in enumerate(per)])
+        return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -92,6 +118,14 @@ def main() -> None:
             last = f"s3://bench/run-{args.repeat - 1}"
             table = read_metrics(f"{last}/metrics.parquet", server.storage_options)
             store_bytes = storage.total_bytes(f"{last}/slides", server.storage_options)
+            work = table[(table.stage == "tiles") & (table.role == "work")]
+            n_gets = int(work.storage_requests.sum()) - len(work)  # less one PUT per shard task
+            mean = int(work.storage_bytes_read.sum() / max(1, n_gets))
+            bare = statistics.median(
+                bare_range_gets(f"s3://bench/slides/{slide.name}", server.storage_options,
+                                slide.stat().st_size, n_gets, mean, args.workers)
+                for _ in range(args.repeat)
+            )  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -108,6 +142,8 @@ def main() -> None:
     results["tiles"] = tiles
     results["tiles_per_second"] = {"local": tiles / local_s, "s3": tiles / s3_s}
     results["ratio_s3_over_local"] = local_s / s3_s
+    results["bare_range_gets"] = {"requests": n_gets, "bytes_each": mean, "seconds": bare}
+    results["ratio_s3_run_over_bare_gets"] = bare / s3_s
     results["per_slide"] = traffic
     results["per_task_kind"] = {f"{s}/{r}": row.to_dict() for (s, r), row in by_step.iterrows()}
     print()
@@ -115,6 +151,8 @@ def main() -> None:
           f"at {args.target_mpp} µm/px, {args.workers} workers, median of {args.repeat}")  # fmt: skip
     print(f"  local disk -> local disk : {tiles / local_s:8,.0f} tiles/s")
     print(f"  s3://      -> s3://      : {tiles / s3_s:8,.0f} tiles/s  ({local_s / s3_s:.2f} of local)")
+    print(f"  bare server limit        : {n_gets} range GETs of {mean / 1e3:.0f} kB in {bare:.2f} s "
+          f"({tiles / bare:,.0f} tiles/s equivalent); s3 run / bare = {bare / s3_s:.2f}")  # fmt: skip
     print(f"  per slide on S3: {traffic['requests']:,} requests, {traffic['bytes_read'] / 1e6:,.1f} MB read "
           f"({traffic['bytes_read'] / results['slide']['bytes']:.2f} of the slide), "
           f"{traffic['bytes_written'] / 1e6:,.1f} MB written "

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import zarr
 
 from pathopipe.errors import StoreError
-from pathopipe.store.layout import COORDS, MASK, THUMBNAIL
+from pathopipe.store.layout import COORDS, MASK, THUMBNAIL, open_store_array
 
 if TYPE_CHECKING:
     from pathopipe.loader import Run
@@ -32,15 +31,15 @@ GRID_COLOUR = (20, 60, 200)  # blue tile outlines
 
 def _thumbnail(run: Run, slide_id: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     store = run.store(slide_id)
-    thumbnail = zarr.open_array(store / THUMBNAIL, mode="r")
+    thumbnail = open_store_array(store, THUMBNAIL)
     dsx, dsy = thumbnail.attrs["downsample"]
-    mask = zarr.open_array(store / MASK, mode="r")[:]
+    mask = open_store_array(store, MASK)[:]
     return thumbnail[:], mask, (float(dsx), float(dsy))
 
 
 def _tile_boxes(run: Run, slide_id: str, downsample: tuple[float, float]) -> np.ndarray:
     """(N, 4) int boxes x0, y0, x1, y1 of the tiles on the thumbnail (at least one pixel)."""
-    coords = zarr.open_array(run.store(slide_id) / COORDS, mode="r")[:].astype(np.float64)
+    coords = open_store_array(run.store(slide_id), COORDS)[:].astype(np.float64)
     size = float(run.slide_attrs(slide_id)["tile_size_level0"])
     dsx, dsy = downsample
     x0, y0 = np.floor(coords[:, 0] / dsx), np.floor(coords[:, 1] / dsy)

@@ -22,7 +22,7 @@ import zarr
 from torch.utils.data import Dataset
 
 from pathopipe.loader import Cohort, Run, open_run
-from pathopipe.store.layout import COORDS, TILES
+from pathopipe.store.layout import COORDS, TILES, check_codecs, open_store_array
 
 __all__ = ["FeatureBagDataset", "TileDataset", "read_labels"]
 
@@ -149,7 +149,7 @@ class TileDataset(Dataset):
         chosen = slide_ids if slide_ids is not None else run.slide_ids
         self.stores = [str(run.store(s)) for s in chosen if (run.store(s) / TILES).exists()]
         self.slide_ids = [s for s in chosen if (run.store(s) / TILES).exists()]
-        counts = [zarr.open_array(f"{store}/{COORDS}", mode="r").shape[0] for store in self.stores]
+        counts = [open_store_array(store, COORDS).shape[0] for store in self.stores]
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.transform = transform
         self._open: dict[str, Any] = {}
@@ -163,7 +163,7 @@ class TileDataset(Dataset):
     def _array(self, path: str) -> zarr.Array:
         array = self._open.get(path)
         if array is None:
-            array = self._open[path] = zarr.open_array(path, mode="r")
+            array = self._open[path] = check_codecs(zarr.open_array(path, mode="r"), path)
         return array
 
     def __getitem__(self, item: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import zarr
 from pathopipe import storage
 from pathopipe.errors import StoreError
 from pathopipe.loader._rows import ShardedRows
-from pathopipe.store.layout import open_store_array, open_store_group
+from pathopipe.store.layout import check_codecs, open_store_array, open_store_group
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -98,7 +98,8 @@ class Cohort:
     def _array(self, path: str) -> zarr.Array:
         array = self._open.get(path)
         if array is None:
-            array = self._open[path] = zarr.open_array(storage.zarr_store(path, self._options), mode="r")
+            array = zarr.open_array(storage.zarr_store(path, self._options), mode="r")
+            array = self._open[path] = check_codecs(array, path)
         return array
 
     def _rows_of(self, path: str, rows: slice) -> np.ndarray:
@@ -149,7 +150,8 @@ def cohort_from_stores(
 def open_packed_cohort(packed: str | Path, model: str, options: storage.Options = None) -> Cohort:
     group = open_store_group(storage.join(packed, model), options)
     attrs = dict(group.attrs)
-    features, coords = group[FEATURES], group[COORDS]
+    features = check_codecs(group[FEATURES], storage.join(packed, model, FEATURES))
+    coords = check_codecs(group[COORDS], storage.join(packed, model, COORDS))
     slide_ids = tuple(entry["slide_id"] for entry in attrs["slides"])
     return Cohort(model, slide_ids, group[OFFSETS][:], _lazy(features, f"pathopipe-cohort-{packed}-{model}"),
                   _lazy(coords, f"pathopipe-cohort-coords-{packed}-{model}"), "packed",
@@ -226,11 +228,11 @@ def pack_run(
                 f"features {model!r} were computed with different settings across slides ({detail}); "
                 "re-extract them with one configuration (pathopipe extract --force) before packing"
             )
-        first = zarr.open_array(run.store(slides[0]) / FEATURES / model / FEATURES, mode="r")
+        first = open_store_array(run.store(slides[0]), f"{FEATURES}/{model}/{FEATURES}")
         dim, dtype = first.shape[1], first.dtype
         counts = []
         for s in slides:
-            n = zarr.open_array(run.store(s) / FEATURES / model / FEATURES, mode="r").shape[0]
+            n = open_store_array(run.store(s), f"{FEATURES}/{model}/{FEATURES}").shape[0]
             counts.append(n)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         total = int(offsets[-1])
@@ -248,8 +250,8 @@ def pack_run(
         written = filled = 0
         for s, n in zip(slides, counts, strict=True):
             store = run.store(s)
-            fa = zarr.open_array(store / FEATURES / model / FEATURES, mode="r")
-            ca = zarr.open_array(store / COORDS, mode="r")
+            fa = open_store_array(store, f"{FEATURES}/{model}/{FEATURES}")
+            ca = open_store_array(store, COORDS)
             done = 0
             while done < n:  # copy into whole shards, so each shard is written once
                 take = min(n - done, shard - filled)

@@ -23,7 +23,14 @@ import zarr
 from pathopipe import storage
 from pathopipe.errors import StoreError
 from pathopipe.output.manifest import read_manifest_records
-from pathopipe.store.layout import COORDS, SCHEMA_VERSION, TILES, TISSUE_FRACTION, slide_store_path
+from pathopipe.store.layout import (
+    COORDS,
+    SCHEMA_VERSION,
+    TILES,
+    TISSUE_FRACTION,
+    slide_store_path,
+    unsafe_codecs,
+)
 from pathopipe.store.shards import EMPTY, _chunk_decoder, _layout_ok
 
 FINISHED = ("done", "skipped")
@@ -117,6 +124,14 @@ def _check_tiles(array: zarr.Array, store: Path, report: Callable[[str], None], 
                     break
 
 
+def _safe(array: zarr.Array, report: Callable[[str], None]) -> bool:
+    """Only arrays with pathopipe's codecs are read (decoding others could run the store's code)."""
+    unsafe = unsafe_codecs(array)
+    if unsafe:
+        report(f"codec(s) {', '.join(unsafe)} are not among pathopipe's; not decoded (could run code)")
+    return not unsafe
+
+
 def _check_features(group: zarr.Group, store: Path, key: str, n: int, report: Callable[[str], None]) -> int:
     where = f"features/{key}"
     attrs = dict(group.attrs)
@@ -128,6 +143,8 @@ def _check_features(group: zarr.Group, store: Path, key: str, n: int, report: Ca
         report(f"{where}: complete but has no features array")
         return 0
     assert isinstance(array, zarr.Array)
+    if not _safe(array, lambda message: report(f"{where}/features: {message}")):
+        return 1
     dim = attrs.get("embedding_dim")
     if array.shape[0] != n or (dim is not None and array.shape[1] != dim):
         report(f"{where}/features: shape {array.shape}, expected ({n}, {dim})")
@@ -179,7 +196,7 @@ def verify_store(
     if coords.shape != (n, 2):
         reporter(COORDS)(f"shape {coords.shape}, expected ({n}, 2) from attrs.n_tiles")
         return problems, arrays
-    if _check_chunks_present(coords, store, COORDS, reporter(COORDS)):
+    if _safe(coords, reporter(COORDS)) and _check_chunks_present(coords, store, COORDS, reporter(COORDS)):
         xy = coords[:]
         width, height = attrs.get("dimensions", [None, None])
         if (
@@ -202,7 +219,7 @@ def verify_store(
             arrays += 1
             if tiles.shape != (n, size, size, 3):
                 reporter(TILES)(f"shape {tiles.shape}, expected ({n}, {size}, {size}, 3)")
-            else:
+            elif _safe(tiles, reporter(TILES)):
                 _check_tiles(tiles, store, reporter(TILES), decode)
     if "features" in group:
         for key, sub in group["features"].groups():

@@ -29,7 +29,7 @@ from pathopipe.features import ModelSpec
 from pathopipe.slide import cached_slide
 from pathopipe.stages.tiling import SlideJob, check_all_written, store_bytes, tile_ranges
 from pathopipe.store import StoreStatus, read_status
-from pathopipe.store.layout import COORDS, TILES, open_store_array, open_store_group
+from pathopipe.store.layout import COORDS, TILES, check_codecs, open_store_array, open_store_group
 from pathopipe.store.shards import read_tiles
 from pathopipe.tiling import TileSpec
 from pathopipe.tiling import read_tiles as read_slide_tiles
@@ -226,7 +226,7 @@ def prepare_features(
         tile_size = int(attrs["tile_size"])
         rows = StoreConfig.model_validate(attrs["config"]["store"]).shard_size(n_tiles)
     else:
-        tiles = group[TILES]
+        tiles = check_codecs(group[TILES], storage.join(job.store, TILES))  # type: ignore[arg-type]
         tile_size = int(tiles.shape[1])
         rows = int(tiles.shards[0]) if tiles.shards else int(tiles.chunks[0])
     todo = []

@@ -9,10 +9,11 @@ from typing import Any, Literal
 
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec, ZstdCodec
+from zarr.codecs import BytesCodec, ShardingCodec, ZstdCodec
 
 from pathopipe import storage
-from pathopipe.store.codecs import JpegCodec
+from pathopipe.errors import StoreError
+from pathopipe.store.codecs import JPEG_CODEC_NAME, JpegCodec
 
 SCHEMA_VERSION = 1
 TILES, COORDS, TISSUE_FRACTION, MASK, THUMBNAIL = "tiles", "coords", "tissue_fraction", "mask", "thumbnail"
@@ -104,11 +105,48 @@ def write_image(group: zarr.Group, name: str, image: np.ndarray, *, attrs: dict[
     array.update_attributes(attrs)
 
 
+# the codecs pathopipe writes (and zarr's standard ones); a store naming any other codec, e.g.
+# numcodecs.pickle, whose decoding would run code from the store, is refused before any read
+SAFE_CODECS = frozenset(
+    {"bytes", "zstd", "blosc", "gzip", "crc32c", "transpose", "sharding_indexed", JPEG_CODEC_NAME}
+)
+
+
+def _codec_names(codecs: Any) -> list[str]:
+    names = []
+    for codec in codecs:
+        names.append(str(codec.to_dict().get("name")))
+        if isinstance(codec, ShardingCodec):
+            names += _codec_names(codec.codecs) + _codec_names(codec.index_codecs)
+    return names
+
+
+def unsafe_codecs(array: zarr.Array) -> list[str]:
+    """Codecs of ``array`` outside :data:`SAFE_CODECS` (a zarr v2 array counts as unsafe)."""
+    if array.metadata.zarr_format != 3:
+        return [f"zarr format {array.metadata.zarr_format}"]
+    return sorted(set(_codec_names(array.metadata.codecs)) - SAFE_CODECS)  # type: ignore[union-attr]
+
+
+def check_codecs(array: zarr.Array, where: str) -> zarr.Array:
+    """``array``, after checking that decoding it runs no code a store could bring along."""
+    unsafe = unsafe_codecs(array)
+    if unsafe:
+        raise StoreError(
+            f"{where}: codec(s) {', '.join(unsafe)} are not among those pathopipe reads "
+            f"({', '.join(sorted(SAFE_CODECS))}); refused before decoding anything (a codec such as "
+            "numcodecs.pickle would run code from the store)"
+        )
+    return array
+
+
 def open_store_array(
     path: str | Path, name: str, options: storage.Options = None, *, mode: Literal["r", "r+"] = "r"
 ) -> zarr.Array:
-    """The array ``name`` (e.g. ``coords``, ``features/<key>/features``) of the store at ``path``."""
-    return zarr.open_array(storage.zarr_store(storage.join(path, *name.split("/")), options), mode=mode)
+    """The array ``name`` (e.g. ``coords``, ``features/<key>/features``) of the store at ``path``,
+    checked to use only safe codecs."""
+    location = storage.join(path, *name.split("/"))
+    return check_codecs(zarr.open_array(storage.zarr_store(location, options), mode=mode), location)
 
 
 def open_store_group(
