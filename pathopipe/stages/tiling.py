@@ -29,7 +29,7 @@ from pathopipe.store import (
     read_status,
     write_image,
 )
-from pathopipe.store.layout import COORDS, TISSUE_FRACTION, open_store_array
+from pathopipe.store.layout import COORDS, TILES, TISSUE_FRACTION, open_store_array
 from pathopipe.store.shards import write_tiles
 from pathopipe.tiling import TileSpec, plan_grid, plan_tile_spec, read_tiles, tissue_fractions
 from pathopipe.tissue import detect_tissue
@@ -325,5 +325,19 @@ def finish_slide(plan: TilePlan, results: list[ShardResult]) -> dict[str, Any]:
         "seconds_write": sum(r.write_seconds for r in results),
         "warnings": list(plan.warnings),
     }
+    removed = remove_stale_shard_files(plan.job.store)
+    if removed:
+        summary["warnings"].append(f"removed {removed} temporary shard file(s) left by a killed worker")
     mark_complete(plan.job.store, summary, plan.job.storage_options)
     return summary | {"bytes": store_bytes(plan.job.store, plan.job.storage_options)}
+
+
+def remove_stale_shard_files(store: str) -> int:
+    """Delete temporary shard files (``.shard-*``) a killed writer left in a local store; once
+    every shard task has finished, any left are a dead writer's. Object stores have none."""
+    if storage.is_url(store):
+        return 0
+    stale = list(Path(store, TILES, "c").glob("**/.shard-*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)

@@ -124,3 +124,29 @@ def test_coords_outside_the_slide_and_a_store_not_complete(damaged):
 def test_no_manifest_is_reported(tmp_path):
     report = verify_run(tmp_path)
     assert not report.ok and "no manifest" in str(report.problems[0])
+
+
+@pytest.mark.filterwarnings("ignore:Numcodecs codecs are not in the Zarr version 3")
+def test_a_store_naming_a_foreign_codec_is_never_decoded(damaged):
+    """Stores are data: an array whose metadata names a codec pathopipe does not write (here
+    numcodecs.lz4, harmless but foreign; a pickle codec would run code) is refused before any
+    chunk is decoded, by the loader and by verify (the stages open arrays the same way)."""
+    import json
+
+    from pathopipe import open_run
+    from pathopipe.errors import StoreError
+
+    meta = _store(damaged) / "coords" / "zarr.json"
+    data = json.loads(meta.read_text())
+    data["codecs"] = [{"name": "bytes", "configuration": {"endian": "little"}},
+                      {"name": "numcodecs.lz4", "configuration": {"acceleration": 1}}]  # fmt: skip
+    meta.write_text(json.dumps(data))
+    run = open_run(damaged)
+    with pytest.raises(StoreError, match=r"numcodecs\.lz4 are not among those pathopipe reads"):
+        run.coords("v0")
+    with pytest.raises(StoreError, match="refused before decoding anything"):
+        run.cohort("noop")
+    np.testing.assert_array_equal(run.coords("v1"), open_run(damaged).coords("v1"))  # others read
+    report = verify_run(damaged)
+    assert not report.ok
+    assert any(p.slide_id == "v0" and "numcodecs.lz4" in p.message for p in report.problems)

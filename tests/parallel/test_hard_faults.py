@@ -199,3 +199,48 @@ def test_losing_the_scheduler_stops_the_run_without_blaming_slides(tmp_path):
     assert again.returncode == 0, again.stderr
     assert {r.status for r in read_manifest_records(out)} <= {"done", "skipped"}
     assert verify_run(out).ok
+
+
+def test_a_worker_killed_during_a_shard_write_loses_nothing(tmp_path):
+    """SIGKILL lands in a real worker after a shard's bytes are written to their temporary file
+    and before the rename: the nanny restarts the worker, the task reruns, the slide completes,
+    no temporary file is left and every tile decodes."""
+    from pathopipe.config import ClusterConfig
+    from pathopipe.parallel import local_client
+
+    slides = tmp_path / "slides"
+    for i in range(3):
+        write_synthetic_slide(slides / f"k{i}.svs", width=1400, height=1100, seed=100 + i,
+                              downsamples=(4,), workers=1)  # fmt: skip
+    marker = tmp_path / "killed-once"
+
+    def kill_during_shard_write(marker: str) -> int:
+        import os
+        import signal
+
+        from pathopipe.store import shards
+
+        real = shards.os.replace
+
+        def replace(src, dst):  # the shard writer's rename: its temporary file is complete
+            if os.path.basename(str(src)).startswith(".shard-") and not os.path.exists(marker):
+                with open(marker, "w") as fh:
+                    fh.write(f"{os.getpid()} {src}")
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(src, dst)
+
+        shards.os.replace = replace
+        return os.getpid()
+
+    cfg = load_config(None, ["tiling.target_mpp=0.5", "tiling.tile_size=64", "tiling.min_tissue_fraction=0.3",
+                             "store.min_shards_per_slide=4"])  # fmt: skip
+    with local_client(ClusterConfig(n_workers=1, dashboard=False)) as client:
+        first_pid = next(iter(client.run(kill_during_shard_write, str(marker)).values()))
+        result = run_workflow([slides], tmp_path / "out", cfg, client=client)
+    killed_pid, temporary = marker.read_text().split(" ", 1)
+    assert int(killed_pid) == first_pid  # the kill happened, in the worker, mid-write
+    assert [r.status for r in result.records] == ["done"] * 3, [r.error for r in result.records]
+    assert not Path(temporary).exists()
+    assert not list((tmp_path / "out").rglob(".shard-*"))
+    assert any("temporary shard file" in r.warnings for r in result.records)
+    assert verify_run(tmp_path / "out").ok  # every shard present, every tile decodes
