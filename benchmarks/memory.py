@@ -4,7 +4,7 @@
 Generates (once, cached under benchmarks/.cache) a 20,000 x 20,000 px and a 100,000 x 80,000
 px Aperio slide (0.25 µm/px), runs the workflow (tiling into JPEG tiles, then ``noop``
 features) on each with a fresh LocalCluster of 2 workers at the same settings, and reads each
-worker process's peak RSS from ``OUT/metrics.parquet`` (``ru_maxrss`` after each task). Prints
+worker process's peak RSS from ``OUT/metrics.parquet`` (``VmHWM`` after each task). Prints
 the largest worker peak per slide and their ratio (target <= 1.25).
 
 What bounds a worker (docs/architecture.md): one shard of tiles in a per-thread buffer
