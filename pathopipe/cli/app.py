@@ -215,6 +215,9 @@ def run(
     cluster: ClusterOption = None,
     set_: SetOption = None,
     force: Annotated[bool, typer.Option(help="redo every slide, even complete ones")] = False,
+    perf_report: Annotated[
+        bool, typer.Option("--perf-report", help="save Dask's performance report in OUT/report/")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="show live progress")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -227,7 +230,9 @@ def run(
 
     def go(on_start: Any, on_event: Any) -> Any:
         cfg = load_config(workflow, list(set_ or []), cluster_profile=cluster)
-        return run_workflow(slides, out, cfg, force=force, on_start=on_start, on_event=on_event)
+        return run_workflow(
+            slides, out, cfg, force=force, on_start=on_start, on_event=on_event, perf_report=perf_report
+        )
 
     _report(_execute(progress, out, go), storage.join(out, "manifest.csv"))
 
@@ -409,6 +414,71 @@ def plan(
             f"{result['predicted_bytes'] / 1e6:,.1f} MB stored (calibration {calibration})",
             highlight=False,
         )
+
+
+@app.command()
+def bench(
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder of the calibration run")],
+    workflow: Annotated[
+        Path | None,
+        typer.Option("--workflow", "-w", help="workflow YAML (default: workflows/demo.yaml's settings)"),
+    ] = None,
+    cluster: ClusterOption = None,
+    set_: SetOption = None,
+    slides: Annotated[int, typer.Option(min=1, help="generated slides in the final run")] = 4,
+    trial_slides: Annotated[int, typer.Option(min=1, help="of those, slides each trial runs")] = 2,
+    size: Annotated[
+        str, typer.Option(help="generated slide size WIDTHxHEIGHT px at 0.25 µm/px")
+    ] = "8000x6000",
+    layouts: Annotated[
+        str, typer.Option(help="local clusters: worker processes x threads to try, e.g. 2x1,1x2")
+    ] = "2x1,1x2",
+    batch_sizes: Annotated[str, typer.Option(help="feature batch sizes to try, e.g. 16,32,64")] = "16,32,64",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Calibrate this machine or cluster on generated slides (no real data needed): try worker
+    layouts and batch sizes, run the workflow with the fastest into OUT, and write its report
+    (OUT/report/) with the trials. Use OUT with `pathopipe plan --calibration OUT`."""
+    from pathopipe.config import load_config
+    from pathopipe.parallel.bench import parse_layouts, run_bench
+    from pathopipe.report import write_report
+
+    _setup_logging(verbose)
+    try:
+        width, sep, height = size.partition("x")
+        if not sep or not width.isdigit() or not height.isdigit():
+            raise _fail(f"--size {size!r} must look like WIDTHxHEIGHT, e.g. 8000x6000")
+        try:
+            batches = [int(b) for b in batch_sizes.split(",") if b.strip()]
+        except ValueError:
+            raise _fail(f"--batch-sizes {batch_sizes!r} must be integers separated by commas") from None
+        default = Path(__file__).resolve().parents[2] / "workflows" / "demo.yaml"
+        source = workflow or (default if default.is_file() else None)
+        cfg = load_config(source, list(set_ or []), cluster_profile=cluster)
+
+        def tried(trial: Any) -> None:
+            layout = f"{trial.workers}x{trial.threads_per_worker}" if trial.workers else "profile"
+            what = (
+                trial.error
+                or f"{trial.tiles} tiles in {trial.seconds:.1f} s = {trial.tiles_per_second:,.1f} tiles/s"
+            )
+            console.print(f"  trial {layout:>7s} batch {trial.batch_size:4d}: {what}", highlight=False)
+
+        record = run_bench(
+            out, cfg, slides=slides, size=(int(width), int(height)), layouts=parse_layouts(layouts),
+            batch_sizes=batches, trial_slides=trial_slides, on_trial=tried,
+        )  # fmt: skip
+        paths = write_report(out)
+    except PathopipeError as err:
+        raise _fail(str(err)) from None
+    best, final = record["best"], record["final"]
+    console.print(
+        f"best: {best['workers'] or 'profile'} workers x {best['threads_per_worker']} threads, batch "
+        f"{best['batch_size']}; final run {final['tiles']} tiles in {final['seconds']:.1f} s "
+        f"({final['tiles_per_second']:,.1f} tiles/s)",
+        highlight=False,
+    )
+    console.print(f"report {paths['html']}", highlight=False)
 
 
 @app.command()

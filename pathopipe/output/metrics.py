@@ -45,6 +45,8 @@ class TaskMetrics:
     storage_requests: int = 0
     storage_bytes_read: int = 0
     storage_bytes_written: int = 0
+    gpu_busy_seconds: float = 0.0  # CUDA: time the task's model calls kept the GPU busy
+    gpu_peak_memory_bytes: int = 0  # CUDA: torch's peak allocation during the task
     steps: dict[str, float] = field(default_factory=dict)  # step name -> seconds
 
     @property
@@ -95,6 +97,8 @@ class Measured:
             device=str(extra.get("device", "cpu")), threads=int(extra.get("threads", 1)),
             storage_requests=io["requests"], storage_bytes_read=io["bytes_read"],
             storage_bytes_written=io["bytes_written"], steps=dict(extra.get("steps", {})),
+            gpu_busy_seconds=float(extra.get("gpu_busy_seconds", 0.0)),
+            gpu_peak_memory_bytes=int(extra.get("gpu_peak_memory_bytes", 0)),
         )  # fmt: skip
         return result, metrics
 
@@ -108,7 +112,8 @@ def _slide_id(args: tuple[Any, ...]) -> str:
 METRICS_COLUMNS = [
     "run_id", "slide_id", "stage", "role", "start", "end", "seconds", "host", "pid", "worker",
     "peak_rss_bytes", "ok", "tiles", "bytes_written", "device", "threads",
-    "storage_requests", "storage_bytes_read", "storage_bytes_written",
+    "storage_requests", "storage_bytes_read", "storage_bytes_written", "gpu_busy_seconds",
+    "gpu_peak_memory_bytes",
 ]  # fmt: skip
 
 
@@ -151,7 +156,8 @@ def _schema(steps: list[str]) -> Any:
     types = {"start": pa.float64(), "end": pa.float64(), "seconds": pa.float64(), "pid": pa.int64(),
              "peak_rss_bytes": pa.int64(), "ok": pa.bool_(), "tiles": pa.int64(),
              "bytes_written": pa.int64(), "threads": pa.int64(), "storage_requests": pa.int64(),
-             "storage_bytes_read": pa.int64(), "storage_bytes_written": pa.int64()}  # fmt: skip
+             "storage_bytes_read": pa.int64(), "storage_bytes_written": pa.int64(),
+             "gpu_busy_seconds": pa.float64(), "gpu_peak_memory_bytes": pa.int64()}  # fmt: skip
     fields = [pa.field(name, types.get(name, pa.string())) for name in METRICS_COLUMNS]
     return pa.schema(fields + [pa.field(f"step_{name}", pa.float64()) for name in steps])
 
@@ -162,7 +168,8 @@ def read_metrics(path: str | Path, options: storage.Options = None) -> Any:
     import pyarrow.parquet as pq
 
     frame = pq.read_table(pa.BufferReader(storage.read_bytes(path, options))).to_pandas()
-    for name in ("storage_requests", "storage_bytes_read", "storage_bytes_written"):
+    for name in ("storage_requests", "storage_bytes_read", "storage_bytes_written", "gpu_busy_seconds",
+                 "gpu_peak_memory_bytes"):  # fmt: skip
         if name not in frame:
             frame[name] = 0
     return frame

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,29 @@ def _worker_entry(address: str, worker: dict[str, Any], facts: dict[str, Any]) -
     }
 
 
+PERFORMANCE_REPORT = "dask-performance.html"
+
+
+@contextmanager
+def _performance_report(out: str | Path, options: storage.Options, *, enabled: bool) -> Iterator[None]:
+    """Dask's performance report of the block (task stream, worker profiles, bandwidth), saved
+    under ``OUT/report/`` when the block ends, also when it fails."""
+    if not enabled:
+        yield
+        return
+    from distributed import performance_report
+
+    with tempfile.TemporaryDirectory(prefix="pathopipe-perf-") as folder:
+        local = os.path.join(folder, PERFORMANCE_REPORT)
+        try:
+            with performance_report(filename=local):
+                yield
+        finally:
+            if os.path.exists(local):
+                with open(local, "rb") as fh:
+                    storage.write_bytes(storage.join(out, "report", PERFORMANCE_REPORT), fh.read(), options)
+
+
 StageBuilder = Callable[[Client], "SlideStage | list[SlideStage]"]
 
 
@@ -100,12 +124,15 @@ def run_stage_on_out(
     on_event: Callable[[ProgressEvent], None] | None,
     on_start: Callable[[dict[str, Any]], None] | None,
     storage_options: storage.Options = None,
+    perf_report: bool = False,
 ) -> RunResult:
     """Run the stage(s) over ``jobs`` holding the lock on ``out``, on ``client`` or a cluster
     started by ``start_cluster``; ``info`` (plus cluster, times, status counts) goes to ``run_json``.
 
     ``stage`` may be a function of the client (to choose task resources from the workers).
     ``out`` may be a URL (``s3://...``): ``storage_options`` reach it (never written anywhere).
+    ``perf_report``: also save Dask's performance report of the run as
+    ``OUT/report/dask-performance.html``.
     """
     with ExitStack() as stack:
         stack.enter_context(run_lock(out, storage_options))
@@ -120,10 +147,11 @@ def run_stage_on_out(
         write_run_json(run_json, info, storage_options)
         if on_start:
             on_start(info)
-        records = run_slides(
-            client, jobs, stages, manifest=manifest, force=force, on_event=on_event,
-            metrics=storage.join(out, METRICS_NAME), storage_options=storage_options,
-        )  # fmt: skip
+        with _performance_report(out, storage_options, enabled=perf_report):
+            records = run_slides(
+                client, jobs, stages, manifest=manifest, force=force, on_event=on_event,
+                metrics=storage.join(out, METRICS_NAME), storage_options=storage_options,
+            )  # fmt: skip
         finished = time.time()
         info |= {"finished": finished, "seconds": finished - info["started"]}
         info["status_counts"] = {

@@ -69,9 +69,11 @@ def run_workflow(
     force: bool = False,
     on_event: Callable[[ProgressEvent], None] | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    perf_report: bool = False,
 ) -> RunResult:
     """Tile every slide into ``out/slides/<id>.zarr`` and, when ``config.features.models`` is
-    set, extract their features, on ``client`` or the cluster ``config.cluster`` describes.
+    set, extract their features, on ``client`` or the cluster ``config.cluster`` describes
+    (``perf_report``: Dask's performance report to ``OUT/report/dask-performance.html``).
 
     Rerunning skips what is complete for the same configuration and redoes the rest; the
     manifest (``OUT/manifest.csv``) and ``OUT/run.json`` record the run.
@@ -110,6 +112,7 @@ def run_workflow(
         run_json=storage.join(out, "run.json"), manifest=storage.join(out, "manifest.csv"), client=client,
         start_cluster=lambda: start_cluster(config.cluster), cluster_kind=config.cluster.kind,
         force=force, on_event=on_event, on_start=on_start, storage_options=options,
+        perf_report=perf_report,
     )  # fmt: skip
 
 

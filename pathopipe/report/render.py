@@ -214,6 +214,32 @@ def _sections(summary: dict[str, Any], plots: dict[str, str]) -> list[Section]:
                 plot=plots.get("costs"),
             )
         )
+    if summary.get("bench"):
+        bench = summary["bench"]
+        sections.append(
+            Section(
+                "Calibration (pathopipe bench)",
+                "Generated slides; each trial ran the workflow on the first trial_slides of them on a "
+                "fresh cluster; tiles per second from its first task to its last. The best trial's "
+                "settings ran the whole workflow this report describes.",
+                [(k, v) for k, v in _flat({k: v for k, v in bench.items() if k != "trials"})],
+                table=(
+                    ["workers", "threads per worker", "batch size", "tiles", "seconds", "tiles/s", "error"],
+                    [
+                        [
+                            t["workers"],
+                            t["threads_per_worker"],
+                            t["batch_size"],
+                            t["tiles"],
+                            t["seconds"],
+                            t["tiles_per_second"],
+                            t["error"],
+                        ]
+                        for t in bench["trials"]
+                    ],
+                ),
+            )
+        )
     if summary.get("what_if"):
         what_if = summary["what_if"]
         sections.append(

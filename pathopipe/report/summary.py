@@ -66,7 +66,13 @@ def _stage_summary(rows: Any, stage: str) -> dict[str, Any]:
         for column in rows.columns
         if column.startswith("step_") and rows[column].notna().any()
     }
+    gpu = (
+        {"gpu_busy_seconds": float(rows["gpu_busy_seconds"].sum()),
+         "gpu_peak_memory_bytes": int(rows["gpu_peak_memory_bytes"].max())}
+        if on_gpu else {}
+    )  # fmt: skip
     return {
+        **gpu,
         "stage": stage,
         "device": device,
         "slides": slides,
@@ -157,6 +163,17 @@ def _object_storage(rows: Any) -> dict[str, Any] | None:
     }
 
 
+def _bench(out: str, options: storage.Options) -> dict[str, Any] | None:
+    """``pathopipe bench``'s trials and choice, when ``out`` is a bench run."""
+    try:
+        record = json.loads(storage.read_bytes(storage.join(out, "bench.json"), options))
+    except FileNotFoundError:
+        return None
+    generated = {k: v for k, v in record["generated_slides"].items() if k != "folder"}
+    keep = {k: record[k] for k in ("best", "trials", "trial_slides")}
+    return {**keep, "generated_slides": generated}
+
+
 def _model_flops(model: dict[str, Any]) -> float | None:
     """GFLOPs of one image through a features preset (counted on the meta device)."""
     try:
@@ -239,10 +256,7 @@ def build_summary(
     features = stages.get("features")
     gpu_idle = None
     if features and features["device"] == "cuda" and span:
-        model_s = float(
-            rows.loc[(rows["stage"] == "features") & (rows["role"] == "work"), "step_model"].sum()
-        )
-        gpu_idle = max(0.0, 1 - model_s / (span * max(1, cluster.get("gpus") or 1)))
+        gpu_idle = max(0.0, 1 - features["gpu_busy_seconds"] / (span * max(1, cluster.get("gpus") or 1)))
     stored = _storage(out, records, slides_per_day, options)
     per_slide = {
         "core_seconds": sum(s["core_seconds_per_slide"] or 0 for s in stages.values()),
@@ -277,6 +291,7 @@ def build_summary(
         "object_storage": _object_storage(rows),
         "per_slide": per_slide,
         "what_if": _what_if(features, run),
+        "bench": _bench(out, options),
     }
     if slides_per_day:
         fields = CostProfile.model_fields  # sizing assumptions: the profile's, or its defaults

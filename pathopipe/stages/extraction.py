@@ -165,6 +165,7 @@ class FeatureResult:
     device: str = "cpu"
     bytes_written: int = 0
     threads: int = 1
+    gpu_peak_memory_bytes: int = 0  # CUDA: torch's peak allocation during the task
 
     @property
     def n_tiles(self) -> int:
@@ -176,11 +177,15 @@ class FeatureResult:
             "model": self.model_seconds,
             "write_features": self.write_seconds,
         }
+        on_gpu = self.device == "cuda"
         return {
             "tiles": self.n_tiles,
             "device": self.device,
             "bytes_written": self.bytes_written,
             "steps": steps,
+            # the model calls return host arrays, so each one ends when the GPU is done with it
+            "gpu_busy_seconds": self.model_seconds if on_gpu else 0.0,
+            "gpu_peak_memory_bytes": self.gpu_peak_memory_bytes,
         }
 
 
@@ -311,6 +316,11 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     """Features of tiles [start, stop) for every model: each tile is decoded once, and the
     next batch decodes while the models run on this one."""
     extractors = get_extractors(plan.models)
+    cuda = extractors[0].device if extractors and extractors[0].device.type == "cuda" else None
+    if cuda is not None:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(cuda)
     batch_size = min(settings.batch_size for settings in plan.models)
     batches = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
     if plan.source is not None:
@@ -353,8 +363,10 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     device = extractors[0].device.type if extractors else "cpu"
     import torch  # loaded with the extractors
 
+    peak = int(torch.cuda.max_memory_allocated(cuda)) if cuda is not None else 0
     return FeatureResult(plan.job.slide_id, start, stop, waited, modelled, time.perf_counter() - t2,
-                         device=device, bytes_written=written, threads=torch.get_num_threads())  # fmt: skip
+                         device=device, bytes_written=written, threads=torch.get_num_threads(),
+                         gpu_peak_memory_bytes=peak)  # fmt: skip
 
 
 def finish_features(plan: FeaturePlan, results: list[FeatureResult]) -> dict[str, Any]:

@@ -28,9 +28,15 @@ def finished_run(tmp_path_factory, dask_client) -> Path:
                               downsamples=(4,), workers=1)  # fmt: skip
     cfg = load_config(None, ["tiling.target_mpp=0.5", "tiling.min_tissue_fraction=0.3",
                              "features.models=[timm/resnet18]", "features.device=cpu"])  # fmt: skip
-    result = run_workflow([root / "slides"], root / "out", cfg, client=dask_client)
+    result = run_workflow([root / "slides"], root / "out", cfg, client=dask_client, perf_report=True)
     assert all(r.status == "done" for r in result.records)
     return root / "out"
+
+
+def test_dask_performance_report_is_saved(finished_run):
+    page = (finished_run / "report" / "dask-performance.html").read_text()
+    assert page.lstrip().lower().startswith("<!doctype html") or "<html" in page.lower()
+    assert "Task Stream" in page and "Worker Profile" in page
 
 
 def _numbers(value, found):
