@@ -83,6 +83,19 @@ def test_s3_slides_to_s3_output_match_a_local_run(tmp_path, s3, dask_client):
         len(remote_run.coords(s)) for s in cohort.slide_ids
     )
 
+    # a packed cohort (written locally by `pathopipe pack`, then copied to the bucket) is read
+    # lazily from object storage too
+    from pathopipe.loader import pack_run
+
+    pack_run(tmp_path / "local")
+    fs, _ = storage.filesystem("s3://results/", server.storage_options)
+    fs.put(str(tmp_path / "local"), "results/copied", recursive=True)
+    copied = open_run("s3://results/copied", storage_options=server.storage_options, use_cohort="always")
+    packed = copied.cohort("noop")
+    assert packed.source == "packed" and packed.slide_ids == cohort.slide_ids
+    np.testing.assert_array_equal(packed.features.compute(), cohort.features.compute())
+    np.testing.assert_array_equal(packed.bag("s1")[0], cohort.bag("s1")[0])
+
     # everything the run wrote is on object storage, and no credential is in any of it
     objects = _all_objects(server, "s3://results/run1")
     names = {name.split("/", 2)[2] for name in objects}
