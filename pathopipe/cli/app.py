@@ -384,6 +384,9 @@ def plan(
     calibration: Annotated[
         Path | None, typer.Option(help="OUT of an earlier run of the same workflow (for the forecast)")
     ] = None,
+    costs: Annotated[
+        Path | None, typer.Option(help="cost profile YAML: also price the forecast (needs --calibration)")
+    ] = None,
     cluster: ClusterOption = None,
     set_: SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
@@ -396,8 +399,11 @@ def plan(
 
     _setup_logging(verbose)
     try:
+        from pathopipe.report import load_costs
+
         cfg = load_config(workflow, list(set_ or []), cluster_profile=cluster)
-        result = plan_workflow(slides, cfg, calibration=calibration)
+        profile = load_costs(costs) if costs else None
+        result = plan_workflow(slides, cfg, calibration=calibration, costs=profile)
     except PathopipeError as err:
         raise _fail(str(err)) from None
     if as_json:
@@ -412,6 +418,15 @@ def plan(
         console.print(
             f"predicted: {result['predicted_wall_seconds']:,.0f} s from first task to last, "
             f"{result['predicted_bytes'] / 1e6:,.1f} MB stored (calibration {calibration})",
+            highlight=False,
+        )
+    if "predicted_cost" in result:
+        cost = result["predicted_cost"]
+        example = " (EXAMPLE prices)" if cost["example_prices"] else ""
+        console.print(
+            f"estimated rent{example}: {cost['compute']:,.2f} {cost['currency']} of compute "
+            f"({cost['core_hours']:,.2f} core-hours, {cost['gpu_hours']:,.2f} GPU-hours), "
+            f"{cost['storage_per_month']:,.4f} {cost['currency']} per month of storage",
             highlight=False,
         )
 

@@ -14,7 +14,8 @@ from pathopipe.config import RunConfig
 from pathopipe.errors import ConfigError
 from pathopipe.ids import find_slides, slide_ids
 from pathopipe.parallel.cluster import start_cluster
-from pathopipe.report.forecast import calibrate, forecast
+from pathopipe.report.costs import CostProfile
+from pathopipe.report.forecast import calibrate, forecast, forecast_cost
 from pathopipe.stages.tiling import count_tiles
 
 
@@ -37,9 +38,12 @@ def plan_workflow(
     *,
     calibration: str | Path | None = None,
     client: Client | None = None,
+    costs: CostProfile | None = None,
 ) -> dict[str, Any]:
     """Tile counts per slide, and with ``calibration`` (the OUT of an earlier run of the same
-    workflow) the forecast of running it on this cluster."""
+    workflow) the forecast of running it on this cluster (with ``costs``: and its rent cost)."""
+    if costs is not None and calibration is None:
+        raise ConfigError("a cost forecast needs --calibration (the run whose figures it prices)")
     paths = find_slides(slides)
     stages = ["tiles", "features"] if config.features.models else ["tiles"]
     model = calibrate(calibration) if calibration else None
@@ -65,6 +69,8 @@ def plan_workflow(
         }
         if model is not None:
             result |= forecast(counts, model, slots=slots)
+            if costs is not None:
+                result["predicted_cost"] = forecast_cost(result, model, costs)
         return result
 
     if client is not None:

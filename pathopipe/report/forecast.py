@@ -16,7 +16,7 @@ Model, fitted per stage on the calibration run's slides by least squares:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import numpy as np
 from pathopipe.errors import ConfigError
 from pathopipe.output.manifest import read_manifest_records
 from pathopipe.output.metrics import METRICS_NAME, read_metrics
+from pathopipe.report.costs import CostProfile
 from pathopipe.stages.tiling import store_bytes
 
 
@@ -66,6 +67,8 @@ class Calibration:
     startup_seconds: float  # model builds: once per worker process (the slowest worker's)
     slots: int
     slides: int
+    devices: dict[str, str] = field(default_factory=dict)  # per stage: "cpu" or "cuda"
+    threads: dict[str, float] = field(default_factory=dict)  # per stage: cores a task keeps busy
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +80,8 @@ class Calibration:
             "startup_seconds": self.startup_seconds,
             "slots": self.slots,
             "slides": self.slides,
+            "devices": self.devices,
+            "threads": self.threads,
         }
 
 
@@ -97,10 +102,13 @@ def calibrate(out: str | Path) -> Calibration:
     build = rows["step_model_build"].fillna(0.0) if "step_model_build" in rows else rows["seconds"] * 0
     rows["work_seconds"] = rows["seconds"] - build
     startup = float(build.groupby(rows["worker"]).sum().max()) if len(rows) else 0.0
-    stages = {}
+    stages, devices, threads = {}, {}, {}
     for stage, group in rows[rows["slide_id"].isin(list(tiles))].groupby("stage"):
         per_slide = group.groupby("slide_id")["work_seconds"].sum()
         stages[str(stage)] = fit_line([tiles[s] or 0 for s in per_slide.index], per_slide.tolist())
+        work = group[group["role"] == "work"]
+        devices[str(stage)] = str(work["device"].mode().iloc[0]) if len(work) else "cpu"
+        threads[str(stage)] = float(work["threads"].mean()) if len(work) else 1.0
     sizes = [(n or 0, store_bytes(out / "slides" / f"{sid}.zarr")) for sid, n in tiles.items()]
     run = json.loads((out / "run.json").read_text())
     slots = int(run.get("cluster", {}).get("threads") or 1)
@@ -116,7 +124,34 @@ def calibrate(out: str | Path) -> Calibration:
         startup_seconds=startup,
         slots=slots,
         slides=len(tiles),
+        devices=devices,
+        threads=threads,
     )
+
+
+def forecast_cost(result: dict[str, Any], calibration: Calibration, profile: CostProfile) -> dict[str, Any]:
+    """What running the planned slides would cost when renting, from the forecast's slot-seconds
+    (an estimate from a forecast, at the profile's prices)."""
+    rent = profile.rent
+    core_seconds = gpu_seconds = 0.0
+    for stage, seconds in result["predicted_slot_seconds"].items():
+        if calibration.devices.get(stage) == "cuda":
+            gpu_seconds += seconds
+        else:
+            core_seconds += seconds * calibration.threads.get(stage, 1.0)
+    compute = core_seconds / 3600 * rent.core_hour + gpu_seconds / 3600 * rent.gpu_hour
+    storage_month = result["predicted_bytes"] / 1e12 * rent.tb_month
+    return {
+        "estimate": True,
+        "example_prices": profile.example,
+        "currency": profile.currency,
+        "core_hours": core_seconds / 3600,
+        "gpu_hours": gpu_seconds / 3600,
+        "compute": compute,
+        "storage_per_month": storage_month,
+        "formula": "compute = core-seconds / 3600 x core_hour + GPU-seconds / 3600 x gpu_hour (slot-seconds "
+        "x threads per task on CPU stages); storage per month = predicted bytes / 1e12 x tb_month",
+    }
 
 
 def forecast(counts: list[dict[str, Any]], calibration: Calibration, *, slots: int) -> dict[str, Any]:

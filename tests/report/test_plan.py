@@ -61,3 +61,24 @@ def test_plan_counts_tiles_and_forecasts_from_a_calibration(tmp_path, dask_clien
                                        "--json"])  # fmt: skip
     assert counted.exit_code == 0, counted.output
     assert json.loads(counted.stdout)["tiles"] == planned["tiles"]  # stdout is only the JSON
+    # priced: the forecast's slot-seconds at the profile's prices (tiling: one core per task)
+    from pathlib import Path
+
+    from pathopipe.report import load_costs
+
+    costs = Path(__file__).resolve().parents[2] / "configs" / "costs" / "example-cloud.yaml"
+    (tmp_path / "tiles.yaml").write_text("tiling: {target_mpp: 0.5, min_tissue_fraction: 0.3}\n")
+    priced = CliRunner().invoke(app, ["plan", str(tmp_path / "tiles.yaml"), "--slides", str(tmp_path / "new"),
+                                      "--calibration", str(tmp_path / "cal-out"), "--costs", str(costs),
+                                      "--json", "--set", "cluster.n_workers=2"])  # fmt: skip
+    assert priced.exit_code == 0, priced.output
+    result = json.loads(priced.stdout)
+    cost, prices = result["predicted_cost"], load_costs(costs).rent
+    core_hours = sum(result["predicted_slot_seconds"].values()) / 3600
+    assert cost["core_hours"] == pytest.approx(core_hours) and cost["gpu_hours"] == 0
+    assert cost["compute"] == pytest.approx(core_hours * prices.core_hour)
+    assert cost["storage_per_month"] == pytest.approx(result["predicted_bytes"] / 1e12 * prices.tb_month)
+    assert cost["estimate"] is True and cost["example_prices"] is True
+    tiles_yaml, new = str(tmp_path / "tiles.yaml"), str(tmp_path / "new")
+    unpriced = CliRunner().invoke(app, ["plan", tiles_yaml, "--slides", new, "--costs", str(costs)])
+    assert unpriced.exit_code == 2 and "needs --calibration" in unpriced.output
