@@ -20,6 +20,7 @@ from pathopipe.output.metrics import METRICS_NAME
 from pathopipe.output.runinfo import host_facts
 from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
 from pathopipe.parallel.cluster import dashboard_link
+from pathopipe.stages import warm_up
 from pathopipe.stages.tiling import SlideJob
 from pathopipe.store import slide_store_path
 
@@ -142,6 +143,7 @@ def run_stage_on_out(
         else:
             cluster_kind = "external"
         info["cluster"] = {"kind": cluster_kind, **cluster_info(client)}
+        client.run(warm_up)  # module imports: a start-up cost, not the first slides' (see stages)
         stages = stage(client) if callable(stage) else stage
         info["stages"] = [s.name for s in stages] if isinstance(stages, list) else [stages.name]
         write_run_json(run_json, info, storage_options)
