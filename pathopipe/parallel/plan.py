@@ -68,7 +68,7 @@ def plan_workflow(
             "slots": slots,
         }
         if model is not None:
-            result |= forecast(counts, model, slots=slots)
+            result |= forecast(counts, model, slots=slots, shard_size=config.store.shard_size)
             if costs is not None:
                 result["predicted_cost"] = forecast_cost(result, model, costs)
         return result

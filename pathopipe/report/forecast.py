@@ -1,9 +1,12 @@
 """Forecasts before a run (``pathopipe plan``): tile counts from a tissue-only pass, and wall
 time and bytes from a calibration (an earlier run's metrics and stores).
 
-Model, fitted per stage on the calibration run's slides by least squares:
+Model, fitted per stage on the calibration run's tasks by least squares:
 
-- slot-seconds of a slide in a stage = a + b x tiles (a task holds one worker slot);
+- slot-seconds of a slide in a stage = its prepare and finish tasks, a + b x tiles (per slide),
+  plus its work tasks, each c + d x the tiles of that task (a task holds one worker slot). The
+  work tasks of a slide to plan are laid out as the run will (``store.shard_size``), so a fixed
+  cost per task weighs right on slides of every size;
 - bytes stored for a slide = c + d x tiles;
 - model builds (``step_model_build``) are a start-up cost once per worker, not per slide;
 - wall time = start-up + predicted slot-seconds / slots + the calibration run's idle time (its span minus
@@ -16,6 +19,7 @@ Model, fitted per stage on the calibration run's slides by least squares:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from pathopipe.errors import ConfigError
 from pathopipe.output.manifest import read_manifest_records
 from pathopipe.output.metrics import METRICS_NAME, read_metrics
 from pathopipe.report.costs import CostProfile
-from pathopipe.stages.tiling import store_bytes
+from pathopipe.stages.tiling import store_bytes, tile_ranges
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,24 @@ def fit_line(tiles: list[float], values: list[float]) -> Line:
 
 
 @dataclass(frozen=True)
+class StageModel:
+    """Slot-seconds of one stage: per slide (prepare + finish) and per work task."""
+
+    slide: Line  # prepare + finish of a slide, over its tiles
+    task: Line  # one work task, over the tiles it handles
+    has_tasks: bool = True  # False when the calibration's stage had no work task (e.g. codec none)
+
+    def seconds(self, tiles: int, task_sizes: list[int]) -> float:
+        work = sum(self.task(n) for n in task_sizes) if self.has_tasks else 0.0
+        return self.slide(tiles) + work
+
+
+@dataclass(frozen=True)
 class Calibration:
     """Per-stage slot-seconds and per-slide bytes as functions of the tile count."""
 
     source: str
-    stages: dict[str, Line]
+    stages: dict[str, StageModel]
     bytes: Line
     utilisation: float  # busy slot-seconds / (span x slots) of the calibration run
     idle_seconds: float  # span - busy slot-seconds / slots - start-up, of the calibration run
@@ -73,7 +90,7 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
-            "stages": {k: asdict(v) for k, v in self.stages.items()},
+            "stages": {k: asdict(v) for k, v in self.stages.items()},  # nested lines as dicts
             "bytes": asdict(self.bytes),
             "utilisation": self.utilisation,
             "idle_seconds": self.idle_seconds,
@@ -104,9 +121,13 @@ def calibrate(out: str | Path) -> Calibration:
     startup = float(build.groupby(rows["worker"]).sum().max()) if len(rows) else 0.0
     stages, devices, threads = {}, {}, {}
     for stage, group in rows[rows["slide_id"].isin(list(tiles))].groupby("stage"):
-        per_slide = group.groupby("slide_id")["work_seconds"].sum()
-        stages[str(stage)] = fit_line([tiles[s] or 0 for s in per_slide.index], per_slide.tolist())
+        fixed = group[group["role"] != "work"].groupby("slide_id")["work_seconds"].sum()
         work = group[group["role"] == "work"]
+        stages[str(stage)] = StageModel(
+            slide=fit_line([tiles[s] or 0 for s in fixed.index], fixed.tolist()),
+            task=fit_line(work["tiles"].astype(float).tolist(), work["work_seconds"].tolist()),
+            has_tasks=len(work) > 0,
+        )
         devices[str(stage)] = str(work["device"].mode().iloc[0]) if len(work) else "cpu"
         threads[str(stage)] = float(work["threads"].mean()) if len(work) else 1.0
     sizes = [(n or 0, store_bytes(out / "slides" / f"{sid}.zarr")) for sid, n in tiles.items()]
@@ -154,10 +175,23 @@ def forecast_cost(result: dict[str, Any], calibration: Calibration, profile: Cos
     }
 
 
-def forecast(counts: list[dict[str, Any]], calibration: Calibration, *, slots: int) -> dict[str, Any]:
-    """Predicted slot-seconds per stage, wall time and bytes for slides with known tile counts."""
+def forecast(
+    counts: list[dict[str, Any]],
+    calibration: Calibration,
+    *,
+    slots: int,
+    shard_size: Callable[[int], int] | None = None,
+) -> dict[str, Any]:
+    """Predicted slot-seconds per stage, wall time and bytes for slides with known tile counts;
+    ``shard_size`` (tiles per work task for a slide of n tiles; default one task per slide) is
+    the run's ``store.shard_size``."""
     tiles = [int(c["n_tiles"]) for c in counts]
-    per_stage = {name: float(sum(line(t) for t in tiles)) for name, line in calibration.stages.items()}
+    size = shard_size or (lambda n: max(n, 1))
+    tasks = [[b - a for a, b in tile_ranges(t, size(t))] for t in tiles]
+    per_stage = {
+        name: float(sum(model.seconds(t, sizes) for t, sizes in zip(tiles, tasks, strict=True)))
+        for name, model in calibration.stages.items()
+    }
     busy = sum(per_stage.values())
     wall = calibration.startup_seconds + busy / slots + calibration.idle_seconds if slots else None
     return {
@@ -169,7 +203,8 @@ def forecast(counts: list[dict[str, Any]], calibration: Calibration, *, slots: i
         "predicted_bytes": float(sum(calibration.bytes(t) for t in tiles)),
         "slots": slots,
         "calibration": calibration.to_dict(),
-        "formula": "slot-seconds = sum over slides and stages of (a + b x tiles); wall = slot-seconds / "
+        "formula": "slot-seconds = sum over slides and stages of (a + b x tiles) + sum over their work tasks "
+        "of (c + d x task tiles); wall = slot-seconds / "
         "slots + calibration start-up (model builds, once per worker) + calibration idle seconds, first task "
         "to last; bytes = sum of (c + d x tiles)",
     }
