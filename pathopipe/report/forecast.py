@@ -9,15 +9,19 @@ Model, fitted per stage on the calibration run's tasks by least squares:
   cost per task weighs right on slides of every size;
 - bytes stored for a slide = c + d x tiles;
 - model builds (``step_model_build``) are a start-up cost once per worker, not per slide;
-- wall time = start-up + predicted slot-seconds / slots + the calibration run's idle time (its span minus
-  its slot-seconds / slots: ramp-up and the tail where the last slide's tasks run alone), from
-  the first task to the last (cluster start-up not included), with ``slots`` the worker threads
-  of the cluster the plan is for. (Scaling by the calibration's utilisation instead predicted
-  +16 % on benchmarks/forecast.py: a small calibration's tail is not a share of the work.)
+- wall time = start-up + the span (first task to last; cluster start-up not included) of those
+  tasks list-scheduled on ``slots`` worker slots the way the driver submits them (all slides'
+  prepares first, a slide's work tasks when its prepare ends, later stages first), times the
+  calibration's measured span over the same simulation of its own tasks (what the simulation
+  leaves out: dispatch latency, contention). Earlier models did worse on benchmarks/forecast.py:
+  scaling by the calibration's utilisation (+16 %), adding the calibration's idle time (ramp-up
+  and tail of 4 slides: +10 to +27 % on 12), and per-slide instead of per-task costs.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -61,15 +65,66 @@ def fit_line(tiles: list[float], values: list[float]) -> Line:
 
 @dataclass(frozen=True)
 class StageModel:
-    """Slot-seconds of one stage: per slide (prepare + finish) and per work task."""
+    """Slot-seconds of one stage's tasks: prepare and finish per slide, and each work task."""
 
-    slide: Line  # prepare + finish of a slide, over its tiles
+    prepare: Line  # over the slide's tiles
+    finish: Line  # over the slide's tiles
     task: Line  # one work task, over the tiles it handles
     has_tasks: bool = True  # False when the calibration's stage had no work task (e.g. codec none)
 
+    def durations(self, tiles: int, task_sizes: list[int]) -> tuple[float, list[float], float]:
+        work = [self.task(n) for n in task_sizes] if self.has_tasks else []
+        return self.prepare(tiles), work, self.finish(tiles)
+
     def seconds(self, tiles: int, task_sizes: list[int]) -> float:
-        work = sum(self.task(n) for n in task_sizes) if self.has_tasks else 0.0
-        return self.slide(tiles) + work
+        prepare, work, finish = self.durations(tiles, task_sizes)
+        return prepare + sum(work) + finish
+
+
+SlideTasks = list[tuple[float, list[float], float]]  # per stage: prepare, work tasks, finish
+
+
+def simulate_span(slides: list[SlideTasks], slots: int) -> float:
+    """Seconds from the first task to the last when ``slots`` worker slots run these tasks as
+    the driver submits them: every slide's first prepare at once, a slide's work tasks when its
+    prepare ends, its finish when they all end, its next stage after that; a free slot takes the
+    ready task of the latest stage first (the driver's priority), then the earliest submitted."""
+    ready: list[tuple[int, int, float, int, int, str]] = []  # (-stage, order, seconds, slide, stage, role)
+    running: list[tuple[float, int, int, int, str]] = []  # (end, order, slide, stage, role)
+    pending: dict[tuple[int, int], int] = {}
+    order = itertools.count()
+
+    def submit(slide: int, stage: int, role: str, seconds: float) -> None:
+        heapq.heappush(ready, (-stage, next(order), seconds, slide, stage, role))
+
+    def start_stage(slide: int, stage: int) -> None:
+        if stage < len(slides[slide]):
+            submit(slide, stage, "prepare", slides[slide][stage][0])
+
+    for i in range(len(slides)):
+        start_stage(i, 0)
+    now, free = 0.0, max(1, slots)
+    while ready or running:
+        while free and ready:
+            _, n, seconds, slide, stage, role = heapq.heappop(ready)
+            heapq.heappush(running, (now + seconds, n, slide, stage, role))
+            free -= 1
+        now, _, slide, stage, role = heapq.heappop(running)
+        free += 1
+        _, work, finish = slides[slide][stage]
+        if role == "prepare":
+            pending[slide, stage] = len(work)
+            for seconds in work:
+                submit(slide, stage, "work", seconds)
+            if not work:
+                submit(slide, stage, "finish", finish)
+        elif role == "work":
+            pending[slide, stage] -= 1
+            if pending[slide, stage] == 0:
+                submit(slide, stage, "finish", finish)
+        else:
+            start_stage(slide, stage + 1)
+    return now
 
 
 @dataclass(frozen=True)
@@ -86,6 +141,7 @@ class Calibration:
     slides: int
     devices: dict[str, str] = field(default_factory=dict)  # per stage: "cpu" or "cuda"
     threads: dict[str, float] = field(default_factory=dict)  # per stage: cores a task keeps busy
+    span_ratio: float = 1.0  # the calibration's measured span (less start-up) / its simulated span
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +155,7 @@ class Calibration:
             "slides": self.slides,
             "devices": self.devices,
             "threads": self.threads,
+            "span_ratio": self.span_ratio,
         }
 
 
@@ -120,11 +177,17 @@ def calibrate(out: str | Path) -> Calibration:
     rows["work_seconds"] = rows["seconds"] - build
     startup = float(build.groupby(rows["worker"]).sum().max()) if len(rows) else 0.0
     stages, devices, threads = {}, {}, {}
-    for stage, group in rows[rows["slide_id"].isin(list(tiles))].groupby("stage"):
-        fixed = group[group["role"] != "work"].groupby("slide_id")["work_seconds"].sum()
+    done = rows[rows["slide_id"].isin(list(tiles))]
+    for stage in done.sort_values("start")["stage"].unique():  # in the order the run ran them
+        group = done[done["stage"] == stage]
+        lines = {}
+        for role in ("prepare", "finish"):
+            per_slide = group[group["role"] == role].groupby("slide_id")["work_seconds"].sum()
+            lines[role] = fit_line([tiles[s] or 0 for s in per_slide.index], per_slide.tolist())
         work = group[group["role"] == "work"]
         stages[str(stage)] = StageModel(
-            slide=fit_line([tiles[s] or 0 for s in fixed.index], fixed.tolist()),
+            prepare=lines["prepare"],
+            finish=lines["finish"],
             task=fit_line(work["tiles"].astype(float).tolist(), work["work_seconds"].tolist()),
             has_tasks=len(work) > 0,
         )
@@ -136,6 +199,15 @@ def calibrate(out: str | Path) -> Calibration:
     span = float(rows["end"].max() - rows["start"].min())
     busy = float(rows["work_seconds"].sum())
     utilisation = busy / (span * slots) if span else 1.0
+    # the calibration's own slides, laid out as they ran, through the same simulation: what the
+    # simulation leaves out (dispatch latency, contention) is the ratio of the measured span to it
+    laid_out = [
+        [model.durations(tiles[sid] or 0, done.loc[(done["slide_id"] == sid) & (done["stage"] == name)
+                                                   & (done["role"] == "work"), "tiles"].astype(int).tolist())
+         for name, model in stages.items()]
+        for sid in tiles
+    ]  # fmt: skip
+    simulated = simulate_span(laid_out, slots)
     return Calibration(
         source=str(out),
         stages=stages,
@@ -147,6 +219,7 @@ def calibrate(out: str | Path) -> Calibration:
         slides=len(tiles),
         devices=devices,
         threads=threads,
+        span_ratio=(span - startup) / simulated if simulated > 0 else 1.0,
     )
 
 
@@ -192,8 +265,10 @@ def forecast(
         name: float(sum(model.seconds(t, sizes) for t, sizes in zip(tiles, tasks, strict=True)))
         for name, model in calibration.stages.items()
     }
-    busy = sum(per_stage.values())
-    wall = calibration.startup_seconds + busy / slots + calibration.idle_seconds if slots else None
+    laid_out = [[model.durations(t, sizes) for model in calibration.stages.values()]
+                for t, sizes in zip(tiles, tasks, strict=True)]  # fmt: skip
+    simulated = simulate_span(laid_out, slots)
+    wall = calibration.startup_seconds + simulated * calibration.span_ratio if slots else None
     return {
         "slides": len(counts),
         "tiles": sum(tiles),
@@ -203,8 +278,9 @@ def forecast(
         "predicted_bytes": float(sum(calibration.bytes(t) for t in tiles)),
         "slots": slots,
         "calibration": calibration.to_dict(),
-        "formula": "slot-seconds = sum over slides and stages of (a + b x tiles) + sum over their work tasks "
-        "of (c + d x task tiles); wall = slot-seconds / "
-        "slots + calibration start-up (model builds, once per worker) + calibration idle seconds, first task "
-        "to last; bytes = sum of (c + d x tiles)",
+        "simulated_span_seconds": simulated,
+        "formula": "slot-seconds = sum over slides and stages of prepare (a + b x tiles) + finish (c + d x "
+        "tiles) + each work task (e + f x task tiles); wall = start-up (model builds, once per worker) + the "
+        "span of those tasks list-scheduled on the slots as the driver submits them x the calibration's "
+        "measured / simulated span; bytes = sum of (g + h x tiles)",
     }

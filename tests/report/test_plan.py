@@ -26,6 +26,20 @@ def test_fit_line():
     assert fit_line([10, 20], [5.0, 5.5]).intercept >= 0
 
 
+def test_simulated_span_follows_the_driver_order():
+    from pathopipe.report.forecast import simulate_span
+
+    one_stage = [[(1.0, [2.0, 2.0], 0.5)]]  # prepare, two work tasks, finish
+    assert simulate_span(one_stage, 1) == pytest.approx(5.5)  # serial
+    assert simulate_span(one_stage, 2) == pytest.approx(3.5)  # the work tasks side by side
+    two_slides = [[(1.0, [2.0], 1.0)], [(1.0, [2.0], 1.0)]]
+    assert simulate_span(two_slides, 2) == pytest.approx(4.0)
+    # two stages: the second stage's tasks go first once ready (the driver's priority)
+    chained = [[(1.0, [1.0], 1.0), (1.0, [], 1.0)], [(1.0, [1.0], 1.0), (1.0, [], 1.0)]]
+    assert simulate_span(chained, 1) == pytest.approx(10.0)
+    assert simulate_span(chained, 2) == pytest.approx(5.0)
+
+
 def test_plan_counts_tiles_and_forecasts_from_a_calibration(tmp_path, dask_client):
     for i, (w, h) in enumerate([(1400, 1100), (2000, 1500), (2600, 1800), (3000, 2200)]):
         write_synthetic_slide(tmp_path / "cal" / f"c{i}.svs", width=w, height=h, seed=60 + i,
@@ -46,7 +60,9 @@ def test_plan_counts_tiles_and_forecasts_from_a_calibration(tmp_path, dask_clien
     actual = sum(store_bytes(p) for p in (tmp_path / "new-out" / "slides").glob("*.zarr"))
     assert planned["predicted_bytes"] == pytest.approx(actual, rel=0.25)  # loose: 4 small slides calibrate it
     busy = sum(planned["predicted_slot_seconds"].values())
-    expected_wall = calibration.startup_seconds + busy / 2 + calibration.idle_seconds
+    simulated = planned["simulated_span_seconds"]
+    assert busy / 2 <= simulated + 1e-9 and simulated <= busy + 1e-9  # between perfect packing and serial
+    expected_wall = calibration.startup_seconds + simulated * calibration.span_ratio
     assert planned["predicted_wall_seconds"] == pytest.approx(expected_wall)
     shown = CliRunner().invoke(app, ["plan", str(tmp_path / "wf.yaml"), "--slides", str(tmp_path / "new"),
                                      "--json"])  # fmt: skip
