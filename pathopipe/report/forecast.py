@@ -11,11 +11,13 @@ Model, fitted per stage on the calibration run's tasks by least squares:
 - model builds (``step_model_build``) are a start-up cost once per worker, not per slide;
 - wall time = start-up + the span (first task to last; cluster start-up not included) of those
   tasks list-scheduled on ``slots`` worker slots the way the driver submits them (all slides'
-  prepares first, a slide's work tasks when its prepare ends, later stages first), times the
-  calibration's measured span over the same simulation of its own tasks (what the simulation
-  leaves out: dispatch latency, contention). Earlier models did worse on benchmarks/forecast.py:
-  scaling by the calibration's utilisation (+16 %), adding the calibration's idle time (ramp-up
-  and tail of 4 slides: +10 to +27 % on 12), and per-slide instead of per-task costs.
+  prepares first, a slide's work tasks when its prepare ends, later stages first), plus what
+  that simulation leaves out of the calibration's own measured span (the driver's round trips
+  between a slide's tasks, dispatch), in seconds. Earlier models did worse on
+  benchmarks/forecast.py: scaling by the calibration's utilisation (+16 %), adding its idle
+  time (ramp-up and tail of 4 slides: +10 to +27 % on 12), multiplying the simulated span by
+  the calibration's measured/simulated ratio (+20 to +80 %: the round trips do not grow with
+  the run), and per-slide instead of per-task costs.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ class Calibration:
     slides: int
     devices: dict[str, str] = field(default_factory=dict)  # per stage: "cpu" or "cuda"
     threads: dict[str, float] = field(default_factory=dict)  # per stage: cores a task keeps busy
-    span_ratio: float = 1.0  # the calibration's measured span (less start-up) / its simulated span
+    unexplained_seconds: float = 0.0  # the calibration's measured span - start-up - its simulated span
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,7 +157,7 @@ class Calibration:
             "slides": self.slides,
             "devices": self.devices,
             "threads": self.threads,
-            "span_ratio": self.span_ratio,
+            "unexplained_seconds": self.unexplained_seconds,
         }
 
 
@@ -199,8 +201,8 @@ def calibrate(out: str | Path) -> Calibration:
     span = float(rows["end"].max() - rows["start"].min())
     busy = float(rows["work_seconds"].sum())
     utilisation = busy / (span * slots) if span else 1.0
-    # the calibration's own slides, laid out as they ran, through the same simulation: what the
-    # simulation leaves out (dispatch latency, contention) is the ratio of the measured span to it
+    # the calibration's own slides, laid out as they ran, through the same simulation: what it leaves
+    # out (the driver's round trips between a slide's tasks, dispatch) is the difference, in seconds
     laid_out = [
         [model.durations(tiles[sid] or 0, done.loc[(done["slide_id"] == sid) & (done["stage"] == name)
                                                    & (done["role"] == "work"), "tiles"].astype(int).tolist())
@@ -219,7 +221,7 @@ def calibrate(out: str | Path) -> Calibration:
         slides=len(tiles),
         devices=devices,
         threads=threads,
-        span_ratio=(span - startup) / simulated if simulated > 0 else 1.0,
+        unexplained_seconds=max(0.0, span - startup - simulated),
     )
 
 
@@ -268,7 +270,7 @@ def forecast(
     laid_out = [[model.durations(t, sizes) for model in calibration.stages.values()]
                 for t, sizes in zip(tiles, tasks, strict=True)]  # fmt: skip
     simulated = simulate_span(laid_out, slots)
-    wall = calibration.startup_seconds + simulated * calibration.span_ratio if slots else None
+    wall = calibration.startup_seconds + simulated + calibration.unexplained_seconds if slots else None
     return {
         "slides": len(counts),
         "tiles": sum(tiles),
@@ -281,6 +283,6 @@ def forecast(
         "simulated_span_seconds": simulated,
         "formula": "slot-seconds = sum over slides and stages of prepare (a + b x tiles) + finish (c + d x "
         "tiles) + each work task (e + f x task tiles); wall = start-up (model builds, once per worker) + the "
-        "span of those tasks list-scheduled on the slots as the driver submits them x the calibration's "
-        "measured / simulated span; bytes = sum of (g + h x tiles)",
+        "span of those tasks list-scheduled on the slots as the driver submits them + the calibration's "
+        "measured span less start-up less its own simulated span; bytes = sum of (g + h x tiles)",
     }

@@ -62,7 +62,7 @@ def test_plan_counts_tiles_and_forecasts_from_a_calibration(tmp_path, dask_clien
     busy = sum(planned["predicted_slot_seconds"].values())
     simulated = planned["simulated_span_seconds"]
     assert busy / 2 <= simulated + 1e-9 and simulated <= busy + 1e-9  # between perfect packing and serial
-    expected_wall = calibration.startup_seconds + simulated * calibration.span_ratio
+    expected_wall = calibration.startup_seconds + simulated + calibration.unexplained_seconds
     assert planned["predicted_wall_seconds"] == pytest.approx(expected_wall)
     shown = CliRunner().invoke(app, ["plan", str(tmp_path / "wf.yaml"), "--slides", str(tmp_path / "new"),
                                      "--json"])  # fmt: skip
