@@ -349,7 +349,7 @@ def qc(
 
 @app.command()
 def verify(
-    out: Annotated[str, typer.Argument(help="output folder of a run")],
+    out: Annotated[str, typer.Argument(help="output folder or URL (s3://...) of a run")],
     quick: Annotated[bool, typer.Option(help="skip decoding every tile (presence and shapes only)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:

@@ -13,6 +13,7 @@ import json
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,13 @@ import numpy as np
 import zarr
 
 from pathopipe import storage
-from pathopipe.errors import StoreError
 from pathopipe.output.manifest import read_manifest_records
 from pathopipe.store.layout import (
     COORDS,
     SCHEMA_VERSION,
     TILES,
     TISSUE_FRACTION,
+    open_store_group,
     slide_store_path,
     unsafe_codecs,
 )
@@ -49,7 +50,7 @@ class Problem:
 
 @dataclass
 class VerifyReport:
-    out: Path
+    out: str | Path
     slides: int = 0
     arrays: int = 0
     problems: list[Problem] = field(default_factory=list)
@@ -63,27 +64,50 @@ class VerifyReport:
                 "problems": [vars(p) for p in self.problems]}  # fmt: skip
 
 
-def _chunk_files(array: zarr.Array, store: Path, name: str) -> Iterator[tuple[tuple[int, ...], Path]]:
-    """Every (chunk or shard) grid index of ``array`` and the file it must be in."""
+class StoreFiles:
+    """The files of one slide store (a folder, or a prefix on object storage), listed once."""
+
+    def __init__(self, store: str | Path, options: storage.Options = None) -> None:
+        self.store, self.options = str(store), options
+
+    @cached_property
+    def names(self) -> set[str]:
+        """Paths of every file under the store, relative to it, with ``/`` separators."""
+        if not storage.is_url(self.store):
+            root = Path(self.store)
+            return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+        fs, inner = storage.filesystem(self.store, self.options)
+        prefix = inner.rstrip("/") + "/"
+        return {name[len(prefix) :] for name in fs.find(inner)}
+
+    def exists(self, name: str) -> bool:
+        return name in self.names
+
+    def read(self, name: str) -> bytes:
+        return storage.read_bytes(storage.join(self.store, name), self.options)
+
+
+def _chunk_files(array: zarr.Array, name: str) -> Iterator[tuple[tuple[int, ...], str]]:
+    """Every (chunk or shard) grid index of ``array`` and the file (relative to the store) it must be in."""
     grid_shape = array.shards or array.chunks
     counts = [-(-s // c) for s, c in zip(array.shape, grid_shape, strict=True)]
     for index in np.ndindex(*counts):
-        yield index, store / name / array.metadata.encode_chunk_key(index)  # type: ignore[union-attr]
+        yield index, f"{name}/{array.metadata.encode_chunk_key(index)}"  # type: ignore[union-attr]
 
 
-def _check_chunks_present(array: zarr.Array, store: Path, name: str, report: Callable[[str], None]) -> bool:
-    missing = [
-        str(path.relative_to(store)) for _, path in _chunk_files(array, store, name) if not path.exists()
-    ]
+def _check_chunks_present(
+    array: zarr.Array, files: StoreFiles, name: str, report: Callable[[str], None]
+) -> bool:
+    missing = [path for _, path in _chunk_files(array, name) if not files.exists(path)]
     if missing:
         report(f"{len(missing)} chunk file(s) missing (zarr would read them as fill values): {missing[:3]}")
     return not missing
 
 
-def _check_tiles(array: zarr.Array, store: Path, report: Callable[[str], None], decode: bool) -> None:
+def _check_tiles(array: zarr.Array, files: StoreFiles, report: Callable[[str], None], decode: bool) -> None:
     sharding = _layout_ok(array)
     if sharding is None:  # not pathopipe's shard layout: presence of chunk files, then zarr decodes
-        if _check_chunks_present(array, store, TILES, report) and decode:
+        if _check_chunks_present(array, files, TILES, report) and decode:
             for start in range(0, array.shape[0], ROWS_PER_READ):
                 array[start : start + ROWS_PER_READ]
         return
@@ -91,13 +115,13 @@ def _check_tiles(array: zarr.Array, store: Path, report: Callable[[str], None], 
     decoder = _chunk_decoder(sharding)
     tile = np.empty(array.shape[1:], dtype=array.dtype)
     n = array.shape[0]
-    for (shard, *_), path in _chunk_files(array, store, TILES):
+    for (shard, *_), path in _chunk_files(array, TILES):
         rows = min(per_shard, n - shard * per_shard)
-        where = f"{TILES} shard {shard} ({path.relative_to(store)})"
-        if not path.exists():
+        where = f"{TILES} shard {shard} ({path})"
+        if not files.exists(path):
             report(f"{where}: missing ({rows} tiles would read as white)")
             continue
-        data = path.read_bytes()
+        data = files.read(path)
         size = per_shard * 16
         if len(data) < size + 4:
             report(f"{where}: {len(data)} bytes, shorter than its index")
@@ -132,7 +156,9 @@ def _safe(array: zarr.Array, report: Callable[[str], None]) -> bool:
     return not unsafe
 
 
-def _check_features(group: zarr.Group, store: Path, key: str, n: int, report: Callable[[str], None]) -> int:
+def _check_features(
+    group: zarr.Group, files: StoreFiles, key: str, n: int, report: Callable[[str], None]
+) -> int:
     where = f"features/{key}"
     attrs = dict(group.attrs)
     if attrs.get("complete") is not True:
@@ -150,7 +176,7 @@ def _check_features(group: zarr.Group, store: Path, key: str, n: int, report: Ca
         report(f"{where}/features: shape {array.shape}, expected ({n}, {dim})")
         return 1
     if not _check_chunks_present(
-        array, store, f"{where}/features", lambda m: report(f"{where}/features: {m}")
+        array, files, f"{where}/features", lambda m: report(f"{where}/features: {m}")
     ):
         return 1
     for start in range(0, n, ROWS_PER_READ):
@@ -164,18 +190,23 @@ def _check_features(group: zarr.Group, store: Path, key: str, n: int, report: Ca
 
 
 def verify_store(
-    slide_id: str, store: Path, *, decode: bool = True, n_tiles: int | None = None
+    slide_id: str,
+    store: str | Path,
+    *,
+    decode: bool = True,
+    n_tiles: int | None = None,
+    options: storage.Options = None,
 ) -> tuple[list[Problem], int]:
-    """Problems found in one slide store, and the number of arrays checked."""
+    """Problems found in one slide store (a folder or a URL), and the number of arrays checked."""
     problems: list[Problem] = []
     arrays = 0
 
     def reporter(where: str) -> Callable[[str], None]:
         return lambda message: problems.append(Problem(slide_id, where, message))
 
-    meta = store / "zarr.json"
+    files = StoreFiles(store, options)
     try:
-        attrs = json.loads(meta.read_text()).get("attributes", {})
+        attrs = json.loads(files.read("zarr.json")).get("attributes", {})
     except FileNotFoundError:
         return [Problem(slide_id, "zarr.json", f"store {store} is missing")], 0
     except (OSError, ValueError) as err:
@@ -187,7 +218,7 @@ def verify_store(
         return problems, 0
     if attrs.get("schema_version") != SCHEMA_VERSION:
         reporter("attrs.schema_version")(f"{attrs.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    group = zarr.open_group(store, mode="r")
+    group = open_store_group(store, options)
     n = attrs.get("n_tiles")
     if n_tiles is not None and n_tiles != n:
         reporter("attrs.n_tiles")(f"{n}, but the manifest says {n_tiles}")
@@ -196,7 +227,7 @@ def verify_store(
     if coords.shape != (n, 2):
         reporter(COORDS)(f"shape {coords.shape}, expected ({n}, 2) from attrs.n_tiles")
         return problems, arrays
-    if _safe(coords, reporter(COORDS)) and _check_chunks_present(coords, store, COORDS, reporter(COORDS)):
+    if _safe(coords, reporter(COORDS)) and _check_chunks_present(coords, files, COORDS, reporter(COORDS)):
         xy = coords[:]
         width, height = attrs.get("dimensions", [None, None])
         if (
@@ -220,23 +251,19 @@ def verify_store(
             if tiles.shape != (n, size, size, 3):
                 reporter(TILES)(f"shape {tiles.shape}, expected ({n}, {size}, {size}, 3)")
             elif _safe(tiles, reporter(TILES)):
-                _check_tiles(tiles, store, reporter(TILES), decode)
+                _check_tiles(tiles, files, reporter(TILES), decode)
     if "features" in group:
         for key, sub in group["features"].groups():
-            arrays += _check_features(sub, store, key, n, reporter(f"features/{key}"))
+            arrays += _check_features(sub, files, key, n, reporter(f"features/{key}"))
     return problems, arrays
 
 
-def verify_run(out: str | Path, *, decode: bool = True) -> VerifyReport:
-    """Check every slide the manifest lists as done or skipped (read-only)."""
-    if storage.is_url(out):
-        raise StoreError(
-            f"{out}: verify reads local output folders only (object storage: not yet); "
-            "its stores' complete flags are written last, as on disk"
-        )
-    out = Path(out)
+def verify_run(out: str | Path, *, decode: bool = True, options: storage.Options = None) -> VerifyReport:
+    """Check every slide the manifest lists as done or skipped (read-only); ``out`` a folder or
+    a URL (``s3://...``, reached with ``options``)."""
+    out = out if storage.is_url(out) else Path(out)
     report = VerifyReport(out)
-    records = read_manifest_records(out)
+    records = read_manifest_records(out, options)
     if not records:
         report.problems.append(Problem("-", "manifest.csv", f"no manifest in {out}: nothing to verify"))
         return report
@@ -244,8 +271,10 @@ def verify_run(out: str | Path, *, decode: bool = True) -> VerifyReport:
         if record.status not in FINISHED:
             continue
         report.slides += 1
-        store = Path(slide_store_path(out, record.slide_id))
-        problems, arrays = verify_store(record.slide_id, store, decode=decode, n_tiles=record.n_tiles)
+        store = slide_store_path(out, record.slide_id)
+        problems, arrays = verify_store(
+            record.slide_id, store, decode=decode, n_tiles=record.n_tiles, options=options
+        )
         report.problems += problems
         report.arrays += arrays
     return report

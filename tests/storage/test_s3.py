@@ -129,6 +129,17 @@ def test_s3_slides_to_s3_output_match_a_local_run(tmp_path, s3, dask_client):
         for s in remote_run.slide_ids
     )
 
+    # verify reads the stores on object storage: all well, then a deleted shard object is found
+    from pathopipe.output.verify import verify_run
+
+    checked = verify_run("s3://results/run1", options=server.storage_options)
+    assert checked.ok and checked.slides == 3 and checked.arrays >= 9, checked.problems
+    shard = sorted(n for n in objects if "/slides/s1.zarr/tiles/c/" in n)[0]
+    fs.rm(shard)
+    damaged = verify_run("s3://results/run1", options=server.storage_options)
+    assert not damaged.ok and any(p.slide_id == "s1" and "missing" in p.message for p in damaged.problems)
+    fs.pipe_file(shard, objects[shard])  # put it back for the rerun below
+
     # a rerun skips everything complete
     again = run_workflow(["s3://archive/cohort-a/"], "s3://results/run1", cfg, client=dask_client)
     assert {r.status for r in again.records} == {"skipped"}
@@ -178,8 +189,11 @@ def test_a_killed_s3_run_is_finished_by_a_rerun(tmp_path, s3):
     assert {r.status for r in records} <= {"done", "skipped"} and len(records) == 3
     run = open_run("s3://results/killed", storage_options=server.storage_options)
     assert run.slide_ids == ["s0", "s1", "s2"]
-    for slide_id in run.slide_ids:  # every tile decodes
+    for slide_id in run.slide_ids:
         assert run.tiles(slide_id).compute().shape[0] == len(run.coords(slide_id))
+    from pathopipe.output.verify import verify_run
+
+    assert verify_run("s3://results/killed", options=server.storage_options).ok  # every tile decodes
     for name, data in _all_objects(server, "s3://results/killed").items():
         assert SECRET.encode() not in data, name
     assert SECRET not in done.stdout + done.stderr
