@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -9,7 +11,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import zarr
 from distributed import Client
 
 from pathopipe import storage
@@ -33,20 +34,22 @@ from pathopipe.stages.extraction import (
 from pathopipe.stages.tiling import SlideJob, store_bytes
 
 
-def jobs_from_out(out: str | Path) -> list[SlideJob]:
-    """One job per slide store under ``OUT/slides``."""
-    stores = sorted((Path(out) / "slides").glob("*.zarr"))
-    if not stores:
-        raise ConfigError(
-            f"no slide stores under {Path(out) / 'slides'}; run `pathopipe tile ... --out {out}` first"
-        )
+def jobs_from_out(out: str | Path, storage_options: storage.Options = None) -> list[SlideJob]:
+    """One job per slide store under ``OUT/slides`` (a folder or a URL)."""
+    folder = storage.join(out, "slides")
+    names = [n for n in storage.list_names(folder, storage_options) if n.endswith(".zarr")]
+    if not names:
+        raise ConfigError(f"no slide stores under {folder}; run `pathopipe tile ... --out {out}` first")
     jobs = []
-    for store in stores:
+    options = dict(storage_options or {})
+    for name in names:
+        store = storage.join(folder, name)
         try:
-            source = str(zarr.open_group(store, mode="r").attrs.get("source_path", ""))
-        except (OSError, ValueError, KeyError):
+            meta = json.loads(storage.read_bytes(storage.join(store, "zarr.json"), options))
+            source = str(meta.get("attributes", {}).get("source_path", ""))
+        except (OSError, ValueError):
             source = ""
-        jobs.append(SlideJob(slide_id=store.name.removesuffix(".zarr"), source=source, store=str(store)))
+        jobs.append(SlideJob(name.removesuffix(".zarr"), source, store, storage_options=options))
     return jobs
 
 
@@ -96,18 +99,15 @@ def extract_features(
     force: bool = False,
     on_event: Callable[[ProgressEvent], None] | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    storage_options: storage.Options = None,
 ) -> RunResult:
-    """Compute the features of one model, or of several in one pass, for every slide in ``out``.
+    """Compute the features of one model, or of several in one pass, for every slide in ``out``
+    (a folder or a URL, reached with ``storage_options``).
 
     Records go to ``OUT/features-<key>[+<key>...].csv``, the run to ``OUT/extract-<keys>.json``.
     """
-    if storage.is_url(out):
-        raise ConfigError(
-            f"{out}: `pathopipe extract` works on local output folders; for object storage name the "
-            "models in the workflow's features: section and use `pathopipe run` (one pass)"
-        )
-    out = Path(out)
-    jobs = jobs_from_out(out)
+    out = os.fspath(out)
+    jobs = jobs_from_out(out, storage_options)
     listed = [settings] if isinstance(settings, ExtractionSettings) else list(settings)
     keys = [s.model.key for s in listed]
     if not listed or len(set(keys)) != len(keys):
@@ -127,8 +127,8 @@ def extract_features(
     start = local_cuda_client if stage.resources else local_client
     return run_stage_on_out(
         out, jobs, stage, info,
-        run_json=out / f"extract-{key}.json", manifest=out / f"features-{key}.csv", client=client,
-        start_cluster=lambda: start(cluster or ClusterConfig()),
+        run_json=storage.join(out, f"extract-{key}.json"), manifest=storage.join(out, f"features-{key}.csv"),
+        client=client, start_cluster=lambda: start(cluster or ClusterConfig()),
         cluster_kind="local-cuda" if stage.resources else "local",
-        force=force, on_event=on_event, on_start=on_start,
+        force=force, on_event=on_event, on_start=on_start, storage_options=storage_options,
     )  # fmt: skip

@@ -194,9 +194,20 @@ def test_a_killed_s3_run_is_finished_by_a_rerun(tmp_path, s3):
     from pathopipe.output.verify import verify_run
 
     assert verify_run("s3://results/killed", options=server.storage_options).ok  # every tile decodes
+    # features for the tiles on S3, by the standalone extract command (credentials from the environment)
+    extract = [sys.executable, "-m", "pathopipe", "extract", "s3://results/killed", "-m", "noop",
+               "--device", "cpu", "--workers", "1", "--no-progress"]  # fmt: skip
+    extracted = subprocess.run(extract, env=env, capture_output=True, text=True, timeout=300)
+    assert extracted.returncode == 0, extracted.stderr
+    run = open_run("s3://results/killed", storage_options=server.storage_options)
+    assert run.models == ["noop"] and run.slides_with("noop") == ["s0", "s1", "s2"]
+    assert (
+        read_manifest_records("s3://results/killed/features-noop.csv", server.storage_options)[0].status
+        == "done"
+    )
     for name, data in _all_objects(server, "s3://results/killed").items():
         assert SECRET.encode() not in data, name
-    assert SECRET not in done.stdout + done.stderr
+    assert SECRET not in done.stdout + done.stderr + extracted.stdout + extracted.stderr
 
 
 def test_a_second_run_on_the_same_s3_output_is_refused(tmp_path, s3):
