@@ -140,6 +140,11 @@ def test_s3_slides_to_s3_output_match_a_local_run(tmp_path, s3, dask_client):
     assert not damaged.ok and any(p.slide_id == "s1" and "missing" in p.message for p in damaged.problems)
     fs.pipe_file(shard, objects[shard])  # put it back for the rerun below
 
+    from pathopipe.output import run_status
+
+    status = run_status("s3://results/run1", server.storage_options)
+    assert status.state == "finished" and status.counts == {"done": 3} and status.owner is None
+
     # a rerun skips everything complete
     again = run_workflow(["s3://archive/cohort-a/"], "s3://results/run1", cfg, client=dask_client)
     assert {r.status for r in again.records} == {"skipped"}
