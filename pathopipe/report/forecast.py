@@ -8,8 +8,10 @@ Model, fitted per stage on the calibration run's tasks by least squares:
   work tasks of a slide to plan are laid out as the run will (``store.shard_size``), so a fixed
   cost per task weighs right on slides of every size;
 - bytes stored for a slide = c + d x tiles;
-- model builds (``step_model_build``) are a start-up cost once per worker, not per slide;
-- wall time = start-up + the span (first task to last; cluster start-up not included) of those
+- model builds (``step_model_build``) are a start-up cost once per worker, not per slide: in
+  the simulation below, the first prepare of that stage on each slot takes that much longer,
+  while the other slots go on;
+- wall time = the span (first task to last; cluster start-up not included) of those
   tasks list-scheduled on ``slots`` worker slots the way the driver submits them (all slides'
   prepares first, a slide's work tasks when its prepare ends, later stages first), plus what
   that simulation leaves out of the calibration's own measured span (the driver's round trips
@@ -86,13 +88,19 @@ class StageModel:
 SlideTasks = list[tuple[float, list[float], float]]  # per stage: prepare, work tasks, finish
 
 
-def simulate_span(slides: list[SlideTasks], slots: int) -> float:
+def simulate_span(
+    slides: list[SlideTasks], slots: int, first_prepare: dict[int, float] | None = None
+) -> float:
     """Seconds from the first task to the last when ``slots`` worker slots run these tasks as
     the driver submits them: every slide's first prepare at once, a slide's work tasks when its
     prepare ends, its finish when they all end, its next stage after that; a free slot takes the
-    ready task of the latest stage first (the driver's priority), then the earliest submitted."""
+    ready task of the latest stage first (the driver's priority), then the earliest submitted.
+    ``first_prepare``: extra seconds of the first prepare of a stage each slot runs (a model
+    build, once per worker; the other slots go on meanwhile)."""
+    extra = first_prepare or {}
+    warmed: set[tuple[int, int]] = set()  # (slot, stage) that paid its first-prepare extra
     ready: list[tuple[int, int, float, int, int, str]] = []  # (-stage, order, seconds, slide, stage, role)
-    running: list[tuple[float, int, int, int, str]] = []  # (end, order, slide, stage, role)
+    running: list[tuple[float, int, int, int, int, str]] = []  # (end, order, slot, slide, stage, role)
     pending: dict[tuple[int, int], int] = {}
     order = itertools.count()
 
@@ -105,14 +113,17 @@ def simulate_span(slides: list[SlideTasks], slots: int) -> float:
 
     for i in range(len(slides)):
         start_stage(i, 0)
-    now, free = 0.0, max(1, slots)
+    now, free = 0.0, list(range(max(1, slots)))
     while ready or running:
         while free and ready:
             _, n, seconds, slide, stage, role = heapq.heappop(ready)
-            heapq.heappush(running, (now + seconds, n, slide, stage, role))
-            free -= 1
-        now, _, slide, stage, role = heapq.heappop(running)
-        free += 1
+            slot = free.pop(0)
+            if role == "prepare" and stage in extra and (slot, stage) not in warmed:
+                warmed.add((slot, stage))
+                seconds += extra[stage]
+            heapq.heappush(running, (now + seconds, n, slot, slide, stage, role))
+        now, _, slot, slide, stage, role = heapq.heappop(running)
+        free.append(slot)
         _, work, finish = slides[slide][stage]
         if role == "prepare":
             pending[slide, stage] = len(work)
@@ -143,7 +154,8 @@ class Calibration:
     slides: int
     devices: dict[str, str] = field(default_factory=dict)  # per stage: "cpu" or "cuda"
     threads: dict[str, float] = field(default_factory=dict)  # per stage: cores a task keeps busy
-    unexplained_seconds: float = 0.0  # the calibration's measured span - start-up - its simulated span
+    unexplained_seconds: float = 0.0  # the calibration's measured span - its simulated span
+    startup_stage: str | None = None  # the stage whose first prepare on a worker builds the models
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,6 +170,7 @@ class Calibration:
             "devices": self.devices,
             "threads": self.threads,
             "unexplained_seconds": self.unexplained_seconds,
+            "startup_stage": self.startup_stage,
         }
 
 
@@ -178,6 +191,8 @@ def calibrate(out: str | Path) -> Calibration:
     build = rows["step_model_build"].fillna(0.0) if "step_model_build" in rows else rows["seconds"] * 0
     rows["work_seconds"] = rows["seconds"] - build
     startup = float(build.groupby(rows["worker"]).sum().max()) if len(rows) else 0.0
+    built = rows.loc[build > 0, "stage"]
+    startup_stage = str(built.iloc[0]) if len(built) else None
     stages, devices, threads = {}, {}, {}
     done = rows[rows["slide_id"].isin(list(tiles))]
     for stage in done.sort_values("start")["stage"].unique():  # in the order the run ran them
@@ -209,7 +224,9 @@ def calibrate(out: str | Path) -> Calibration:
          for name, model in stages.items()]
         for sid in tiles
     ]  # fmt: skip
-    simulated = simulate_span(laid_out, slots)
+    stage_index = list(stages)
+    first = {stage_index.index(startup_stage): startup} if startup_stage in stage_index else {}
+    simulated = simulate_span(laid_out, slots, first)
     return Calibration(
         source=str(out),
         stages=stages,
@@ -221,7 +238,8 @@ def calibrate(out: str | Path) -> Calibration:
         slides=len(tiles),
         devices=devices,
         threads=threads,
-        unexplained_seconds=max(0.0, span - startup - simulated),
+        unexplained_seconds=max(0.0, span - simulated),
+        startup_stage=startup_stage,
     )
 
 
@@ -269,8 +287,14 @@ def forecast(
     }
     laid_out = [[model.durations(t, sizes) for model in calibration.stages.values()]
                 for t, sizes in zip(tiles, tasks, strict=True)]  # fmt: skip
-    simulated = simulate_span(laid_out, slots)
-    wall = calibration.startup_seconds + simulated + calibration.unexplained_seconds if slots else None
+    names = list(calibration.stages)
+    first = (
+        {names.index(calibration.startup_stage): calibration.startup_seconds}
+        if calibration.startup_stage in names
+        else {}
+    )
+    simulated = simulate_span(laid_out, slots, first)
+    wall = simulated + calibration.unexplained_seconds if slots else None
     return {
         "slides": len(counts),
         "tiles": sum(tiles),
@@ -282,7 +306,7 @@ def forecast(
         "calibration": calibration.to_dict(),
         "simulated_span_seconds": simulated,
         "formula": "slot-seconds = sum over slides and stages of prepare (a + b x tiles) + finish (c + d x "
-        "tiles) + each work task (e + f x task tiles); wall = start-up (model builds, once per worker) + the "
-        "span of those tasks list-scheduled on the slots as the driver submits them + the calibration's "
-        "measured span less start-up less its own simulated span; bytes = sum of (g + h x tiles)",
+        "tiles) + each work task (e + f x task tiles); wall = the span of those tasks list-scheduled on the "
+        "slots as the driver submits them (a slot's first prepare of the model stage also builds the models) "
+        "+ the calibration's measured span less its own simulated span; bytes = sum of (g + h x tiles)",
     }

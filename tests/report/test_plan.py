@@ -38,6 +38,9 @@ def test_simulated_span_follows_the_driver_order():
     chained = [[(1.0, [1.0], 1.0), (1.0, [], 1.0)], [(1.0, [1.0], 1.0), (1.0, [], 1.0)]]
     assert simulate_span(chained, 1) == pytest.approx(10.0)
     assert simulate_span(chained, 2) == pytest.approx(5.0)
+    # a model build (3 s) in each slot's first prepare of stage 1, while the other slot goes on
+    assert simulate_span(chained, 1, {1: 3.0}) == pytest.approx(13.0)  # one slot builds once
+    assert simulate_span(chained, 2, {1: 3.0}) == pytest.approx(8.0)
 
 
 def test_plan_counts_tiles_and_forecasts_from_a_calibration(tmp_path, dask_client):
@@ -62,7 +65,7 @@ def test_plan_counts_tiles_and_forecasts_from_a_calibration(tmp_path, dask_clien
     busy = sum(planned["predicted_slot_seconds"].values())
     simulated = planned["simulated_span_seconds"]
     assert busy / 2 <= simulated + 1e-9 and simulated <= busy + 1e-9  # between perfect packing and serial
-    expected_wall = calibration.startup_seconds + simulated + calibration.unexplained_seconds
+    expected_wall = simulated + calibration.unexplained_seconds
     assert planned["predicted_wall_seconds"] == pytest.approx(expected_wall)
     shown = CliRunner().invoke(app, ["plan", str(tmp_path / "wf.yaml"), "--slides", str(tmp_path / "new"),
                                      "--json"])  # fmt: skip
