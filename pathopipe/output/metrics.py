@@ -150,6 +150,14 @@ def write_metrics(
     return str(path)
 
 
+def warm_parquet() -> None:
+    """Import pyarrow and write an empty table to memory: its first Parquet write is slow."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": pa.array([], pa.int64())}), pa.BufferOutputStream())
+
+
 def _schema(steps: list[str]) -> Any:
     import pyarrow as pa
 

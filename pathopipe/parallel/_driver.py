@@ -8,6 +8,7 @@ slide is marked failed with its error and the other slides go on. Used by tile, 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 import uuid
@@ -22,7 +23,7 @@ from distributed import Client, Future, as_completed
 from pathopipe import storage
 from pathopipe.errors import ClusterLostError, ConfigError
 from pathopipe.output import SlideRecord, read_manifest_records, write_manifest
-from pathopipe.output.metrics import Measured, TaskMetrics, write_metrics
+from pathopipe.output.metrics import Measured, TaskMetrics, warm_parquet, write_metrics
 from pathopipe.stages.tiling import SlideJob
 from pathopipe.store import StoreStatus
 
@@ -112,6 +113,8 @@ class _ManifestWriter:
         self.path, self.earlier, self.records = path, earlier, records
         self.metrics_path = metrics
         self.options = options
+        if metrics:  # pyarrow's first Parquet write costs ~0.5 s: pay it beside the first tasks
+            threading.Thread(target=warm_parquet, name="pathopipe-warm-parquet", daemon=True).start()
         self.task_rows: list[TaskMetrics] = []
         self.run_id = datetime.now().strftime("%Y%m%dT%H%M%S.%f")  # sorts by time, unique
         self.last = self.last_metrics = time.monotonic()
@@ -121,7 +124,7 @@ class _ManifestWriter:
         if flush or now - self.last >= 1.0:
             write_manifest(self.path, self.earlier + self.records, self.options)
             self.last = now
-        if self.metrics_path and (flush or now - self.last_metrics >= 30.0):
+        if self.metrics_path and self.task_rows and (flush or now - self.last_metrics >= 30.0):
             write_metrics(self.metrics_path, self.task_rows, run_id=self.run_id, options=self.options)
             self.last_metrics = now
 
