@@ -52,6 +52,17 @@ class Line:
         return self.intercept + self.slope * tiles
 
 
+def fit_task(tiles: np.ndarray, first: np.ndarray, seconds: np.ndarray) -> tuple[Line, float]:
+    """Work-task seconds = c + d x tiles + e x (first task of its slide on that worker): the line,
+    and e, the cost of opening a slide on a worker (0 when the data cannot tell it apart)."""
+    if first.any() and (~first).any() and len(set(tiles.tolist())) > 1:
+        design = np.column_stack([np.ones_like(tiles), tiles, first.astype(float)])
+        (c, d, e), *_ = np.linalg.lstsq(design, seconds, rcond=None)
+        if c >= 0 and d >= 0 and e >= 0:
+            return Line(float(c), float(d)), float(e)
+    return fit_line(tiles.tolist(), seconds.tolist()), 0.0
+
+
 def fit_line(tiles: list[float], values: list[float]) -> Line:
     """Least squares, kept non-negative; a single distinct tile count gives a pure per-tile rate."""
     x, y = np.asarray(tiles, float), np.asarray(values, float)
@@ -75,6 +86,7 @@ class StageModel:
     finish: Line  # over the slide's tiles
     task: Line  # one work task, over the tiles it handles
     has_tasks: bool = True  # False when the calibration's stage had no work task (e.g. codec none)
+    open_seconds: float = 0.0  # extra for a slot's first work task of a slide (opening it there)
 
     def durations(self, tiles: int, task_sizes: list[int]) -> tuple[float, list[float], float]:
         work = [self.task(n) for n in task_sizes] if self.has_tasks else []
@@ -89,16 +101,21 @@ SlideTasks = list[tuple[float, list[float], float]]  # per stage: prepare, work 
 
 
 def simulate_span(
-    slides: list[SlideTasks], slots: int, first_prepare: dict[int, float] | None = None
+    slides: list[SlideTasks],
+    slots: int,
+    first_prepare: dict[int, float] | None = None,
+    first_work: dict[int, float] | None = None,
 ) -> float:
     """Seconds from the first task to the last when ``slots`` worker slots run these tasks as
     the driver submits them: every slide's first prepare at once, a slide's work tasks when its
     prepare ends, its finish when they all end, its next stage after that; a free slot takes the
     ready task of the latest stage first (the driver's priority), then the earliest submitted.
     ``first_prepare``: extra seconds of the first prepare of a stage each slot runs (a model
-    build, once per worker; the other slots go on meanwhile)."""
-    extra = first_prepare or {}
+    build, once per worker; the other slots go on meanwhile). ``first_work``: extra seconds of
+    the first work task of a slide's stage on each slot (opening the slide there)."""
+    extra, opens = first_prepare or {}, first_work or {}
     warmed: set[tuple[int, int]] = set()  # (slot, stage) that paid its first-prepare extra
+    opened: set[tuple[int, int, int]] = set()  # (slot, slide, stage) that paid its first-work extra
     ready: list[tuple[int, int, float, int, int, str]] = []  # (-stage, order, seconds, slide, stage, role)
     running: list[tuple[float, int, int, int, int, str]] = []  # (end, order, slot, slide, stage, role)
     pending: dict[tuple[int, int], int] = {}
@@ -121,6 +138,9 @@ def simulate_span(
             if role == "prepare" and stage in extra and (slot, stage) not in warmed:
                 warmed.add((slot, stage))
                 seconds += extra[stage]
+            if role == "work" and stage in opens and (slot, slide, stage) not in opened:
+                opened.add((slot, slide, stage))
+                seconds += opens[stage]
             heapq.heappush(running, (now + seconds, n, slot, slide, stage, role))
         now, _, slot, slide, stage, role = heapq.heappop(running)
         free.append(slot)
@@ -201,13 +221,14 @@ def calibrate(out: str | Path) -> Calibration:
         for role in ("prepare", "finish"):
             per_slide = group[group["role"] == role].groupby("slide_id")["work_seconds"].sum()
             lines[role] = fit_line([tiles[s] or 0 for s in per_slide.index], per_slide.tolist())
-        work = group[group["role"] == "work"]
+        work = group[group["role"] == "work"].sort_values("start")
+        first = ~work.duplicated(subset=["worker", "slide_id"])  # a worker's first task of the slide
+        task, opening = fit_task(work["tiles"].astype(float).to_numpy(), first.to_numpy(),
+                                 work["work_seconds"].to_numpy())  # fmt: skip
         stages[str(stage)] = StageModel(
-            prepare=lines["prepare"],
-            finish=lines["finish"],
-            task=fit_line(work["tiles"].astype(float).tolist(), work["work_seconds"].tolist()),
-            has_tasks=len(work) > 0,
-        )
+            prepare=lines["prepare"], finish=lines["finish"], task=task, has_tasks=len(work) > 0,
+            open_seconds=opening,
+        )  # fmt: skip
         devices[str(stage)] = str(work["device"].mode().iloc[0]) if len(work) else "cpu"
         threads[str(stage)] = float(work["threads"].mean()) if len(work) else 1.0
     sizes = [(n or 0, store_bytes(out / "slides" / f"{sid}.zarr")) for sid, n in tiles.items()]
@@ -226,7 +247,8 @@ def calibrate(out: str | Path) -> Calibration:
     ]  # fmt: skip
     stage_index = list(stages)
     first = {stage_index.index(startup_stage): startup} if startup_stage in stage_index else {}
-    simulated = simulate_span(laid_out, slots, first)
+    opens = {i: m.open_seconds for i, m in enumerate(stages.values()) if m.open_seconds}
+    simulated = simulate_span(laid_out, slots, first, opens)
     return Calibration(
         source=str(out),
         stages=stages,
@@ -281,10 +303,12 @@ def forecast(
     tiles = [int(c["n_tiles"]) for c in counts]
     size = shard_size or (lambda n: max(n, 1))
     tasks = [[b - a for a, b in tile_ranges(t, size(t))] for t in tiles]
+    # slot-seconds: each slide is opened on at most min(its tasks, slots) slots
     per_stage = {
-        name: float(sum(model.seconds(t, sizes) for t, sizes in zip(tiles, tasks, strict=True)))
+        name: float(sum(model.seconds(t, sizes) + model.open_seconds * min(len(sizes), max(1, slots))
+                        for t, sizes in zip(tiles, tasks, strict=True)))
         for name, model in calibration.stages.items()
-    }
+    }  # fmt: skip
     laid_out = [[model.durations(t, sizes) for model in calibration.stages.values()]
                 for t, sizes in zip(tiles, tasks, strict=True)]  # fmt: skip
     names = list(calibration.stages)
@@ -293,7 +317,8 @@ def forecast(
         if calibration.startup_stage in names
         else {}
     )
-    simulated = simulate_span(laid_out, slots, first)
+    opens = {i: m.open_seconds for i, m in enumerate(calibration.stages.values()) if m.open_seconds}
+    simulated = simulate_span(laid_out, slots, first, opens)
     wall = simulated + calibration.unexplained_seconds if slots else None
     return {
         "slides": len(counts),
@@ -306,7 +331,8 @@ def forecast(
         "calibration": calibration.to_dict(),
         "simulated_span_seconds": simulated,
         "formula": "slot-seconds = sum over slides and stages of prepare (a + b x tiles) + finish (c + d x "
-        "tiles) + each work task (e + f x task tiles); wall = the span of those tasks list-scheduled on the "
+        "tiles) + each work task (e + f x task tiles, + o for a slot's first task of the slide); wall = the "
+        "span of those tasks list-scheduled on the "
         "slots as the driver submits them (a slot's first prepare of the model stage also builds the models) "
         "+ the calibration's measured span less its own simulated span; bytes = sum of (g + h x tiles)",
     }
