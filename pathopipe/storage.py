@@ -28,9 +28,11 @@ __all__ = [
     "check_bucket",
     "exists",
     "filesystem",
+    "glob_names",
     "io_counters",
     "is_url",
     "join",
+    "list_files",
     "list_names",
     "open_file",
     "read_bytes",
@@ -172,6 +174,25 @@ def list_names(folder: str | os.PathLike[str], options: Options = None) -> list[
         )
     except FileNotFoundError:
         return []
+
+
+def glob_names(folder: str | os.PathLike[str], pattern: str, options: Options = None) -> list[str]:
+    """Paths under ``folder`` matching ``pattern`` (e.g. ``*/zarr.json``), relative to it, sorted."""
+    if not is_url(folder):
+        return sorted(p.relative_to(folder).as_posix() for p in Path(folder).glob(pattern))
+    fs, inner = filesystem(os.fspath(folder), options)
+    root = inner.rstrip("/")
+    return sorted(name[len(root) + 1 :] for name in fs.glob(f"{root}/{pattern}"))
+
+
+def list_files(folder: str | os.PathLike[str], options: Options = None) -> set[str]:
+    """Every file under ``folder`` (recursively), relative to it, with ``/`` separators."""
+    if not is_url(folder):
+        root = Path(folder)
+        return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    fs, inner = filesystem(os.fspath(folder), options)
+    prefix = inner.rstrip("/") + "/"
+    return {name[len(prefix) :] for name in fs.find(inner)}
 
 
 def open_file(url: str, options: Options = None, *, block_size: int = 1 << 20) -> Any:

@@ -50,14 +50,6 @@ def feature_attrs(store: str | Path, model: str, options: storage.Options = None
     return _read_json(storage.join(store, FEATURES, model, "zarr.json"), options).get("attributes", {})
 
 
-def _children(folder: str | Path, pattern: str, options: storage.Options) -> list[str]:
-    """Names of the entries of ``folder`` (a path or a URL) whose path matches ``pattern``."""
-    if not storage.is_url(folder):
-        return sorted(str(p.relative_to(folder)) for p in Path(folder).glob(pattern))
-    fs, inner = storage.filesystem(str(folder), options)
-    return sorted(name[len(inner.rstrip("/")) + 1 :] for name in fs.glob(f"{inner.rstrip('/')}/{pattern}"))
-
-
 class Run:
     """A pathopipe output directory: manifest, slide stores, features, and the packed cohort.
 
@@ -103,7 +95,9 @@ class Run:
             candidates = [r.slide_id for r in records if r.status in FINISHED]
         else:  # a manifest-less output (e.g. stores copied elsewhere): every store on disk
             slides = storage.join(self.path, "slides")
-            candidates = [name[: -len(".zarr")] for name in _children(slides, "*.zarr", self.options)]
+            candidates = [
+                name[: -len(".zarr")] for name in storage.glob_names(slides, "*.zarr", self.options)
+            ]
         return [s for s in candidates if self.slide_attrs(s).get("complete") is True]
 
     @cached_property
@@ -112,7 +106,7 @@ class Run:
         found: dict[str, None] = {}
         for slide_id in self.slide_ids:
             features = storage.join(self.store(slide_id), FEATURES)
-            for group in _children(features, "*/zarr.json", self.options):
+            for group in storage.glob_names(features, "*/zarr.json", self.options):
                 key = group.split("/")[0]
                 if key not in found and self.feature_attrs(slide_id, key).get("complete") is True:
                     found[key] = None

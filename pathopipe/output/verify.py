@@ -73,12 +73,7 @@ class StoreFiles:
     @cached_property
     def names(self) -> set[str]:
         """Paths of every file under the store, relative to it, with ``/`` separators."""
-        if not storage.is_url(self.store):
-            root = Path(self.store)
-            return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-        fs, inner = storage.filesystem(self.store, self.options)
-        prefix = inner.rstrip("/") + "/"
-        return {name[len(prefix) :] for name in fs.find(inner)}
+        return storage.list_files(self.store, self.options)
 
     def exists(self, name: str) -> bool:
         return name in self.names
