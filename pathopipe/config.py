@@ -193,6 +193,11 @@ class ClusterConfig(_Model):
     threads_per_worker: int = Field(1, ge=1, le=256)
     memory_limit: str = Field("auto", description="per-worker memory limit, e.g. '4GiB' or 'auto'")
     dashboard: bool = Field(True, description="serve the Dask dashboard on a free loopback port")
+    profile: bool = Field(
+        False,
+        description="sample worker stacks for the dashboard's Profile page (on with --perf-report; "
+        "costs compute-bound workers a few % of throughput)",
+    )
     cpu_workers: int = Field(
         1, ge=0, le=1024, description="local-cuda: CPU worker processes for tiling, next to one per GPU"
     )

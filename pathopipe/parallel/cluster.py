@@ -30,9 +30,40 @@ def worker_environment() -> dict[str, str]:
     return environ
 
 
-def _scheduler_config(config: ClusterConfig) -> dict[str, Any]:
-    """Dask settings for a scheduler pathopipe starts (it runs in this process)."""
+def diagnostics_config(config: ClusterConfig) -> dict[str, Any]:
+    """Dask's self-monitoring at rates that cost compute-bound workers nothing measurable.
+
+    Dask's defaults sample every worker thread's stack every 10 ms (the Profile page), time
+    the event loop every 20 ms and read psutil's process, network and disk counters every
+    500 ms, in the scheduler, every nanny and every worker. With torch on all cores that took
+    ~6 % of the CPU and stalled the model's threads: extraction ran at 0.86-0.90 of the model
+    alone (benchmarks/extraction.py). Stack sampling is on only with ``cluster.profile`` (and
+    ``--perf-report``); the tick and the system monitor run at 200 ms and 2 s, still plenty
+    for the dashboard's plots and Dask's warnings about a blocked event loop.
+    """
     return {
+        "distributed.worker.profile.enabled": config.profile,
+        "distributed.admin.tick.interval": "200ms",
+        "distributed.admin.system-monitor.interval": "2s",
+        "distributed.admin.system-monitor.disk": False,
+    }
+
+
+def dask_environment(settings: dict[str, Any]) -> dict[str, str]:
+    """Dask settings as the ``DASK_*`` variables a worker started elsewhere reads at import."""
+    return {
+        "DASK_" + key.upper().replace(".", "__").replace("-", "_"): repr(value)
+        if not isinstance(value, str)
+        else value
+        for key, value in settings.items()
+    }
+
+
+def _scheduler_config(config: ClusterConfig) -> dict[str, Any]:
+    """Dask settings for a scheduler pathopipe starts (it runs in this process) and, through
+    the nannies or the job environment, for its workers."""
+    return {
+        **diagnostics_config(config),
         "distributed.nanny.pre-spawn-environ": worker_environment(),
         # a task that loses its worker more often than this fails its slide (KilledWorker)
         "distributed.scheduler.allowed-failures": config.allowed_failures,
@@ -142,6 +173,10 @@ def slurm_client(config: ClusterConfig) -> Iterator[Client]:
         raise _missing_extra("the slurm cluster profile (dask-jobqueue)", "slurm", err) from err
     s = config.slurm
     env = repr(worker_environment())  # a Python literal, as Dask reads DASK_* variables
+    prologue = [f"export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON={shlex.quote(env)}"] + [
+        f"export {name}={shlex.quote(value)}"
+        for name, value in dask_environment(diagnostics_config(config)).items()
+    ]
     extra_args = []
     if s.worker_resources:
         extra_args += ["--resources", ",".join(f"{k}={v:g}" for k, v in s.worker_resources.items())]
@@ -155,7 +190,7 @@ def slurm_client(config: ClusterConfig) -> Iterator[Client]:
             walltime=s.walltime,
             job_extra_directives=s.job_extra_directives,
             worker_extra_args=extra_args,
-            job_script_prologue=[f"export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON={shlex.quote(env)}"],
+            job_script_prologue=prologue,
             python=sys.executable,
             interface=s.interface,
             log_directory=s.log_directory,
@@ -182,7 +217,8 @@ def kubernetes_client(config: ClusterConfig) -> Iterator[Client]:
     except ImportError as err:
         raise _missing_extra("the kubernetes cluster profile (dask-kubernetes)", "k8s", err) from err
     k = config.kubernetes
-    options: dict[str, Any] = {"image": k.image, "n_workers": k.n_workers, "resources": k.resources or None}
+    options: dict[str, Any] = {"image": k.image, "n_workers": k.n_workers, "resources": k.resources or None,
+                               "env": dask_environment(diagnostics_config(config))}  # fmt: skip
     if k.namespace:
         options["namespace"] = k.namespace
     with dask.config.set(_scheduler_config(config)), KubeCluster(name="pathopipe", **options) as cluster:

@@ -99,6 +99,8 @@ def run_workflow(
         )
         return [tiling, extraction_stage(models, force=force)]
 
+    # the performance report shows the workers' profiles: sample their stacks for it
+    cluster = config.cluster.model_copy(update={"profile": True}) if perf_report else config.cluster
     info: dict[str, Any] = {
         "command": redact(sys.argv),  # never a credential given with --set storage.options...
         "config": config.model_dump(mode="json"),
@@ -110,7 +112,7 @@ def run_workflow(
     return run_stage_on_out(
         out, jobs, stages, info,
         run_json=storage.join(out, "run.json"), manifest=storage.join(out, "manifest.csv"), client=client,
-        start_cluster=lambda: start_cluster(config.cluster), cluster_kind=config.cluster.kind,
+        start_cluster=lambda: start_cluster(cluster), cluster_kind=config.cluster.kind,
         force=force, on_event=on_event, on_start=on_start, storage_options=options,
         perf_report=perf_report,
     )  # fmt: skip

@@ -15,8 +15,8 @@ import json
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -124,6 +124,13 @@ class TileSource:
     assume_mpp: float | None
     spec: TileSpec
     reader_options: dict[str, dict[str, Any]] | None = field(default=None, repr=False)  # may hold credentials
+
+    def single_threaded(self) -> TileSource:
+        """The same source decoding on one thread: beside a model that keeps every CPU core
+        busy, more decode threads only contend with the model's threads."""
+        options = {name: dict(values) for name, values in (self.reader_options or {}).items()}
+        options.setdefault("tiff", {})["threads"] = 1
+        return replace(self, reader_options=options)
 
     def read(self, coords: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         reader = cached_slide(
@@ -302,6 +309,17 @@ def prepare_features(
 
 
 _BUFFERS = threading.local()  # per task thread: reused batch buffers (no page faults per batch)
+_PREFETCH = threading.local()  # per task thread: its decode thread, kept across tasks
+
+
+def prefetch_pool() -> ThreadPoolExecutor:
+    """This task thread's decode thread. It outlives the task, so the slide readers it opened
+    (``cached_slide`` is per thread) and their decoded tiles serve the slide's next tasks:
+    a fresh thread per task reopened the slide every time."""
+    pool = getattr(_PREFETCH, "pool", None)
+    if pool is None:
+        pool = _PREFETCH.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathopipe-decode")
+    return pool
 
 
 def batch_buffers(shape: tuple[int, ...]) -> list[np.ndarray]:
@@ -310,6 +328,22 @@ def batch_buffers(shape: tuple[int, ...]) -> list[np.ndarray]:
     if cached is None or cached[0].shape != shape:
         cached = _BUFFERS.pair = [np.empty(shape, dtype=np.uint8) for _ in range(2)]
     return cached
+
+
+def task_batches(
+    start: int, stop: int, batch_size: int, *, short_first: bool = True
+) -> list[tuple[int, int]]:
+    """The batches of rows [start, stop): a short first one, then full ones.
+
+    Only the first batch is read while the models wait (each later one is read during the
+    models' previous batch), so it is a quarter of the batch size: on tasks of a few
+    batches (small slides) a full first batch kept the models idle for half their reads.
+    ``short_first=False`` (compiled models, which compile once per batch shape): all full.
+    """
+    first = min(stop, start + (max(1, batch_size // 4) if short_first else batch_size))
+    return [(start, first)] * (first > start) + [
+        (a, min(a + batch_size, stop)) for a in range(first, stop, batch_size)
+    ]
 
 
 def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
@@ -322,10 +356,13 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
 
         torch.cuda.reset_peak_memory_stats(cuda)
     batch_size = min(settings.batch_size for settings in plan.models)
-    batches = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
-    if plan.source is not None:
+    batches = task_batches(start, stop, batch_size, short_first=not any(e.compiled for e in extractors))
+    source = plan.source
+    if source is not None:
         coords = np.asarray(open_store_array(plan.job.store, COORDS, plan.job.storage_options)[start:stop])
-        tile_size = plan.source.spec.tile_size
+        tile_size = source.spec.tile_size
+        if cuda is None:  # the models hold every core: decode on one thread
+            source = source.single_threaded()
     else:
         tiles = open_store_array(plan.job.store, TILES, plan.job.storage_options)
         tile_size = int(tiles.shape[1])
@@ -335,14 +372,15 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     def read(i: int) -> np.ndarray:
         a, b = batches[i]
         out = buffers[i % 2][: b - a]
-        if plan.source is not None:
-            return plan.source.read(coords[a - start : b - start], out=out)
+        if source is not None:
+            return source.read(coords[a - start : b - start], out=out)
         return read_tiles(tiles, a, b, out=out)
 
     outs = [np.empty((stop - start, dim), dtype=np.float32) for dim in plan.dims]
     waited = modelled = 0.0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathopipe-decode") as pool:
-        pending = pool.submit(read, 0) if batches else None
+    pool = prefetch_pool()
+    pending = pool.submit(read, 0) if batches else None
+    try:
         for i, (a, b) in enumerate(batches):
             t0 = time.perf_counter()
             batch = pending.result()  # type: ignore[union-attr]
@@ -353,6 +391,9 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
                 out[a - start : b - start] = extractor(batch)
             waited += t1 - t0
             modelled += time.perf_counter() - t1
+    finally:
+        if pending is not None:  # a failing model: the read in flight must not outlive the task
+            wait([pending])
     t2 = time.perf_counter()
     written = 0
     for settings, out in zip(plan.models, outs, strict=True):
