@@ -14,6 +14,12 @@ one run:
 
 (b) runs twice: from the stored tiles, and in streaming mode (the slide tiled with
 ``store.codec=none``, tiles read straight from the slide by the extraction tasks).
+
+Ratios (b)/(a) are the median of the per-repeat ratios (each repeat measures (a) and (b)
+back to back, so drifting machine load cancels). On a CPU the model holds every core, so the
+data path's own CPU time comes out of the model's: the *CPU-budget bound* of a mode is
+``model core-s per tile / (model core-s per tile + data-path core-s per tile)``, the best
+(b)/(a) any pipeline reaches on this machine, from (c) and the streaming read rate per core.
 """
 
 from __future__ import annotations
@@ -125,6 +131,35 @@ def data_path(tiles_array: zarr.Array, batch: int) -> tuple[float, float]:
     return full, n / (time.perf_counter() - t0)
 
 
+def streaming_path(streaming_out: Path, batch: int) -> float:
+    """Tiles/s in one thread reading tiles from the slide as streaming extraction does (one
+    decode thread, the store's geometry) and preprocessing them for the noop model."""
+    from pathopipe.parallel.extraction import jobs_from_out
+    from pathopipe.slide._tiff import clear_caches
+    from pathopipe.stages.extraction import prepare_features
+
+    torch.set_num_threads(1)
+    job = jobs_from_out(streaming_out)[0]
+    noop = ExtractionSettings(model=resolve_model("noop"), device="cpu")
+    plan = prepare_features(job, (noop,), force=True)
+    source = plan.source.single_threaded()  # type: ignore[union-attr]
+    coords = zarr.open_array(Path(job.store) / "coords", mode="r")[:]
+    extractor = create_extractor("noop", device="cpu")
+    buffer = np.empty((batch, source.spec.tile_size, source.spec.tile_size, 3), np.uint8)
+    clear_caches()  # cold, as a task on a new slide
+    t0 = time.perf_counter()
+    for a in range(0, len(coords), batch):
+        part = coords[a : a + batch]
+        extractor(source.read(part, out=buffer[: len(part)]))
+    return len(coords) / (time.perf_counter() - t0)
+
+
+def budget_bound(model_alone_rate: float, threads: int, data_rate_per_core: float) -> float:
+    """Best (b)/(a) when the data path's CPU time comes out of the model's cores."""
+    model_core_s = threads / model_alone_rate
+    return model_core_s / (model_core_s + 1 / data_rate_per_core)
+
+
 def bare_decode(encoded: list[bytes]) -> float:
     t0 = time.perf_counter()
     for data in encoded:
@@ -192,8 +227,11 @@ def main() -> None:
         wait_for_quiet()
         rates = []
         for _ in range(3):  # interleaved: (c) and the bare loop see the same machine load
-            rates.append((*data_path(tiles_array, args.batch_size), bare_decode(chunks)))
-        path_rate, cpu_side, bare = (float(np.median(column)) for column in zip(*rates, strict=True))
+            rates.append((*data_path(tiles_array, args.batch_size), bare_decode(chunks),
+                          streaming_path(streaming_out, args.batch_size)))  # fmt: skip
+        path_rate, cpu_side, bare, stream_rate = (
+            float(np.median(column)) for column in zip(*rates, strict=True)
+        )
         for name in [] if args.only_data_path else args.models.split(","):
             runs: dict[str, list[float]] = {"alone": [], "stored": [], "streaming": [], "build": []}
             for _ in range(args.repeat):  # interleaved, so drifting machine load hits every variant
@@ -213,25 +251,35 @@ def main() -> None:
             alone, piped, streamed, build = (
                 float(np.median(runs[k])) for k in ("alone", "stored", "streaming", "build")
             )
-            results["models"][name] = {"model_alone": alone, "pathopipe": piped, "ratio": piped / alone,
-                                       "pathopipe_streaming": streamed, "ratio_streaming": streamed / alone,
+            paired = {mode: float(np.median([b / a for a, b in zip(runs["alone"], runs[mode], strict=True)]))
+                      for mode in ("stored", "streaming")}  # fmt: skip
+            bounds = {"stored": budget_bound(alone, args.threads, path_rate),
+                      "streaming": budget_bound(alone, args.threads, stream_rate)}  # fmt: skip
+            results["models"][name] = {"model_alone": alone, "pathopipe": piped, "ratio": paired["stored"],
+                                       "pathopipe_streaming": streamed,
+                                       "ratio_streaming": paired["streaming"],
+                                       "cpu_budget_bound": bounds["stored"],
+                                       "cpu_budget_bound_streaming": bounds["streaming"],
                                        "worker_model_build_s": build, "runs": runs}  # fmt: skip
             print(f"  {name:24s} (a) model alone {alone:7.1f} tiles/s   (b) pathopipe {piped:7.1f} tiles/s"
-                  f" (stored tiles), {streamed:7.1f} (streaming)   (b)/(a) {piped / alone:.2f}, "
-                  f"{streamed / alone:.2f}   (worker model build {build:.1f} s)")  # fmt: skip
+                  f" (stored tiles), {streamed:7.1f} (streaming)   (b)/(a) {paired['stored']:.2f}, "
+                  f"{paired['streaming']:.2f} (CPU-budget bounds {bounds['stored']:.2f}, "
+                  f"{bounds['streaming']:.2f})   (worker model build {build:.1f} s)")  # fmt: skip
         results["data_path"] = {
             "pathopipe_per_core": path_rate,
             "read_decode_batch_per_core": cpu_side,
             "bare_decode_per_core": bare,
             "ratio": path_rate / bare,
             "ratio_cpu_side": cpu_side / bare,
+            "streaming_read_preprocess_per_core": stream_rate,
             "runs": rates,
         }
         print(f"  (c) data path, noop model, 1 thread, median of 3: {path_rate:7.1f} tiles/s (read, decode, "
               f"batch, "
               f"preprocess on the CPU); {cpu_side:7.1f} tiles/s (read, decode, batch: the CPU side on a "
               f"GPU node); bare JPEG decode {bare:7.1f} tiles/s; ratios {path_rate / bare:.2f} and "
-              f"{cpu_side / bare:.2f}")  # fmt: skip
+              f"{cpu_side / bare:.2f}; streaming (read from the slide + preprocess) {stream_rate:7.1f} "
+              f"tiles/s")  # fmt: skip
     finally:
         shutil.rmtree(out, ignore_errors=True)
     if args.json:
