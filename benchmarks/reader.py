@@ -12,10 +12,14 @@ On a generated 40,000 x 30,000 px Aperio slide at 0.25 µm/px with 224 px JPEG s
   ``pathopipe.tiling.read_tiles`` with 1 decode thread (and with 2, one process only);
 - 1 and 2 processes (the block split in two contiguous halves);
 - raw work: every source tile the block covers, read with tifffile and decoded with
-  imagecodecs, each once, one process, nothing else.
+  imagecodecs, each once, one process, nothing else; at 0.5 µm/px also *raw work + resize*
+  (each decoded source tile scaled by half, INTER_AREA), the least work that target needs.
+
+Every reader is timed inside its process, like the raw work: opening the slide and the
+round trip to the process pool are left out; with 2 processes the slower one counts.
 
 The file is read once before timing (warm page cache). Each figure is the median of
-``--repeat`` interleaved measurements; ratios are taken within this run.
+``--repeat`` interleaved measurements; each ratio is the median of the per-repeat ratios.
 """
 
 from __future__ import annotations
@@ -87,7 +91,16 @@ def read_pathopipe_tiff(path: str, coords: np.ndarray, size: int, threads: int) 
         return time.perf_counter() - t0
 
 
-READERS = {"openslide": read_openslide, "tiffslide": read_tiffslide, "tiff": read_pathopipe_tiff}
+def read_raw(path: str, coords: np.ndarray, size: int, threads: int) -> float:
+    return raw_work(path, coords, size)[0]
+
+
+def read_raw_resize(path: str, coords: np.ndarray, size: int, threads: int) -> float:
+    return raw_work(path, coords, size, resize=True)[0]
+
+
+READERS = {"openslide": read_openslide, "tiffslide": read_tiffslide, "tiff": read_pathopipe_tiff,
+           "raw": read_raw, "raw_resize": read_raw_resize}  # fmt: skip
 
 
 def _part(args: tuple[str, str, np.ndarray, int, int]) -> float:
@@ -98,15 +111,17 @@ def _part(args: tuple[str, str, np.ndarray, int, int]) -> float:
 def timed(
     pool: mp.pool.Pool, n: int, name: str, path: str, coords: np.ndarray, size: int, threads: int
 ) -> float:
-    """Wall seconds for ``n`` processes each reading a contiguous part of ``coords``."""
+    """Seconds for ``n`` processes each reading a contiguous part of ``coords``: the slowest
+    process's reading time, timed inside it as the raw work is (opening the slide and the
+    round trip to the pool are not reading; they were 5-10 % of the tiff backend's figure)."""
     parts = [(name, path, part, size, threads) for part in np.array_split(coords, n)]
-    t0 = time.perf_counter()
-    pool.map(_part, parts, chunksize=1)
-    return time.perf_counter() - t0
+    return max(pool.map(_part, parts, chunksize=1))
 
 
-def raw_work(path: str, coords: np.ndarray, size: int) -> tuple[float, int]:
-    """Seconds to read and decode each source tile the regions cover, once, in one thread."""
+def raw_work(path: str, coords: np.ndarray, size: int, *, resize: bool = False) -> tuple[float, int]:
+    """Seconds to read and decode each source tile the regions cover, once, in one thread
+    (``resize``: and scale each decoded tile by the regions' factor, INTER_AREA: the least work
+    a target coarser than the level needs)."""
     with tifffile.TiffFile(path) as tif:
         page = tif.series[0].levels[0].pages[0]
         tw, th = page.tilewidth, page.tilelength
@@ -121,11 +136,19 @@ def raw_work(path: str, coords: np.ndarray, size: int) -> tuple[float, int]:
         fd = os.open(path, os.O_RDONLY)
         try:
             t0 = time.perf_counter()
+            scaled = (tw * OUTPUT_TILE // size, th * OUTPUT_TILE // size)
             for index in needed:
-                imagecodecs.jpeg8_decode(os.pread(fd, counts[index], offsets[index]), tables=tables)
+                tile = imagecodecs.jpeg8_decode(os.pread(fd, counts[index], offsets[index]), tables=tables)
+                if resize and size != OUTPUT_TILE:
+                    cv2.resize(tile, scaled, interpolation=cv2.INTER_AREA)
             return time.perf_counter() - t0, len(needed)
         finally:
             os.close(fd)
+
+
+def paired(seconds: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over repeats of (tiles/s of a) / (tiles/s of b), each ratio within one repeat."""
+    return float(np.median([sb / sa for sa, sb in zip(seconds[a], seconds[b], strict=True)]))
 
 
 def grid(origin: tuple[int, int], step: int, columns: int, rows: int) -> np.ndarray:
@@ -158,7 +181,6 @@ def main() -> None:
     results: dict = {"slide": path, "size": [args.width, args.height], "source_tile": SOURCE_TILE,
                      "block": args.block, "cpu_count": os.cpu_count(), "repeat": args.repeat,
                      "statistic": "median of repeats", "runs": []}  # fmt: skip
-    variants = [("openslide", 1), ("tiffslide", 1), ("tiff", 1)]
     ctx = mp.get_context("spawn")
     with ctx.Pool(1) as pool1, ctx.Pool(2) as pool2:
         pools = {1: pool1, 2: pool2}
@@ -168,33 +190,37 @@ def main() -> None:
             n = args.block // size
             for grid_name, shift in (("aligned", 0), ("unaligned", SOURCE_TILE // 2)):
                 coords = grid((corner[0] + shift, corner[1] + shift), size, n, n)
+                # (name, processes, reader, decode threads); the tiff backend stands next to each
+                # reference it is compared with, and the order reverses every other repeat, so
+                # the machine's drifting speed (seconds to minutes here) cancels in the ratios
+                plan = [("openslide_1p", 1, "openslide", 1), ("tiff_1p", 1, "tiff", 1),
+                        ("raw_work_1p", 1, "raw", 1)]  # fmt: skip
+                if size != OUTPUT_TILE:
+                    plan.append(("raw_work_resize_1p", 1, "raw_resize", 1))
+                plan += [("tiffslide_1p", 1, "tiffslide", 1), ("tiff_1p_2threads", 1, "tiff", 2),
+                         ("openslide_2p", 2, "openslide", 1), ("tiff_2p", 2, "tiff", 1),
+                         ("tiffslide_2p", 2, "tiffslide", 1)]  # fmt: skip
                 seconds: dict[str, list[float]] = {}
-                for _ in range(args.repeat):
-                    for procs, pool in pools.items():
-                        for name, threads in variants:
-                            seconds.setdefault(f"{name}_{procs}p", []).append(
-                                timed(pool, procs, name, path, coords, size, threads)
-                            )
-                    seconds.setdefault("tiff_1p_2threads", []).append(
-                        timed(pool1, 1, "tiff", path, coords, size, 2)
-                    )
-                    raw_s, raw_tiles = raw_work(path, coords, size)
-                    seconds.setdefault("raw_work_1p", []).append(raw_s)
+                for r in range(args.repeat):
+                    for key, procs, name, threads in plan if r % 2 == 0 else plan[::-1]:
+                        seconds.setdefault(key, []).append(
+                            timed(pools[procs], procs, name, path, coords, size, threads)
+                        )
+                raw_tiles = raw_work(path, coords, size)[1]
                 median = {k: float(np.median(v)) for k, v in seconds.items()}
                 rate = {k: len(coords) / v for k, v in median.items()}
-                ratios = {
-                    "tiff_1p / openslide_1p": rate["tiff_1p"] / rate["openslide_1p"],
-                    "tiff_2p / openslide_2p": rate["tiff_2p"] / rate["openslide_2p"],
-                    "tiff_1p / tiffslide_1p": rate["tiff_1p"] / rate["tiffslide_1p"],
-                    "tiff_1p / raw_work_1p": rate["tiff_1p"] / rate["raw_work_1p"],
-                    "openslide_1p / raw_work_1p": rate["openslide_1p"] / rate["raw_work_1p"],
-                    "tiff_2p / tiff_1p": rate["tiff_2p"] / rate["tiff_1p"],
-                }
+                pairs = [("tiff_1p", "openslide_1p"), ("tiff_2p", "openslide_2p"),
+                         ("tiff_1p", "tiffslide_1p"), ("tiff_1p", "raw_work_1p"),
+                         ("openslide_1p", "raw_work_1p"), ("tiff_2p", "tiff_1p")]  # fmt: skip
+                if "raw_work_resize_1p" in seconds:
+                    pairs.append(("tiff_1p", "raw_work_resize_1p"))
+                ratios = {f"{a} / {b}": paired(seconds, a, b) for a, b in pairs}
                 results["runs"].append({"target_mpp": target, "grid": grid_name, "read_size": size,
                                         "tiles": len(coords), "source_tiles": raw_tiles, "seconds": seconds,
                                         "tiles_per_s": rate, "ratios": ratios})  # fmt: skip
                 print(f"\n== {grid_name} grid, {target} µm/px: {len(coords)} tiles of 224 px "
-                      f"(read {size} px), {raw_tiles} source tiles; median of {args.repeat}")  # fmt: skip
+                      f"(read {size} px), {raw_tiles} source tiles; median of {args.repeat}, ratios paired "
+                      "per repeat")  # fmt: skip
                 for name, value in rate.items():
                     print(f"  {name:22s} {value:8.1f} tiles/s")
                 for name, value in ratios.items():

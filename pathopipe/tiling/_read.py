@@ -8,7 +8,10 @@ import numpy as np
 from pathopipe.slide import SlideReader
 from pathopipe.tiling._spec import TileSpec
 
-RESIZE_CHUNK = 32  # regions read per step when tiles are resized (bounds the read buffer)
+# regions read per step when tiles are resized: a few, so that the step's decoded source
+# tiles and its region buffer (~2.4 MB for 448 px regions) are still in the CPU caches when
+# they are copied and resized (32 regions made ~19 MB round trips to memory: 8 % slower)
+RESIZE_CHUNK = 4
 
 
 def _resize(region: np.ndarray, spec: TileSpec, out: np.ndarray | None) -> np.ndarray:
