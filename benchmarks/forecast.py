@@ -30,9 +30,9 @@ CALIBRATION_SIZES = [(6000, 4500), (9000, 6000), (12000, 8000), (15000, 10000)]
 TARGET_SIZES = [(5000 + 1500 * i, 4000 + 900 * i) for i in range(12)]
 
 
-def slides(folder: Path, sizes: list[tuple[int, int]], seed: int) -> Path:
+def slides(folder: Path, sizes: list[tuple[int, int]], seed: int, scale: float = 1.0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for i, (w, h) in enumerate(sizes):
+    for i, (w, h) in enumerate((int(w * scale), int(h * scale)) for w, h in sizes):
         path = folder / f"s{i:02d}-{w}x{h}.svs"
         if not path.exists():
             write_synthetic_slide(path, width=w, height=h, seed=seed + i, workers=os.cpu_count())
@@ -45,10 +45,16 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--models", default="", help="comma-separated feature models (default: tiles only)")
+    parser.add_argument(
+        "--scale", type=float, default=2.0,
+        help="slide sides x this (1: 1,775 target tiles, a 1.3 s calibration whose per-tile cost varied "
+        "27 %% between identical runs here; 2: 4x the tiles)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    calibration_slides = slides(CACHE / "calibration", CALIBRATION_SIZES, 500)
-    target_slides = slides(CACHE / "target", TARGET_SIZES, 600)
+    suffix = "" if args.scale == 1 else f"-x{args.scale:g}"
+    calibration_slides = slides(CACHE / f"calibration{suffix}", CALIBRATION_SIZES, 500, args.scale)
+    target_slides = slides(CACHE / f"target{suffix}", TARGET_SIZES, 600, args.scale)
     overrides = ["tiling.target_mpp=0.5", "cluster.dashboard=false", f"cluster.n_workers={args.workers}"]
     if args.models:
         overrides += [f"features.models=[{args.models}]", "features.device=cpu"]
@@ -66,6 +72,7 @@ def main() -> None:
         measured_wall = float(metrics["end"].max() - metrics["start"].min())
         measured_bytes = sum(store_bytes(p) for p in (work / "target" / "slides").glob("*.zarr"))
         results = {
+            "scale": args.scale,
             "workers": args.workers,
             "models": args.models,
             "tiles": planned["tiles"],
@@ -78,7 +85,8 @@ def main() -> None:
             "bytes_error": planned["predicted_bytes"] / measured_bytes - 1,
             "calibration": planned["calibration"],
         }
-        print(f"12 slides, {planned['tiles']} tiles (survey {planned['survey_seconds']:.1f} slot-s); "
+        survey = planned["survey_seconds"]
+        print(f"scale {args.scale:g}: 12 slides, {planned['tiles']} tiles (survey {survey:.1f} slot-s); "
               f"calibration on 4 slides, {args.workers} workers")  # fmt: skip
         wall_error, bytes_error = results["wall_error"], results["bytes_error"]
         print(f"  wall time: predicted {results['predicted_wall_seconds']:.1f} s, "

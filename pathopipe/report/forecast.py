@@ -78,6 +78,22 @@ def fit_line(tiles: list[float], values: list[float]) -> Line:
     return Line(float(intercept), float(slope))
 
 
+def fit_work_tasks(work: Any, first: Any) -> tuple[Line, float]:
+    """The work-task line and the slide-open cost of a stage's work tasks (a metrics frame).
+
+    Where the tasks timed opening the slide (``step_open_slide``), the open cost is that
+    measured mean over the worker's first task of each slide, and the line is fitted on the
+    tasks' seconds without it; otherwise both are fitted (:func:`fit_task`), which a short
+    calibration with tasks of nearly one size cannot always tell apart."""
+    tiles = work["tiles"].astype(float).to_numpy()
+    seconds = work["work_seconds"].to_numpy()
+    if "step_open_slide" in work and work["step_open_slide"].notna().all() and len(work):
+        opened = work["step_open_slide"].to_numpy(dtype=float)
+        opening = float(opened[first.to_numpy()].mean()) if first.any() else 0.0
+        return fit_line(tiles.tolist(), (seconds - opened).tolist()), opening
+    return fit_task(tiles, first.to_numpy(), seconds)
+
+
 @dataclass(frozen=True)
 class StageModel:
     """Slot-seconds of one stage's tasks: prepare and finish per slide, and each work task."""
@@ -223,8 +239,7 @@ def calibrate(out: str | Path) -> Calibration:
             lines[role] = fit_line([tiles[s] or 0 for s in per_slide.index], per_slide.tolist())
         work = group[group["role"] == "work"].sort_values("start")
         first = ~work.duplicated(subset=["worker", "slide_id"])  # a worker's first task of the slide
-        task, opening = fit_task(work["tiles"].astype(float).to_numpy(), first.to_numpy(),
-                                 work["work_seconds"].to_numpy())  # fmt: skip
+        task, opening = fit_work_tasks(work, first)
         stages[str(stage)] = StageModel(
             prepare=lines["prepare"], finish=lines["finish"], task=task, has_tasks=len(work) > 0,
             open_seconds=opening,

@@ -88,13 +88,15 @@ class ShardResult:
     write_seconds: float
     worker_pid: int = field(default_factory=os.getpid)
     bytes_written: int = 0
+    open_seconds: float = 0.0  # opening the slide in this worker thread (~0 when already open)
 
     @property
     def n_tiles(self) -> int:
         return self.stop - self.start
 
     def metrics(self) -> dict[str, Any]:
-        steps = {"read_decode_resize": self.read_seconds, "encode_write": self.write_seconds}
+        steps = {"open_slide": self.open_seconds, "read_decode_resize": self.read_seconds,
+                 "encode_write": self.write_seconds}  # fmt: skip
         return {"tiles": self.n_tiles, "bytes_written": self.bytes_written, "steps": steps}
 
 
@@ -289,14 +291,15 @@ def write_tile_shard(plan: TilePlan, start: int, stop: int) -> ShardResult:
     reader = cached_slide(
         plan.job.source, backend=plan.backend, assume_mpp=plan.assume_mpp, options=plan.reader_options
     )
+    t_open = time.perf_counter()
     job = plan.job
     coords = np.asarray(open_store_array(job.store, COORDS, job.storage_options)[start:stop])
     tiles = read_tiles(reader, plan.spec, coords, out=shard_buffer(stop - start, plan.spec.tile_size))
     t1 = time.perf_counter()
     written = write_tiles(open_tiles_for_write(job.store, job.storage_options), start, tiles) or 0
     t2 = time.perf_counter()
-    return ShardResult(plan.job.slide_id, start, stop, read_seconds=t1 - t0, write_seconds=t2 - t1,
-                       bytes_written=written)  # fmt: skip
+    return ShardResult(plan.job.slide_id, start, stop, read_seconds=t1 - t_open, write_seconds=t2 - t1,
+                       bytes_written=written, open_seconds=t_open - t0)  # fmt: skip
 
 
 def tile_store_status(job: SlideJob) -> StoreStatus:
@@ -321,6 +324,7 @@ def finish_slide(plan: TilePlan, results: list[ShardResult]) -> dict[str, Any]:
     summary = {
         "n_tiles": plan.n_tiles,
         "seconds_prepare": plan.seconds,
+        "seconds_open_slide": sum(r.open_seconds for r in results),
         "seconds_read": sum(r.read_seconds for r in results),
         "seconds_write": sum(r.write_seconds for r in results),
         "warnings": list(plan.warnings),

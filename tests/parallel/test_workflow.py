@@ -318,6 +318,10 @@ def test_metrics_record_every_task_with_steps(cohort, tmp_path, dask_client):
         assert rows.groupby("stage")["tiles"].sum().to_dict() == {"tiles": r.n_tiles, "features": r.n_tiles}
     shards = table[(table["stage"] == "tiles") & (table["role"] == "work")]
     assert (shards["step_read_decode_resize"] > 0).all() and (shards["bytes_written"] > 0).all()
+    # a worker thread opens each slide once (its first task of the slide, unless an earlier run on
+    # this cluster did): later tasks only look the open reader up
+    later = shards.sort_values("start").duplicated(subset=["worker", "slide_id"])
+    assert (shards["step_open_slide"] >= 0).all() and (shards.loc[later, "step_open_slide"] < 0.005).all()
     stores = sum((p.stat().st_size for p in (out / "slides").rglob("c/*/0/0/0")), 0)
     assert shards["bytes_written"].sum() == stores  # every shard file, as written
     prepares = table[(table["stage"] == "tiles") & (table["role"] == "prepare")]

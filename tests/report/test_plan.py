@@ -26,6 +26,25 @@ def test_fit_line():
     assert fit_line([10, 20], [5.0, 5.5]).intercept >= 0
 
 
+def test_open_cost_is_taken_from_the_tasks_own_timing_when_they_record_it():
+    import pandas as pd
+
+    from pathopipe.report.forecast import fit_work_tasks
+
+    # two workers, each task 10 ms + 2 ms/tile; a worker's first task of the slide opens it (50 ms)
+    tiles = [32, 30, 32, 31, 32, 28]
+    first = pd.Series([True, True, False, False, False, False])
+    opened = [0.05 if f else 0.0 for f in first]
+    seconds = [0.01 + 0.002 * n + o for n, o in zip(tiles, opened, strict=True)]
+    work = pd.DataFrame({"tiles": tiles, "step_open_slide": opened, "work_seconds": seconds})
+    line, opening = fit_work_tasks(work, first)
+    assert opening == pytest.approx(0.05)
+    assert line.intercept == pytest.approx(0.01) and line.slope == pytest.approx(0.002)
+    # metrics without the step (older runs): both fitted, the open cost as the first tasks' excess
+    line, opening = fit_work_tasks(work.drop(columns="step_open_slide"), first)
+    assert opening == pytest.approx(0.05) and line.slope == pytest.approx(0.002)
+
+
 def test_simulated_span_follows_the_driver_order():
     from pathopipe.report.forecast import simulate_span
 
