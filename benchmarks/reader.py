@@ -9,11 +9,15 @@ On a generated 40,000 x 30,000 px Aperio slide at 0.25 µm/px with 224 px JPEG s
 - targets: 0.25 µm/px (224 px regions of level 0) and 0.5 µm/px (448 px regions, halved);
 - readers: bare openslide-python ``read_region`` (+ RGBA->RGB, + resize); bare tiffslide
   ``read_region(as_array=True)`` (+ resize); pathopipe's tiff backend through
-  ``pathopipe.tiling.read_tiles`` with 1 decode thread (and with 2, one process only);
+  ``pathopipe.tiling.read_tiles`` with 1 decode thread (and with 2, one process only), with
+  the default ``tiling.resample: auto`` (at 0.5 µm/px: source tiles decoded at half scale in
+  libjpeg's DCT domain) and, at 0.5 µm/px, also with ``resample: area`` (full decode, halved);
 - 1 and 2 processes (the block split in two contiguous halves);
 - raw work: every source tile the block covers, read with tifffile and decoded with
   imagecodecs, each once, one process, nothing else; at 0.5 µm/px also *raw work + resize*
-  (each decoded source tile scaled by half, INTER_AREA), the least work that target needs.
+  (each decoded source tile scaled by half, INTER_AREA), the least work the area path needs,
+  and *raw work, scaled decode* (each source tile decoded at half scale by simplejpeg), the
+  least work the DCT path needs.
 
 Every reader is timed inside its process, like the raw work: opening the slide and the
 round trip to the process pool are left out; with 2 processes the slower one counts.
@@ -72,10 +76,12 @@ def read_tiffslide(path: str, coords: np.ndarray, size: int, threads: int) -> fl
     return elapsed
 
 
-def read_pathopipe_tiff(path: str, coords: np.ndarray, size: int, threads: int) -> float:
+def read_pathopipe_tiff(
+    path: str, coords: np.ndarray, size: int, threads: int, resample: str = "auto"
+) -> float:
     from pathopipe.slide import open_slide
     from pathopipe.slide._tiff import clear_caches
-    from pathopipe.tiling import TileSpec, read_tiles
+    from pathopipe.tiling import TileSpec, choose_resample, read_tiles
 
     clear_caches()  # each measurement starts cold, as a new slide does
 
@@ -84,11 +90,16 @@ def read_pathopipe_tiff(path: str, coords: np.ndarray, size: int, threads: int) 
                     tile_size_level0=size)  # fmt: skip
     out = np.zeros((BATCH, OUTPUT_TILE, OUTPUT_TILE, 3), np.uint8)  # reused, as the pipeline does
     with open_slide(path, backend="tiff", options={"tiff": {"threads": threads}}) as slide:
+        spec = choose_resample(slide, spec, resample)
         t0 = time.perf_counter()
         for start in range(0, len(coords), BATCH):  # batches in grid order, as tasks read them
             part = coords[start : start + BATCH]
             read_tiles(slide, spec, part, out=out[: len(part)])
         return time.perf_counter() - t0
+
+
+def read_pathopipe_tiff_area(path: str, coords: np.ndarray, size: int, threads: int) -> float:
+    return read_pathopipe_tiff(path, coords, size, threads, resample="area")
 
 
 def read_raw(path: str, coords: np.ndarray, size: int, threads: int) -> float:
@@ -99,8 +110,13 @@ def read_raw_resize(path: str, coords: np.ndarray, size: int, threads: int) -> f
     return raw_work(path, coords, size, resize=True)[0]
 
 
+def read_raw_scaled(path: str, coords: np.ndarray, size: int, threads: int) -> float:
+    return raw_work(path, coords, size, scaled_decode=True)[0]
+
+
 READERS = {"openslide": read_openslide, "tiffslide": read_tiffslide, "tiff": read_pathopipe_tiff,
-           "raw": read_raw, "raw_resize": read_raw_resize}  # fmt: skip
+           "tiff_area": read_pathopipe_tiff_area, "raw": read_raw, "raw_resize": read_raw_resize,
+           "raw_scaled": read_raw_scaled}  # fmt: skip
 
 
 def _part(args: tuple[str, str, np.ndarray, int, int]) -> float:
@@ -118,10 +134,15 @@ def timed(
     return max(pool.map(_part, parts, chunksize=1))
 
 
-def raw_work(path: str, coords: np.ndarray, size: int, *, resize: bool = False) -> tuple[float, int]:
+def raw_work(
+    path: str, coords: np.ndarray, size: int, *, resize: bool = False, scaled_decode: bool = False
+) -> tuple[float, int]:
     """Seconds to read and decode each source tile the regions cover, once, in one thread
     (``resize``: and scale each decoded tile by the regions' factor, INTER_AREA: the least work
-    a target coarser than the level needs)."""
+    a target coarser than the level needs; ``scaled_decode``: decode each tile at that scale
+    with libjpeg's DCT scaling instead)."""
+    import simplejpeg
+
     with tifffile.TiffFile(path) as tif:
         page = tif.series[0].levels[0].pages[0]
         tw, th = page.tilewidth, page.tilelength
@@ -133,12 +154,19 @@ def raw_work(path: str, coords: np.ndarray, size: int, *, resize: bool = False) 
             for tx in range(int(x) // tw, (int(x) + size - 1) // tw + 1)
         })  # fmt: skip
         offsets, counts, tables = page.dataoffsets, page.databytecounts, page.jpegtables
+        # a complete stream for simplejpeg: SOI, Adobe marker (these tiles are RGB-coded), tables
+        adobe_rgb = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
+        prefix = b"\xff\xd8" + adobe_rgb + (tables[2:-2] if tables else b"")
         fd = os.open(path, os.O_RDONLY)
         try:
             t0 = time.perf_counter()
             scaled = (tw * OUTPUT_TILE // size, th * OUTPUT_TILE // size)
             for index in needed:
-                tile = imagecodecs.jpeg8_decode(os.pread(fd, counts[index], offsets[index]), tables=tables)
+                data = os.pread(fd, counts[index], offsets[index])
+                if scaled_decode:
+                    simplejpeg.decode_jpeg(prefix + data[2:], min_width=scaled[0], min_height=scaled[1])
+                    continue
+                tile = imagecodecs.jpeg8_decode(data, tables=tables)
                 if resize and size != OUTPUT_TILE:
                     cv2.resize(tile, scaled, interpolation=cv2.INTER_AREA)
             return time.perf_counter() - t0, len(needed)
@@ -196,7 +224,8 @@ def main() -> None:
                 plan = [("openslide_1p", 1, "openslide", 1), ("tiff_1p", 1, "tiff", 1),
                         ("raw_work_1p", 1, "raw", 1)]  # fmt: skip
                 if size != OUTPUT_TILE:
-                    plan.append(("raw_work_resize_1p", 1, "raw_resize", 1))
+                    plan += [("raw_work_resize_1p", 1, "raw_resize", 1), ("tiff_area_1p", 1, "tiff_area", 1),
+                             ("raw_work_scaled_1p", 1, "raw_scaled", 1)]  # fmt: skip
                 plan += [("tiffslide_1p", 1, "tiffslide", 1), ("tiff_1p_2threads", 1, "tiff", 2),
                          ("openslide_2p", 2, "openslide", 1), ("tiff_2p", 2, "tiff", 1),
                          ("tiffslide_2p", 2, "tiffslide", 1)]  # fmt: skip
@@ -213,7 +242,8 @@ def main() -> None:
                          ("tiff_1p", "tiffslide_1p"), ("tiff_1p", "raw_work_1p"),
                          ("openslide_1p", "raw_work_1p"), ("tiff_2p", "tiff_1p")]  # fmt: skip
                 if "raw_work_resize_1p" in seconds:
-                    pairs.append(("tiff_1p", "raw_work_resize_1p"))
+                    pairs += [("tiff_area_1p", "raw_work_1p"), ("tiff_area_1p", "raw_work_resize_1p"),
+                              ("tiff_1p", "raw_work_scaled_1p"), ("tiff_1p", "tiff_area_1p")]  # fmt: skip
                 ratios = {f"{a} / {b}": paired(seconds, a, b) for a, b in pairs}
                 results["runs"].append({"target_mpp": target, "grid": grid_name, "read_size": size,
                                         "tiles": len(coords), "source_tiles": raw_tiles, "seconds": seconds,

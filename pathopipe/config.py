@@ -118,6 +118,12 @@ class TilingConfig(_Model):
     mpp_tolerance: float = Field(
         0.02, ge=0, lt=0.5, description="relative mpp difference read without resizing (0.499 ≈ 0.5)"
     )
+    resample: Literal["auto", "area"] = Field(
+        "auto",
+        description="downsampling by 2, 4 or 8: 'auto' decodes JPEG source tiles at that scale "
+        "(tiff backend: ~1.4x less decoding, mean difference to 'area' under 0.5 grey levels), "
+        "else averages; 'area' always averages the full-resolution pixels (INTER_AREA, as every backend)",
+    )
 
     @property
     def step(self) -> int:

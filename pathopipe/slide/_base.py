@@ -207,6 +207,61 @@ class SlideReader(abc.ABC):
                 dst[...] = region
         return out
 
+    def downscale_method(self, level: int, factor: int) -> str:
+        """How ``read_regions_downscaled`` shrinks regions of ``level`` by ``factor``: "area"
+        (full-resolution pixels block-averaged) or "jpeg-dct" (source tiles decoded pre-scaled)."""
+        return "area"
+
+    def read_regions_downscaled(
+        self,
+        locations: np.ndarray | list[tuple[int, int]],
+        level: int,
+        size: tuple[int, int],
+        factor: int,
+        *,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Regions of ``size`` pixels of ``level`` shrunk by the whole ``factor``, as
+        (N, H / factor, W / factor, 3) uint8, the way ``downscale_method`` says."""
+        width, height = size
+        if factor < 1 or width % factor or height % factor:
+            raise ValueError(f"region size {size} is not a multiple of the factor {factor}")
+        locations = np.asarray(locations, dtype=np.int64).reshape(-1, 2)
+        shape = (len(locations), height // factor, width // factor, 3)
+        if out is None:
+            out = np.empty(shape, dtype=np.uint8)
+        elif out.shape != shape or out.dtype != np.uint8:
+            raise ValueError(f"out must be {shape} uint8, got {out.shape}")
+        if len(locations) == 0:
+            return out
+        try:
+            self._read_regions_downscaled(locations, level, size, factor, out)
+        except SlideReadError:
+            raise
+        except Exception as err:
+            first = tuple(int(v) for v in locations[0])
+            raise SlideReadError(
+                f"cannot read {len(locations)} regions of {width}x{height} px shrunk {factor}x from {first} "
+                f"(level {level}) of slide {self.path!r} with {self.backend}: {type(err).__name__}: {err}"
+            ) from err
+        return out
+
+    def _read_regions_downscaled(
+        self, locations: np.ndarray, level: int, size: tuple[int, int], factor: int, out: np.ndarray
+    ) -> np.ndarray:
+        """Full-resolution regions, a few at a time (they stay in the CPU caches), area-averaged."""
+        import cv2
+
+        step = 4
+        buffer = np.empty((min(step, len(locations)), size[1], size[0], 3), np.uint8)
+        for start in range(0, len(locations), step):
+            part = locations[start : start + step]
+            regions = self.read_regions(part, level, size, out=buffer[: len(part)])
+            for i, region in enumerate(regions):
+                cv2.resize(region, (size[0] // factor, size[1] // factor), dst=out[start + i],
+                           interpolation=cv2.INTER_AREA)  # fmt: skip
+        return out
+
     @abc.abstractmethod
     def _read_region(
         self, location: tuple[int, int], level: int, size: tuple[int, int], out: np.ndarray | None

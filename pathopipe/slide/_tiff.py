@@ -10,6 +10,12 @@ the GIL).
 Positions on levels with a non-integer downsample are rounded to the nearest level pixel;
 OpenSlide instead resamples the region by the fraction of a pixel (bilinear), so there the two
 differ by that sub-pixel shift. Everywhere else the pixels are identical to OpenSlide's.
+
+Regions shrunk by 2, 4 or 8 (``read_regions_downscaled``) decode JPEG source tiles directly at
+that scale (libjpeg-turbo's DCT scaling, through simplejpeg): the entropy decoding is the same,
+the inverse DCT and colour conversion run on a quarter (or less) of the pixels, and the region
+is assembled at the output resolution. The result is within about one grey level of averaging
+the full-resolution pixels (INTER_AREA): it is a different low-pass filter, not an error.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ VENDORS = (None, "generic", "aperio")  # tiffslide's vendor names whose levels m
 DEFAULT_CACHE_MB = 128
 COALESCE_GAP = 64 << 10  # merge reads of tiles less than this many bytes apart
 COALESCE_MAX = 16 << 20
+DCT_FACTORS = (2, 4, 8)  # scales libjpeg decodes in the DCT domain that we use
+_ADOBE = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00"  # APP14, + the transform byte
+_JCS_RGB, _JCS_YCBCR = 2, 3  # libjpeg colour spaces (imagecodecs' JPEG8.CS values)
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
@@ -54,6 +63,20 @@ def default_threads() -> int:
 
 
 @dataclass(frozen=True)
+class _Geometry:
+    """A level's pixel grid of source tiles, at full resolution or decoded 1/factor."""
+
+    width: int
+    height: int
+    tile_width: int
+    tile_height: int
+    across: int
+
+    def tile_shape(self) -> tuple[int, int, int]:
+        return (self.tile_height, self.tile_width, 3)
+
+
+@dataclass(frozen=True)
 class _Level:
     """Where one pyramid level's source tiles are and how to decode them."""
 
@@ -67,6 +90,12 @@ class _Level:
     decode: Callable[..., Any]
     jpegtables: bytes | None
     jpeg_colorspaces: tuple[Any, Any] | None  # (colorspace, outcolorspace) when JPEG
+    jpeg_prefix: bytes | None  # replaces a tile's SOI for simplejpeg (see _jpeg_prefix)
+
+    def geometry(self, factor: int = 1) -> _Geometry:
+        """The source-tile grid of this level decoded at 1/factor (whole scaled pixels only)."""
+        return _Geometry(self.width // factor, self.height // factor, self.tile_width // factor,
+                         self.tile_height // factor, self.across)  # fmt: skip
 
 
 def _check_page(page: Any, level: int) -> None:
@@ -100,6 +129,46 @@ def _jpeg_colorspaces(page: Any) -> tuple[Any, Any] | None:
         return None
     photometric, planar = int(page.photometric), int(page.planarconfig)
     return jpeg_decode_colorspace(photometric, planar, page.extrasamples, page.is_jfif)
+
+
+def _jpeg_prefix(jpegtables: bytes | None, colorspaces: tuple[Any, Any] | None) -> bytes | None:
+    """What replaces a tile's SOI to make it a complete JPEG that any libjpeg decodes in the
+    colour space tifffile decodes the page in: SOI, an Adobe marker naming the colour transform
+    when tifffile sets one (Aperio's RGB-coded tiles), the page's tables. None unless the level
+    is JPEG decoded to RGB."""
+    if colorspaces is None or colorspaces[1] is None or int(colorspaces[1]) != _JCS_RGB:
+        return None
+    colorspace = colorspaces[0]
+    if colorspace is None:  # libjpeg's own detection (JFIF, component ids), as imagecodecs does
+        adobe = b""
+    elif int(colorspace) in (_JCS_RGB, _JCS_YCBCR):
+        adobe = _ADOBE + bytes([0 if int(colorspace) == _JCS_RGB else 1])
+    else:
+        return None
+    tables = jpegtables[2:-2] if jpegtables else b""
+    return b"\xff\xd8" + adobe + tables
+
+
+def _have_simplejpeg() -> bool:
+    try:
+        import simplejpeg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _decode_jpeg_scaled(
+    prefix: bytes | None, data: bytes, shape: tuple[int, int, int], out: np.ndarray | None
+) -> np.ndarray:
+    """Decode one abbreviated JPEG tile to ``shape`` (its size divided by 1, 2, 4 or 8) with
+    libjpeg-turbo's DCT-domain scaling."""
+    import simplejpeg
+
+    if prefix is None or data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG tile of an RGB/YCbCr JPEG level")
+    buffer = out if out is not None and out.shape == shape and out.flags.c_contiguous else None
+    return simplejpeg.decode_jpeg(prefix + data[2:], colorspace="RGB", min_height=shape[0],
+                                  min_width=shape[1], buffer=buffer)  # fmt: skip
 
 
 def _coalesce(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:
@@ -293,6 +362,7 @@ class TiffTileReader(SlideReader):
         self._key = (path, stamp)
         self.decoded = 0  # source tiles this reader decoded (into the cache or an output)
         self._white: dict[tuple[int, int], np.ndarray] = {}
+        self._methods: dict[tuple[int, int], str] = {}  # (level, factor) -> downscale method
 
     @staticmethod
     def _level(series: Any, index: int) -> _Level:
@@ -312,6 +382,7 @@ class TiffTileReader(SlideReader):
             decode=page.decode,
             jpegtables=page.jpegtables,
             jpeg_colorspaces=_jpeg_colorspaces(page),
+            jpeg_prefix=_jpeg_prefix(page.jpegtables, _jpeg_colorspaces(page)),
         )
 
     # -- geometry --------------------------------------------------------------------------
@@ -324,7 +395,7 @@ class TiffTileReader(SlideReader):
         ds = self.info.level_downsamples[level]
         return round(x / ds), round(y / ds)
 
-    def _tiles_of(self, lv: _Level, x: int, y: int, w: int, h: int) -> range | list[int]:
+    def _tiles_of(self, lv: _Level | _Geometry, x: int, y: int, w: int, h: int) -> range | list[int]:
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, lv.width), min(y + h, lv.height)
         if x0 >= x1 or y0 >= y1:
             return []
@@ -334,9 +405,17 @@ class TiffTileReader(SlideReader):
 
     # -- decoding --------------------------------------------------------------------------
 
-    def _decode_one(self, lv: _Level, index: int, data: bytes, out: np.ndarray | None) -> np.ndarray:
+    def _cache_key(self, level: int, index: int, factor: int = 1) -> Hashable:
+        return (self._key, level, index) if factor == 1 else (self._key, level, index, factor)
+
+    def _decode_one(
+        self, lv: _Level, index: int, data: bytes, out: np.ndarray | None, factor: int = 1
+    ) -> np.ndarray:
+        shape = (lv.tile_height // factor, lv.tile_width // factor, 3)
         try:
-            if lv.jpeg_colorspaces is not None:
+            if factor > 1:
+                tile = _decode_jpeg_scaled(lv.jpeg_prefix, data, shape, out)
+            elif lv.jpeg_colorspaces is not None:
                 import imagecodecs
 
                 colorspace, outcolorspace = lv.jpeg_colorspaces
@@ -350,42 +429,48 @@ class TiffTileReader(SlideReader):
                 f"source tile {index} (offset {int(lv.offsets[index])}, {len(data)} bytes) does not "
                 f"decode: {type(err).__name__}: {err}"
             ) from err
-        if tile is None or tile.shape != (lv.tile_height, lv.tile_width, 3) or tile.dtype != np.uint8:
+        if tile is None or tile.shape != shape or tile.dtype != np.uint8:
             got = "nothing" if tile is None else f"{tile.shape} {tile.dtype}"
-            raise ValueError(
-                f"source tile {index} decoded to {got}, expected ({lv.tile_height}, {lv.tile_width}, 3) uint8"
-            )
+            raise ValueError(f"source tile {index} decoded to {got}, expected {shape} uint8")
         return tile
 
-    def _white_tile(self, lv: _Level) -> np.ndarray:
-        key = (lv.tile_height, lv.tile_width)
-        tile = self._white.get(key)
+    def _white_tile(self, shape: tuple[int, int]) -> np.ndarray:
+        tile = self._white.get(shape)
         if tile is None:
-            tile = self._white[key] = np.full((*key, 3), BACKGROUND_VALUE, np.uint8)
+            tile = self._white[shape] = np.full((*shape, 3), BACKGROUND_VALUE, np.uint8)
         return tile
 
     def _ensure(
-        self, level: int, indices: Sequence[int], direct: dict[int, np.ndarray] | None = None
+        self,
+        level: int,
+        indices: Sequence[int],
+        direct: dict[int, np.ndarray] | None = None,
+        factor: int = 1,
     ) -> None:
         """Read and decode the tiles of ``indices`` not in the cache (threads for several).
 
         Tiles in ``direct`` are decoded straight into the array given for them (a region that
-        is exactly that tile and the only one needing it) instead of into the cache.
+        is exactly that tile and the only one needing it) instead of into the cache. With
+        ``factor`` > 1 tiles are decoded at 1/factor scale (JPEG levels that allow it).
         """
         lv = self._levels[level]
         direct = direct or {}
         missing = [
-            i for i in dict.fromkeys(indices) if i in direct or self.cache.get((self._key, level, i)) is None
+            i
+            for i in dict.fromkeys(indices)
+            if i in direct or self.cache.get(self._cache_key(level, i, factor)) is None
         ]
         if not missing:
             return
+        geometry = lv.geometry(factor)
         present = [i for i in missing if lv.counts[i] > 0]
         for i in missing:
             if lv.counts[i] <= 0:  # a tile the scanner never wrote: background
                 if i in direct:
                     direct[i].fill(BACKGROUND_VALUE)
                 else:
-                    self.cache.put((self._key, level, i), self._white_tile(lv), shared=True)
+                    white = self._white_tile((geometry.tile_height, geometry.tile_width))
+                    self.cache.put(self._cache_key(level, i, factor), white, shared=True)
         if not present:
             return
         spans = [(int(lv.offsets[i]), int(lv.counts[i])) for i in present]
@@ -397,10 +482,10 @@ class TiffTileReader(SlideReader):
             for m in members:
                 begin = spans[m][0] - start
                 data[m] = block if len(members) == 1 else view[begin : begin + spans[m][1]].tobytes()
-        shape = (lv.tile_height, lv.tile_width, 3)
+        shape = (geometry.tile_height, geometry.tile_width, 3)
         # into the caller's array, or into an evicted tile's memory (fresh memory page-faults)
         buffers = [direct[i] if i in direct else self.cache.recycled(shape) for i in present]
-        jobs = list(zip(present, data, buffers, strict=True))
+        jobs = [(i, d, b, factor) for i, d, b in zip(present, data, buffers, strict=True)]
         if len(present) == 1 or self.threads == 1:
             tiles = [self._decode_one(lv, *job) for job in jobs]
         else:
@@ -411,11 +496,12 @@ class TiffTileReader(SlideReader):
                 if tile is not direct[i]:
                     direct[i][...] = tile
             else:
-                self.cache.put((self._key, level, i), tile)
+                self.cache.put(self._cache_key(level, i, factor), tile)
 
-    def _paint(self, level: int, x: int, y: int, out: np.ndarray) -> None:
-        """Copy the level's pixels of the region at level pixel (x, y) into ``out`` (H, W, 3)."""
-        lv = self._levels[level]
+    def _paint(self, level: int, x: int, y: int, out: np.ndarray, factor: int = 1) -> None:
+        """Copy the pixels of the region at (x, y) of the level decoded at 1/factor into
+        ``out`` (H, W, 3)."""
+        lv = self._levels[level].geometry(factor)
         h, w = out.shape[:2]
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, lv.width), min(y + h, lv.height)
         if (x0, y0, x1, y1) != (x, y, x + w, y + h):
@@ -428,10 +514,11 @@ class TiffTileReader(SlideReader):
                 sy0, sy1 = max(y0, ty * th), min(y1, (ty + 1) * th)
                 for tx in range(x0 // tw, (x1 - 1) // tw + 1):
                     sx0, sx1 = max(x0, tx * tw), min(x1, (tx + 1) * tw)
-                    key = (self._key, level, ty * lv.across + tx)
+                    index = ty * lv.across + tx
+                    key = self._cache_key(level, index, factor)
                     tile = self.cache.get(key)
                     if tile is None:  # evicted since planned (another thread, or a tiny cache)
-                        self._ensure(level, [key[2]])
+                        self._ensure(level, [index], factor=factor)
                         tile = self.cache.get(key)
                     out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[  # type: ignore[index]
                         sy0 - ty * th : sy1 - ty * th, sx0 - tx * tw : sx1 - tx * tw
@@ -452,38 +539,55 @@ class TiffTileReader(SlideReader):
     def _read_regions(
         self, locations: np.ndarray, level: int, size: tuple[int, int], out: np.ndarray
     ) -> np.ndarray:
-        lv = self._levels[level]
         origins = [self._level_origin(loc, level) for loc in locations]
-        region_tiles = [self._tiles_of(lv, *origin, *size) for origin in origins]
-        tile_bytes = lv.tile_width * lv.tile_height * 3
+        self._read_steps(level, origins, size, out, range(len(origins)))
+        return out
+
+    def _read_steps(
+        self,
+        level: int,
+        origins: list[tuple[int, int]],
+        size: tuple[int, int],
+        out: np.ndarray,
+        regions: Sequence[int],
+        factor: int = 1,
+    ) -> None:
+        """Read ``regions`` (indices into ``origins`` and ``out``; origins and size in pixels of
+        the level decoded at 1/factor) in steps whose source tiles fit a share of the cache."""
+        lv = self._levels[level]
+        geometry = lv.geometry(factor)
+        region_tiles = {i: self._tiles_of(geometry, *origins[i], *size) for i in regions}
+        tile_bytes = geometry.tile_width * geometry.tile_height * 3
         budget = max(1, self.cache.max_bytes // 4 // tile_bytes)  # tiles per step (threads share the cache)
         start = 0
-        while start < len(origins):
+        while start < len(regions):
             uses: dict[int, int] = {}  # source tile -> regions of this step needing it
             stop = start
-            while stop < len(origins):
-                more = region_tiles[stop]
+            while stop < len(regions):
+                more = region_tiles[regions[stop]]
                 if stop > start and len(uses) + len(more) > budget:
                     break
                 for t in more:
                     uses[t] = uses.get(t, 0) + 1
                 stop += 1
-            direct = self._direct_regions(level, origins, size, region_tiles, range(start, stop), uses, out)
-            self._ensure(level, list(uses), {tile: out[i] for tile, i in direct.items()})
+            step = regions[start:stop]
+            direct = {}
+            if factor == 1:
+                direct = self._direct_regions(level, origins, size, region_tiles, step, uses, out)
+            self._ensure(level, list(uses), {tile: out[i] for tile, i in direct.items()}, factor)
             painted = set(direct.values())
-            for i in range(start, stop):
+            for i in step:
                 if i not in painted:
-                    self._paint(level, *origins[i], out[i])
+                    self._paint(level, *origins[i], out[i], factor)
             start = stop
-        return out
 
     def _direct_regions(
         self,
         level: int,
         origins: list[tuple[int, int]],
         size: tuple[int, int],
-        region_tiles: list[Sequence[int]],
-        step: range,
+        region_tiles: dict[int, Sequence[int]],
+        step: Sequence[int],
         uses: dict[int, int],
         out: np.ndarray,
     ) -> dict[int, int]:
@@ -498,9 +602,60 @@ class TiffTileReader(SlideReader):
             inside = x + size[0] <= lv.width and y + size[1] <= lv.height
             if x >= 0 and y >= 0 and x % lv.tile_width == 0 and y % lv.tile_height == 0 and inside:
                 tile = region_tiles[i][0]
-                if uses[tile] == 1 and (self._key, level, tile) not in self.cache:
+                if uses[tile] == 1 and self._cache_key(level, tile) not in self.cache:
                     direct[tile] = i
         return direct
+
+    # -- downscaled reads ------------------------------------------------------------------
+
+    def downscale_method(self, level: int, factor: int) -> str:
+        """ "jpeg-dct" where the level's tiles decode at 1/factor exactly as they do whole (checked
+        once per level on a real tile: colour space and tables included), else "area"."""
+        key = (level, factor)
+        method = self._methods.get(key)
+        if method is None:
+            method = self._methods[key] = "jpeg-dct" if self._dct_decodes(level, factor) else "area"
+        return method
+
+    def _dct_decodes(self, level: int, factor: int) -> bool:
+        lv = self._levels[level]
+        if factor not in DCT_FACTORS or lv.tile_width % factor or lv.tile_height % factor:
+            return False
+        if lv.jpeg_prefix is None or not _have_simplejpeg():
+            return False
+        written = np.flatnonzero(lv.counts > 0)
+        if len(written) == 0:
+            return False
+        index = int(written[np.argmax(lv.counts[written[:64]])])  # a tile with content
+        try:  # a read or decode failure here surfaces, with the slide named, when tiles are read
+            data = self._bytes.read([(int(lv.offsets[index]), int(lv.offsets[index] + lv.counts[index]))])[0]
+            whole = _decode_jpeg_scaled(lv.jpeg_prefix, data, (lv.tile_height, lv.tile_width, 3), None)
+            scaled = _decode_jpeg_scaled(lv.jpeg_prefix, data, lv.geometry(factor).tile_shape(), None)
+            reference = self._decode_one(lv, index, data, None)
+        except Exception:  # noqa: BLE001 - any decoder complaint: this level is averaged instead
+            return False
+        return scaled.shape == lv.geometry(factor).tile_shape() and np.array_equal(whole, reference)
+
+    def _read_regions_downscaled(
+        self, locations: np.ndarray, level: int, size: tuple[int, int], factor: int, out: np.ndarray
+    ) -> np.ndarray:
+        if self.downscale_method(level, factor) != "jpeg-dct":
+            return super()._read_regions_downscaled(locations, level, size, factor, out)
+        lv = self._levels[level]
+        origins = [self._level_origin(loc, level) for loc in locations]
+        # regions on the scaled pixel grid and inside the level's whole scaled pixels
+        inside_x, inside_y = lv.width // factor * factor, lv.height // factor * factor
+        scaled, whole = [], []
+        for i, (x, y) in enumerate(origins):
+            on_grid = x >= 0 and y >= 0 and x % factor == 0 and y % factor == 0
+            (scaled if on_grid and x + size[0] <= inside_x and y + size[1] <= inside_y else whole).append(i)
+        if scaled:
+            small = [(x // factor, y // factor) for x, y in origins]
+            self._read_steps(level, small, (size[0] // factor, size[1] // factor), out, scaled, factor)
+        if whole:  # regions crossing the border (edge="pad") or off the grid: full size, averaged
+            part = super()._read_regions_downscaled(locations[whole], level, size, factor, out[whole])
+            out[whole] = part
+        return out
 
     def close(self) -> None:  # decoded tiles stay in the process cache for the next reader
         self._bytes.close()

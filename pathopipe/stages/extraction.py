@@ -288,7 +288,8 @@ def prepare_features(
         )
     source = None
     if streaming:
-        spec = TileSpec(**{f: attrs["tile_spec"][f] for f in TileSpec.__dataclass_fields__})
+        stored = attrs["tile_spec"]  # stores from before "resample" existed were all "area"
+        spec = TileSpec(**{f: stored[f] for f in TileSpec.__dataclass_fields__ if f in stored})
         source = TileSource(
             attrs["source_path"], attrs["backend"], attrs["config"]["slide"]["assume_mpp"], spec,
             SlideConfig.model_validate(attrs["config"]["slide"]).reader_options(

@@ -31,7 +31,14 @@ from pathopipe.store import (
 )
 from pathopipe.store.layout import COORDS, TILES, TISSUE_FRACTION, open_store_array
 from pathopipe.store.shards import write_tiles
-from pathopipe.tiling import TileSpec, plan_grid, plan_tile_spec, read_tiles, tissue_fractions
+from pathopipe.tiling import (
+    TileSpec,
+    choose_resample,
+    plan_grid,
+    plan_tile_spec,
+    read_tiles,
+    tissue_fractions,
+)
 from pathopipe.tissue import detect_tissue
 
 logger = logging.getLogger(__name__)
@@ -125,6 +132,7 @@ def _store_attrs(job: SlideJob, reader_info: Any, spec: TileSpec, config: RunCon
         "read_level_downsample": spec.level_downsample,
         "read_size": spec.read_size,
         "resize_factor": spec.resize_factor,
+        "resample": spec.resample,
         "tile_size_level0": spec.tile_size_level0,
         "tile_spec": spec.to_dict(),
         "min_tissue_fraction": config.tiling.min_tissue_fraction,
@@ -173,6 +181,7 @@ def survey_slide(reader: Any, config: RunConfig) -> SlideSurvey:
         stride=tiling.stride,
         mpp_tolerance=tiling.mpp_tolerance,
     )
+    spec = choose_resample(reader, spec, tiling.resample)
     mask_downsample = max(1.0, config.tissue.mask_mpp / spec.mpp_level0)
     thumbnail, (dsx, dsy) = read_downsampled(reader, mask_downsample)
     t_thumb = time.perf_counter()

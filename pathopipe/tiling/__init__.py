@@ -15,12 +15,13 @@ import numpy as np
 
 from pathopipe.errors import TilingError
 from pathopipe.slide import SlideInfo, require_mpp
-from pathopipe.tiling._read import read_tile, read_tiles
+from pathopipe.tiling._read import choose_resample, read_tile, read_tiles
 from pathopipe.tiling._spec import TileSpec
 
 __all__ = [
     "TileGrid",
     "TileSpec",
+    "choose_resample",
     "plan_grid",
     "plan_tile_spec",
     "read_tile",
@@ -40,7 +41,9 @@ def plan_tile_spec(
     """Choose the level closest to but not coarser than ``target_mpp`` and the read size.
 
     A level within ``mpp_tolerance`` of the target is read as is; otherwise the read region
-    is resized (e.g. 0.5 µm/px from a 0.25 µm/px slide reads 448 px and halves it).
+    is resized (e.g. 0.5 µm/px from a 0.25 µm/px slide reads 448 px and halves it). A scale
+    within ``mpp_tolerance`` of a whole number is taken as that number (0.5 µm/px from a
+    0.2527 µm/px scan reads 448 px, not 443), like a level within tolerance is read as is.
     """
     mpp0 = require_mpp(info)
     stride = tile_size if stride is None else stride
@@ -55,8 +58,13 @@ def plan_tile_spec(
     level = max(levels, key=lambda i: info.level_downsamples[i])
     ds = info.level_downsamples[level]
     scale = target_mpp / (mpp0 * ds)  # read pixels per stored pixel
+    factor = round(scale)
     if abs(scale - 1) <= mpp_tolerance:
         read_size, read_stride = tile_size, stride
+    elif factor >= 2 and abs(scale / factor - 1) <= mpp_tolerance:
+        # a whole factor within tolerance (e.g. 0.5 µm/px from 0.2527): read exactly 2x, 3x...
+        # pixels, so resizing is a plain block average (and JPEG tiles can decode pre-scaled)
+        read_size, read_stride = tile_size * factor, stride * factor
     else:
         read_size = max(1, round(tile_size * scale))
         read_stride = max(1, round(stride * scale))

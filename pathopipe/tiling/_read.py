@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 
+from pathopipe.errors import TilingError
 from pathopipe.slide import SlideReader
-from pathopipe.tiling._spec import TileSpec
+from pathopipe.tiling._spec import Resample, TileSpec
 
 # regions read per step when tiles are resized: a few, so that the step's decoded source
 # tiles and its region buffer (~2.4 MB for 448 px regions) are still in the CPU caches when
@@ -19,6 +22,16 @@ def _resize(region: np.ndarray, spec: TileSpec, out: np.ndarray | None) -> np.nd
     return cv2.resize(region, (spec.tile_size, spec.tile_size), dst=out, interpolation=interpolation)
 
 
+def choose_resample(reader: SlideReader, spec: TileSpec, mode: str) -> TileSpec:
+    """``spec`` with the downsampling this reader will use: with ``mode`` "auto", "jpeg-dct" where
+    the shrink is a whole factor the backend decodes in the DCT domain; otherwise "area"."""
+    factor = spec.integer_factor
+    method: Resample = "area"
+    if mode == "auto" and factor is not None and reader.downscale_method(spec.level, factor) == "jpeg-dct":
+        method = "jpeg-dct"
+    return replace(spec, resample=method)
+
+
 def read_tile(
     reader: SlideReader, spec: TileSpec, x: int, y: int, *, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -26,6 +39,8 @@ def read_tile(
 
     With ``out``, the tile is written there (no extra copy) and returned.
     """
+    if spec.resample == "jpeg-dct":
+        return read_tiles(reader, spec, np.array([[x, y]]), out=None if out is None else out[None])[0]
     location, size = (int(x), int(y)), (spec.read_size, spec.read_size)
     if not spec.resize:
         return reader.read_region(location, spec.level, size, out=out)
@@ -46,6 +61,15 @@ def read_tiles(
     size = (spec.read_size, spec.read_size)
     if not spec.resize:
         return reader.read_regions(coords, spec.level, size, out=out)
+    if spec.resample == "jpeg-dct":
+        factor = spec.integer_factor
+        if factor is None or reader.downscale_method(spec.level, factor) != "jpeg-dct":
+            raise TilingError(
+                f"these tiles are cut with resample 'jpeg-dct' (JPEG tiles decoded at 1/{factor}), which "
+                f"the {reader.backend} backend cannot do for level {spec.level} of {reader.path!r}; "
+                "read the slide with backend 'tiff', or tile again with tiling.resample: area"
+            )
+        return reader.read_regions_downscaled(coords, spec.level, size, factor, out=out)
     buffer = np.empty((min(RESIZE_CHUNK, len(coords)), spec.read_size, spec.read_size, 3), np.uint8)
     for start in range(0, len(coords), RESIZE_CHUNK):
         part = coords[start : start + RESIZE_CHUNK]

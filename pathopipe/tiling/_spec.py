@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
+
+# how regions are downsampled to tiles: "area" averages the full-resolution region (any
+# backend); "jpeg-dct" decodes JPEG source tiles at 1/2, 1/4 or 1/8 scale (libjpeg-turbo's
+# DCT scaling, tiff backend) and assembles the region at the tile's resolution
+Resample = Literal["area", "jpeg-dct"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,15 @@ class TileSpec:
     read_size: int  # pixels of the level read
     read_stride: int  # pixels of the level read
     tile_size_level0: int  # the tile's side in level-0 pixels (rounded)
+    resample: Resample = "area"
+
+    @property
+    def integer_factor(self) -> int | None:
+        """Read pixels per stored pixel when that is a whole number above 1, else None."""
+        if self.read_size > self.tile_size and self.read_size % self.tile_size == 0:
+            if self.read_stride % (self.read_size // self.tile_size) == 0:
+                return self.read_size // self.tile_size
+        return None
 
     @property
     def resize(self) -> bool:

@@ -132,7 +132,8 @@ def test_tile_count_equals_independent_count_from_mask(jpeg_run):
     [
         (("tiling.target_mpp=0.25", "tiling.tile_size=256"), 0, 256),  # native, no resize
         (("tiling.target_mpp=1.0",), 1, 224),  # native level 1 (downsample 4.0018)
-        (("tiling.target_mpp=2.0", "tiling.tile_size=128"), 1, 256),  # from level 1, halved
+        # from level 1, halved by averaging (the default decodes pre-scaled: test below)
+        (("tiling.target_mpp=2.0", "tiling.tile_size=128", "tiling.resample=area"), 1, 256),
     ],
 )
 def test_zstd_tiles_identical_to_direct_reads(
@@ -149,6 +150,25 @@ def test_zstd_tiles_identical_to_direct_reads(
     picks = np.linspace(0, len(coords) - 1, min(len(coords), 25)).astype(int)
     for i in picks:
         np.testing.assert_array_equal(tiles[int(i)], _direct_read(aperio_slide.path, attrs, *coords[i]))
+
+
+def test_halved_tiles_decode_pre_scaled_by_default(tmp_path, dask_client, aperio_slide):
+    cfg = _config("store.codec=zstd", "tiling.min_tissue_fraction=0.25", "tiling.target_mpp=0.5")
+    result = tile_slides([aperio_slide.path], tmp_path, cfg, client=dask_client)
+    assert result.records[0].status == "done"
+    group = zarr.open_group(tmp_path / "slides" / "aperio.zarr", mode="r")
+    attrs = dict(group.attrs)
+    assert (attrs["resample"], attrs["tile_spec"]["resample"], attrs["read_size"]) == (
+        "jpeg-dct",
+        "jpeg-dct",
+        448,
+    )
+    tiles, coords = group["tiles"], group["coords"][:]
+    picks = np.linspace(0, len(coords) - 1, min(len(coords), 25)).astype(int)
+    got = np.stack([tiles[int(i)] for i in picks]).astype(np.int16)
+    expected = np.stack([_direct_read(aperio_slide.path, attrs, *coords[i]) for i in picks])
+    diff = np.abs(got - expected)
+    assert diff.mean() <= 0.5 and diff.max() <= 48  # the documented tolerance against averaging
 
 
 def test_bad_slides_fail_alone(tmp_path, dask_client, aperio_slide, corrupt_slide, not_a_slide, nompp_slide):

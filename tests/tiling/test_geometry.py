@@ -99,3 +99,14 @@ def test_tissue_fraction_is_the_exact_area():
     slow = np.array([_brute_force_fraction(mask, ds, x, y, size, 400) for x, y in coords])
     np.testing.assert_allclose(fast, slow, atol=0.01)
     assert tissue_fractions(np.ones((4, 4), bool), (1.0, 1.0), np.array([[2, 2]]), 4).item() == 0.25
+
+
+def test_a_scale_near_a_whole_number_reads_exactly_that_many_pixels():
+    spec = plan_tile_spec(_info(mpp=0.2527), target_mpp=0.5, tile_size=224)  # Aperio-like 40x
+    assert (spec.read_size, spec.read_stride, spec.integer_factor) == (448, 448, 2)
+    assert spec.effective_mpp == pytest.approx(0.5054)
+    one_level = _info(mpp=0.2527, dims=((40000, 30000),), ds=(1.0,))
+    spec = plan_tile_spec(one_level, target_mpp=1.0, tile_size=224, stride=112)
+    assert (spec.level, spec.read_size, spec.read_stride) == (0, 896, 448) and spec.integer_factor == 4
+    strict = plan_tile_spec(_info(mpp=0.2527), target_mpp=0.5, tile_size=224, mpp_tolerance=0.005)
+    assert strict.read_size == 443 and strict.integer_factor is None
