@@ -123,6 +123,10 @@ def main() -> None:
         "--decode-threads", type=int, default=1,
         help="slide.decode_threads per worker (1: one worker uses one core, as the bare loop)",
     )  # fmt: skip
+    parser.add_argument(
+        "--resample", default="auto", choices=["auto", "area"],
+        help="tiling.resample (auto: JPEG tiles decoded pre-scaled where the shrink is 2, 4 or 8)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -139,12 +143,14 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "repeat": args.repeat,
         "decode_threads": args.decode_threads,
+        "resample": args.resample,
         "statistic": "median of repeats",
         "runs": [],
     }
     for target in (float(t) for t in args.targets.split(",")):
         overrides = [f"tiling.target_mpp={target}", "tiling.tile_size=224", f"store.codec={args.codec}",
-                     f"slide.decode_threads={args.decode_threads}"]  # fmt: skip
+                     f"slide.decode_threads={args.decode_threads}",
+                     f"tiling.resample={args.resample}"]  # fmt: skip
         seconds: dict[str, list[float]] = {}
         for _ in range(args.repeat):  # interleaved, so drifting machine load hits every variant
             for n in workers:
@@ -171,6 +177,7 @@ def main() -> None:
             "tiles": n_tiles,
             "read_size": read_size,
             "read_level": attrs["read_level"],
+            "resample_used": attrs.get("resample"),
             "raw_source_tiles": raw_tiles,
             "seconds": seconds,
             "tiles_per_s": rate,
@@ -187,7 +194,8 @@ def main() -> None:
         results["runs"].append(row)
         print(
             f"\n== target {target} µm/px: {n_tiles} tiles of 224 px, read {read_size} px at level "
-            f"{row['read_level']} ({args.codec} tiles; median of {args.repeat})"
+            f"{row['read_level']}, resample {row['resample_used']} ({args.codec} tiles; "
+            f"median of {args.repeat})"
         )
         for name, value in rate.items():
             print(f"  {name:22s} {value:8.1f} tiles/s")

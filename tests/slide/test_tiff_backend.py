@@ -198,6 +198,11 @@ def test_reads_fsspec_urls(aperio_slide):
         np.testing.assert_array_equal(
             remote.read_region((0, 0), 2, (375, 250)), local.read_region((0, 0), 2, (375, 250))
         )
+        assert remote.downscale_method(0, 2) == "jpeg-dct"  # its probe reads a tile by range
+        np.testing.assert_array_equal(
+            remote.read_regions_downscaled(coords, 0, (448, 448), 2),
+            local.read_regions_downscaled(coords, 0, (448, 448), 2),
+        )
     fs.rm("/slides/a.svs")
 
 
