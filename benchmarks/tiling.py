@@ -177,7 +177,7 @@ def main() -> None:
             "tiles": n_tiles,
             "read_size": read_size,
             "read_level": attrs["read_level"],
-            "resample_used": attrs.get("resample"),
+            "resample_used": attrs.get("resample") if attrs["resize_factor"] != 1 else "none (no resize)",
             "raw_source_tiles": raw_tiles,
             "seconds": seconds,
             "tiles_per_s": rate,

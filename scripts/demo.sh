@@ -63,5 +63,6 @@ for store in sorted(Path(sys.argv[1], "slides").glob("*.zarr")):
     feats = g["features/timm-resnet18/features"] if "features/timm-resnet18" in g else None
     shape = "none" if feats is None else f"{feats.shape} {feats.dtype}"
     print(f"{store.name:28s} tiles {g['coords'].shape[0]:6d}  {a['tile_size']} px @ {a['effective_mpp']:.3f} um/px "
-          f"from level {a['read_level']} (read {a['read_size']} px)  complete={a['complete']}  features {shape}")
+          f"from level {a['read_level']} (read {a['read_size']} px{', ' + a['resample'] if a['resize_factor'] != 1 else ''})  "
+          f"complete={a['complete']}  features {shape}")
 PY
