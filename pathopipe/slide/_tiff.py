@@ -168,8 +168,10 @@ def _decode_jpeg_scaled(
     if prefix is None or data[:2] != b"\xff\xd8":
         raise ValueError("not a JPEG tile of an RGB/YCbCr JPEG level")
     buffer = out if out is not None and out.shape == shape and out.flags.c_contiguous else None
+    # strict=False: libjpeg's warnings (e.g. a tile cut short) pass, as they do in imagecodecs'
+    # full-size decode, so both resample modes accept and refuse the same tiles
     return simplejpeg.decode_jpeg(prefix + data[2:], colorspace="RGB", min_height=shape[0],
-                                  min_width=shape[1], buffer=buffer)  # fmt: skip
+                                  min_width=shape[1], buffer=buffer, strict=False)  # fmt: skip
 
 
 def _coalesce(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:

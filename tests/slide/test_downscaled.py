@@ -149,3 +149,21 @@ def test_tiles_follow_the_resample_in_the_spec(aperio_slide):
         _within_tolerance(read_tiles(tiff, dct, coords), read_tiles(ops, area, coords))
         with pytest.raises(TilingError, match="resample: area"):
             read_tiles(ops, dct, coords)
+
+
+def test_a_tile_cut_short_decodes_in_both_modes():
+    """libjpeg's warnings pass in both decoders, so both resample modes accept the same tiles."""
+    import imagecodecs
+
+    from pathopipe.slide._tiff import _decode_jpeg_scaled, _jpeg_prefix
+
+    rng = np.random.default_rng(0)
+    data = imagecodecs.jpeg8_encode((rng.random((256, 256, 3)) * 255).astype(np.uint8), level=90)
+    cut = data[: len(data) * 3 // 4]
+    prefix = _jpeg_prefix(None, (None, 2))
+    assert imagecodecs.jpeg8_decode(cut).shape == (256, 256, 3)
+    assert _decode_jpeg_scaled(prefix, cut, (128, 128, 3), None).shape == (128, 128, 3)
+    whole = _decode_jpeg_scaled(prefix, data, (256, 256, 3), None)
+    np.testing.assert_array_equal(whole, imagecodecs.jpeg8_decode(data))
+    with pytest.raises(ValueError, match="not a JPEG"):
+        _decode_jpeg_scaled(prefix, b"\0" * 64 + data[64:], (128, 128, 3), None)

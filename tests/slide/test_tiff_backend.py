@@ -181,7 +181,10 @@ def test_a_corrupt_tile_names_the_file_and_tile(tmp_path, aperio_slide):
         slide.read_region((0, 0), 0, (512, 512))  # other tiles read fine
         with pytest.raises(SlideReadError, match=f"source tile {index}") as caught:
             slide.read_regions([(10 * 256 + 5, 8 * 256 + 5)], 0, (100, 100))
-    assert str(path) in str(caught.value)
+        assert slide.downscale_method(0, 2) == "jpeg-dct"  # decoded pre-scaled: the same error
+        with pytest.raises(SlideReadError, match=f"source tile {index}") as scaled:
+            slide.read_regions_downscaled([(10 * 256 + 4, 8 * 256 + 4)], 0, (200, 200), 2)
+    assert str(path) in str(caught.value) and str(path) in str(scaled.value)
 
 
 def test_reads_fsspec_urls(aperio_slide):
