@@ -167,3 +167,31 @@ def test_a_tile_cut_short_decodes_in_both_modes():
     np.testing.assert_array_equal(whole, imagecodecs.jpeg8_decode(data))
     with pytest.raises(ValueError, match="not a JPEG"):
         _decode_jpeg_scaled(prefix, b"\0" * 64 + data[64:], (128, 128, 3), None)
+
+
+def test_threads_mixing_scaled_and_full_reads_share_a_small_cache_safely(aperio_slide):
+    """Scaled and full-size tiles live in one process cache under their own keys; a 2 MiB cache
+    evicts and recycles memory of both shapes constantly, and every region must still be right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(7)
+    jobs = [(rng.integers(0, 2500, (30, 2)) * 2, k % 2 == 0) for k in range(6)]
+
+    def read(slide, coords, scaled):
+        if scaled:
+            return slide.read_regions_downscaled(coords, 0, (400, 400), 2)
+        return slide.read_regions(coords, 0, (300, 300))
+
+    with open_slide(aperio_slide.path, backend="tiff") as slide:
+        expected = [read(slide, *job) for job in jobs]
+
+    def work(job):
+        options = {"tiff": {"cache_mb": 2, "threads": 2}}
+        with open_slide(aperio_slide.path, backend="tiff", options=options) as slide:
+            return read(slide, *job)
+
+    clear_caches()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, jobs))
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
