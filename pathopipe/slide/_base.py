@@ -113,6 +113,12 @@ def info_from_handle(
     )
 
 
+# regions read per step when they are resized: a few, so that the step's decoded source tiles
+# and its region buffer (~2.4 MB for 448 px regions) are still in the CPU caches when they are
+# copied and resized (32 regions made ~19 MB round trips to memory: 8 % slower)
+RESIZE_STEP = 4
+
+
 class SlideReader(abc.ABC):
     """An open slide. Not picklable: open it where it is used (each worker/thread)."""
 
@@ -249,17 +255,36 @@ class SlideReader(abc.ABC):
     def _read_regions_downscaled(
         self, locations: np.ndarray, level: int, size: tuple[int, int], factor: int, out: np.ndarray
     ) -> np.ndarray:
-        """Full-resolution regions, a few at a time (they stay in the CPU caches), area-averaged."""
+        shrunk = (size[0] // factor, size[1] // factor)
+        return self.read_regions_resized(locations, level, size, shrunk, out=out)
+
+    def read_regions_resized(
+        self,
+        locations: np.ndarray | list[tuple[int, int]],
+        level: int,
+        size: tuple[int, int],
+        out_size: tuple[int, int],
+        *,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Regions of ``size`` pixels of ``level`` resized to ``out_size`` (w, h): read at full
+        resolution a few at a time, then area-averaged (bilinear when enlarging)."""
         import cv2
 
-        step = 4
-        buffer = np.empty((min(step, len(locations)), size[1], size[0], 3), np.uint8)
-        for start in range(0, len(locations), step):
-            part = locations[start : start + step]
+        locations = np.asarray(locations, dtype=np.int64).reshape(-1, 2)
+        shape = (len(locations), out_size[1], out_size[0], 3)
+        if out is None:
+            out = np.empty(shape, dtype=np.uint8)
+        elif out.shape != shape or out.dtype != np.uint8:
+            raise ValueError(f"out must be {shape} uint8, got {out.shape}")
+        shrink = size[0] > out_size[0]
+        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        buffer = np.empty((min(RESIZE_STEP, len(locations)), size[1], size[0], 3), np.uint8)
+        for start in range(0, len(locations), RESIZE_STEP):
+            part = locations[start : start + RESIZE_STEP]
             regions = self.read_regions(part, level, size, out=buffer[: len(part)])
             for i, region in enumerate(regions):
-                cv2.resize(region, (size[0] // factor, size[1] // factor), dst=out[start + i],
-                           interpolation=cv2.INTER_AREA)  # fmt: skip
+                cv2.resize(region, out_size, dst=out[start + i], interpolation=interpolation)
         return out
 
     @abc.abstractmethod

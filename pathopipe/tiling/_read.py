@@ -4,22 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import cv2
 import numpy as np
 
 from pathopipe.errors import TilingError
 from pathopipe.slide import SlideReader
 from pathopipe.tiling._spec import Resample, TileSpec
-
-# regions read per step when tiles are resized: a few, so that the step's decoded source
-# tiles and its region buffer (~2.4 MB for 448 px regions) are still in the CPU caches when
-# they are copied and resized (32 regions made ~19 MB round trips to memory: 8 % slower)
-RESIZE_CHUNK = 4
-
-
-def _resize(region: np.ndarray, spec: TileSpec, out: np.ndarray | None) -> np.ndarray:
-    interpolation = cv2.INTER_AREA if spec.read_size > spec.tile_size else cv2.INTER_LINEAR
-    return cv2.resize(region, (spec.tile_size, spec.tile_size), dst=out, interpolation=interpolation)
 
 
 def choose_resample(reader: SlideReader, spec: TileSpec, mode: str) -> TileSpec:
@@ -39,12 +28,7 @@ def read_tile(
 
     With ``out``, the tile is written there (no extra copy) and returned.
     """
-    if spec.resample == "jpeg-dct":
-        return read_tiles(reader, spec, np.array([[x, y]]), out=None if out is None else out[None])[0]
-    location, size = (int(x), int(y)), (spec.read_size, spec.read_size)
-    if not spec.resize:
-        return reader.read_region(location, spec.level, size, out=out)
-    return _resize(reader.read_region(location, spec.level, size), spec, out)
+    return read_tiles(reader, spec, np.array([[x, y]]), out=None if out is None else out[None])[0]
 
 
 def read_tiles(
@@ -70,10 +54,4 @@ def read_tiles(
                 "read the slide with backend 'tiff', or tile again with tiling.resample: area"
             )
         return reader.read_regions_downscaled(coords, spec.level, size, factor, out=out)
-    buffer = np.empty((min(RESIZE_CHUNK, len(coords)), spec.read_size, spec.read_size, 3), np.uint8)
-    for start in range(0, len(coords), RESIZE_CHUNK):
-        part = coords[start : start + RESIZE_CHUNK]
-        regions = reader.read_regions(part, spec.level, size, out=buffer[: len(part)])
-        for i, region in enumerate(regions):
-            _resize(region, spec, out[start + i])
-    return out
+    return reader.read_regions_resized(coords, spec.level, size, (spec.tile_size, spec.tile_size), out=out)
