@@ -12,6 +12,9 @@ one run:
     preprocessing and batching with the ``noop`` model, in tiles/s per core, next to a bare
     loop decoding the same JPEG tiles from memory with imagecodecs.
 
+(c') the same read + decode + batch, and the bare loop, on ``--threads`` decode threads: what
+     feeds a GPU (GPU workers decode each batch on several threads).
+
 (b) runs twice: from the stored tiles, and in streaming mode (the slide tiled with
 ``store.codec=none``, tiles read straight from the slide by the extraction tasks).
 
@@ -86,7 +89,7 @@ def build_model(settings: ExtractionSettings) -> None:
 
 
 def pipeline(
-    out: Path, name: str, batch: int, threads: int, device: str, precision: str
+    out: Path, name: str, batch: int, threads: int, device: str, precision: str, decode_threads: int = 0
 ) -> tuple[float, float]:
     settings = ExtractionSettings(
         model=resolve_model(name),
@@ -95,6 +98,7 @@ def pipeline(
         batch_size=batch,
         torch_threads=threads,
         gpu_resource=False,  # one local worker that sees the device
+        decode_threads=decode_threads,  # 0: pathopipe's default (1 on CPU, cores - 1 on CUDA)
     )
     with local_client(ClusterConfig(n_workers=1, threads_per_worker=1, dashboard=False)) as client:
         t0 = time.perf_counter()
@@ -129,6 +133,29 @@ def data_path(tiles_array: zarr.Array, batch: int) -> tuple[float, float]:
         b = min(n, a + batch)
         read_tiles(tiles_array, a, b, out=buffers[i % 2][: b - a])
     return full, n / (time.perf_counter() - t0)
+
+
+def data_path_threads(tiles_array: zarr.Array, batch: int, threads: int) -> float:
+    """Tiles/s of read + decode + batch with each batch decoded on ``threads`` threads."""
+    n = tiles_array.shape[0]
+    buffers = batch_buffers((batch, *tiles_array.shape[1:]))
+    t0 = time.perf_counter()
+    for i, a in enumerate(range(0, n, batch)):
+        b = min(n, a + batch)
+        read_tiles(tiles_array, a, b, out=buffers[i % 2][: b - a], threads=threads)
+    return n / (time.perf_counter() - t0)
+
+
+def bare_decode_threads(encoded: list[bytes], threads: int) -> float:
+    """The bare decode loop split into ``threads`` contiguous parts decoded at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    step = -(-len(encoded) // threads)
+    parts = [encoded[i : i + step] for i in range(0, len(encoded), step)]
+    with ThreadPoolExecutor(threads) as pool:
+        t0 = time.perf_counter()
+        list(pool.map(lambda part: [imagecodecs.jpeg8_decode(data) for data in part], parts))
+        return len(encoded) / (time.perf_counter() - t0)
 
 
 def streaming_path(streaming_out: Path, batch: int) -> float:
@@ -192,6 +219,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--target-mpp", type=float, default=0.5, help="tiling resolution (more tiles: 0.25)")
     parser.add_argument("--repeat", type=int, default=1, help="interleaved repeats per model (median)")
+    parser.add_argument("--decode-threads", type=int, default=0, help="features.decode_threads (0: auto)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--only-data-path", action="store_true", help="skip the models, measure (c) only")
     args = parser.parse_args()
@@ -232,6 +260,9 @@ def main() -> None:
         path_rate, cpu_side, bare, stream_rate = (
             float(np.median(column)) for column in zip(*rates, strict=True)
         )
+        threaded_runs = [(data_path_threads(tiles_array, args.batch_size, args.threads),
+                          bare_decode_threads(chunks, args.threads)) for _ in range(3)]  # fmt: skip
+        threaded, bare_threaded = (float(np.median(column)) for column in zip(*threaded_runs, strict=True))
         for name in [] if args.only_data_path else args.models.split(","):
             runs: dict[str, list[float]] = {"alone": [], "stored": [], "streaming": [], "build": []}
             for _ in range(args.repeat):  # interleaved, so drifting machine load hits every variant
@@ -239,14 +270,22 @@ def main() -> None:
                 runs["alone"].append(
                     model_alone(name, tiles, args.batch_size, args.threads, args.device, args.precision)
                 )
-                piped, build = pipeline(out, name, args.batch_size, args.threads, args.device, args.precision)
+                piped, build = pipeline(
+                    out, name, args.batch_size, args.threads, args.device, args.precision, args.decode_threads
+                )
                 runs["stored"].append(piped)
                 runs["build"].append(build)
                 wait_for_quiet()
                 runs["streaming"].append(
-                    pipeline(streaming_out, name, args.batch_size, args.threads, args.device, args.precision)[
-                        0
-                    ]
+                    pipeline(
+                        streaming_out,
+                        name,
+                        args.batch_size,
+                        args.threads,
+                        args.device,
+                        args.precision,
+                        args.decode_threads,
+                    )[0]
                 )
             alone, piped, streamed, build = (
                 float(np.median(runs[k])) for k in ("alone", "stored", "streaming", "build")
@@ -273,6 +312,11 @@ def main() -> None:
             "ratio_cpu_side": cpu_side / bare,
             "streaming_read_preprocess_per_core": stream_rate,
             "runs": rates,
+            "threads": args.threads,
+            "read_decode_batch_threaded": threaded,
+            "bare_decode_threaded": bare_threaded,
+            "ratio_threaded": threaded / bare_threaded,
+            "runs_threaded": threaded_runs,
         }
         print(f"  (c) data path, noop model, 1 thread, median of 3: {path_rate:7.1f} tiles/s (read, decode, "
               f"batch, "
@@ -280,6 +324,10 @@ def main() -> None:
               f"GPU node); bare JPEG decode {bare:7.1f} tiles/s; ratios {path_rate / bare:.2f} and "
               f"{cpu_side / bare:.2f}; streaming (read from the slide + preprocess) {stream_rate:7.1f} "
               f"tiles/s")  # fmt: skip
+        print(f"  (c') on {args.threads} decode threads, median of 3: read, decode, batch {threaded:7.1f} "
+              f"tiles/s "
+              f"({threaded / args.threads:.1f} per thread); bare JPEG decode {bare_threaded:7.1f} tiles/s; "
+              f"ratio {threaded / bare_threaded:.2f}")  # fmt: skip
     finally:
         shutil.rmtree(out, ignore_errors=True)
     if args.json:

@@ -231,6 +231,13 @@ class FeaturesConfig(_Model):
         None, ge=1, le=1024, description="torch threads per worker (default: cores / workers)"
     )
     compile: bool = Field(False, description="torch.compile the models")
+    decode_threads: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="tile decode threads per extraction task (0: 1 on CPU, where the models hold every "
+        "core; on CUDA the worker's cores per GPU less one, at most 16)",
+    )
 
 
 class RunConfig(_Model):

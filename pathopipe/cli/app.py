@@ -531,6 +531,10 @@ def extract(
         int | None, typer.Option(help="torch threads per worker (default: cores / workers)")
     ] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
+    decode_threads: Annotated[
+        int,
+        typer.Option(min=0, max=64, help="tile decode threads per task (0: 1 on CPU, cores/GPU - 1 on CUDA)"),
+    ] = 0,
     force: Annotated[bool, typer.Option(help="recompute complete features")] = False,
     progress: Annotated[bool, typer.Option(help="show live progress")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -562,6 +566,7 @@ def extract(
                 device=device,
                 torch_threads=threads or max(1, (os.cpu_count() or 1) // n_workers),
                 compile=compile_model,
+                decode_threads=decode_threads,
             )
             for name in model
         ]

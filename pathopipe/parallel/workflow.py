@@ -55,6 +55,7 @@ def extraction_settings(config: RunConfig, *, gpu_workers: bool = False) -> tupl
             torch_threads=threads,
             compile=f.compile,
             gpu_resource=on_gpu,
+            decode_threads=f.decode_threads,
         )
         for name in f.models
     )

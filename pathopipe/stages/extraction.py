@@ -53,6 +53,7 @@ class ExtractionSettings:
     compile: bool = False
     weights_sha256: str | None = None  # filled in by the client for file weights
     gpu_resource: bool | None = None  # tasks require Dask resource GPU=1 (None: when device is cuda)
+    decode_threads: int = 0  # tile decode threads per task (0: 1 on CPU, auto_decode_threads() on CUDA)
 
     def needs_gpu_resource(self) -> bool:
         return self.gpu_resource if self.gpu_resource is not None else self.device.startswith("cuda")
@@ -125,12 +126,16 @@ class TileSource:
     spec: TileSpec
     reader_options: dict[str, dict[str, Any]] | None = field(default=None, repr=False)  # may hold credentials
 
+    def with_threads(self, threads: int) -> TileSource:
+        """The same source decoding a batch on ``threads`` threads (tiff backend)."""
+        options = {name: dict(values) for name, values in (self.reader_options or {}).items()}
+        options.setdefault("tiff", {})["threads"] = threads
+        return replace(self, reader_options=options)
+
     def single_threaded(self) -> TileSource:
         """The same source decoding on one thread: beside a model that keeps every CPU core
         busy, more decode threads only contend with the model's threads."""
-        options = {name: dict(values) for name, values in (self.reader_options or {}).items()}
-        options.setdefault("tiff", {})["threads"] = 1
-        return replace(self, reader_options=options)
+        return self.with_threads(1)
 
     def read(self, coords: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         reader = cached_slide(
@@ -173,6 +178,7 @@ class FeatureResult:
     bytes_written: int = 0
     threads: int = 1
     gpu_peak_memory_bytes: int = 0  # CUDA: torch's peak allocation during the task
+    decode_threads: int = 1
 
     @property
     def n_tiles(self) -> int:
@@ -323,12 +329,41 @@ def prefetch_pool() -> ThreadPoolExecutor:
     return pool
 
 
-def batch_buffers(shape: tuple[int, ...]) -> list[np.ndarray]:
-    """Two uint8 batch buffers of ``shape`` for this thread, reused across tasks."""
+def batch_buffers(shape: tuple[int, ...], *, pinned: bool = False) -> list[np.ndarray]:
+    """Two uint8 batch buffers of ``shape`` for this thread, reused across tasks.
+
+    ``pinned`` (CUDA): in page-locked memory, so tiles are decoded straight into memory the
+    GPU copies from (no staging copy per batch).
+    """
     cached = getattr(_BUFFERS, "pair", None)
-    if cached is None or cached[0].shape != shape:
-        cached = _BUFFERS.pair = [np.empty(shape, dtype=np.uint8) for _ in range(2)]
+    if cached is None or cached[0].shape != shape or getattr(_BUFFERS, "pinned", False) != pinned:
+        if pinned:
+            import torch
+
+            cached = [torch.empty(shape, dtype=torch.uint8, pin_memory=True).numpy() for _ in range(2)]
+        else:
+            cached = [np.empty(shape, dtype=np.uint8) for _ in range(2)]
+        _BUFFERS.pair, _BUFFERS.pinned = cached, pinned
     return cached
+
+
+def auto_decode_threads() -> int:
+    """Decode threads of a task on a GPU worker: this process's CPU cores shared among the
+    node's GPUs, less one for the thread driving the model (at most 16). One core decodes
+    ~2,500 224 px JPEG tiles/s; an H200 runs ResNet-50 at over 10,000."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(16, cores // max(1, torch.cuda.device_count()) - 1))
+
+
+def decode_threads(models: tuple[ExtractionSettings, ...], on_cuda: bool) -> int:
+    """Threads decoding each batch: the models' setting, or 1 on CPU (the models hold every
+    core) and ``auto_decode_threads()`` on CUDA (the CPU must keep the GPU fed)."""
+    asked = max((settings.decode_threads for settings in models), default=0)
+    if asked:
+        return asked
+    return auto_decode_threads() if on_cuda else 1
 
 
 def task_batches(
@@ -358,24 +393,25 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
         torch.cuda.reset_peak_memory_stats(cuda)
     batch_size = min(settings.batch_size for settings in plan.models)
     batches = task_batches(start, stop, batch_size, short_first=not any(e.compiled for e in extractors))
+    threads = decode_threads(plan.models, cuda is not None)
     source = plan.source
     if source is not None:
         coords = np.asarray(open_store_array(plan.job.store, COORDS, plan.job.storage_options)[start:stop])
         tile_size = source.spec.tile_size
-        if cuda is None:  # the models hold every core: decode on one thread
-            source = source.single_threaded()
+        source = source.with_threads(threads)
     else:
         tiles = open_store_array(plan.job.store, TILES, plan.job.storage_options)
         tile_size = int(tiles.shape[1])
-    # two batch buffers, alternating: the next batch decodes into one while the models read the other
-    buffers = batch_buffers((batch_size, tile_size, tile_size, 3))
+    # two batch buffers, alternating: the next batch decodes into one while the models read the
+    # other (the models' calls return host arrays, so a GPU is done copying a buffer when reused)
+    buffers = batch_buffers((batch_size, tile_size, tile_size, 3), pinned=cuda is not None)
 
     def read(i: int) -> np.ndarray:
         a, b = batches[i]
         out = buffers[i % 2][: b - a]
         if source is not None:
             return source.read(coords[a - start : b - start], out=out)
-        return read_tiles(tiles, a, b, out=out)
+        return read_tiles(tiles, a, b, out=out, threads=threads)
 
     outs = [np.empty((stop - start, dim), dtype=np.float32) for dim in plan.dims]
     waited = modelled = 0.0
@@ -408,7 +444,7 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     peak = int(torch.cuda.max_memory_allocated(cuda)) if cuda is not None else 0
     return FeatureResult(plan.job.slide_id, start, stop, waited, modelled, time.perf_counter() - t2,
                          device=device, bytes_written=written, threads=torch.get_num_threads(),
-                         gpu_peak_memory_bytes=peak)  # fmt: skip
+                         gpu_peak_memory_bytes=peak, decode_threads=threads)  # fmt: skip
 
 
 def finish_features(plan: FeaturePlan, results: list[FeatureResult]) -> dict[str, Any]:
@@ -420,6 +456,7 @@ def finish_features(plan: FeaturePlan, results: list[FeatureResult]) -> dict[str
         "seconds_models": sum(r.model_seconds for r in results),
         "seconds_write": sum(r.write_seconds for r in results),
         "models_in_pass": [settings.model.key for settings in plan.models],
+        "decode_threads": max((r.decode_threads for r in results), default=1),
         "worker_pids": sorted({r.worker_pid for r in results}),
         "warnings": list(plan.warnings),
     }

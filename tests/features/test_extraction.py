@@ -167,6 +167,15 @@ def test_streaming_from_the_slide_equals_stored_zstd_tiles(tmp_path, dask_client
     np.testing.assert_array_equal(
         a["features/timm-resnet18/features"][:], b["features/timm-resnet18/features"][:]
     )
+    # decoding each batch on several threads (GPU workers' default) changes nothing
+    reference = a["features/timm-resnet18/features"][:]
+    for out in (stored, streamed):
+        threaded = _settings(feature_dtype="float32", decode_threads=3)
+        result = extract_features(out, threaded, client=dask_client, force=True)
+        assert result.records[0].status == "done"
+        features = zarr.open_group(out / "slides" / "generic.zarr" / "features" / "timm-resnet18", mode="r")
+        assert features.attrs["decode_threads"] == 3
+        np.testing.assert_array_equal(features["features"][:], reference)
 
 
 def test_gpu_tasks_run_only_on_workers_offering_gpu(tiled_out):
