@@ -51,6 +51,11 @@ for store in sorted(Path(sys.argv[1], "slides").glob("*.zarr")):
         g = zarr.open_group(store / "features" / key, mode="r")
         print(store.name, key, g["features"].shape, "pids", g.attrs["worker_pids"],
               "s_models", round(g.attrs["seconds_models"], 2), "s_wait_tiles", round(g.attrs["seconds_wait_tiles"], 2))
+import pandas as pd
+metrics = pd.read_parquet(Path(sys.argv[1], "metrics.parquet"))
+work = metrics[metrics["role"] == "work"]
+print("work tasks per stage, device and worker pid (features on the GPU worker only, tiles on the others):")
+print(work.groupby(["stage", "device", "pid"]).size().to_string())
 PY
 kill %1 %2 %3 2>/dev/null || true
 exit $rc

@@ -194,6 +194,7 @@ class FeatureResult:
         return {
             "tiles": self.n_tiles,
             "device": self.device,
+            "threads": self.threads,  # torch's: the cores a CPU task holds (core-seconds in the report)
             "bytes_written": self.bytes_written,
             "steps": steps,
             # the model calls return host arrays, so each one ends when the GPU is done with it
