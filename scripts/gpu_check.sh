@@ -4,7 +4,9 @@
 #     random weights, bf16, batch 256, 3,878 tiles at 0.25 µm/px;
 #  2. `pathopipe run workflows/multi-model.yaml` on 4 generated slides with a scheduler, one
 #     GPU worker (--resources GPU=1) and CPU workers (--resources CPU=1) for the tiling, through
-#     the `address` profile: extraction must land on the GPU worker, tiling on the CPU ones.
+#     the `address` profile: extraction must land on the GPU worker, tiling on the CPU ones;
+#  3. `pathopipe extract --device cuda` on the same stores: a local dask-cuda cluster
+#     (LocalCUDACluster, the `[gpu]` extra; carried as a wheel) that pathopipe starts itself.
 # Figures go to stdout and, as JSON, to $OUT (or the current folder).
 #
 # Where the machine has no network (the lent H200), run scripts/gpu_wheels.sh here first and
@@ -58,4 +60,8 @@ print("work tasks per stage, device and worker pid (features on the GPU worker o
 print(work.groupby(["stage", "device", "pid"]).size().to_string())
 PY
 kill %1 %2 %3 2>/dev/null || true
+echo "== 3. pathopipe extract --device cuda on a local dask-cuda cluster"
+$PY -m pathopipe extract "$work/out" --model timm/resnet50 --device cuda --precision bf16 --batch-size 256 \
+  --no-progress || rc=$?
+cp "$work/out/features-timm-resnet50.csv" "$RESULTS/gpu-extract-local-cuda.csv" 2>/dev/null || true
 exit $rc

@@ -11,6 +11,7 @@ packages=(
   dask==2026.8.0 distributed==2026.8.0 partd==1.4.2 locket==1.0.0 tblib==3.2.2 zict==3.0.0 tornado==6.6.1
   openslide-python==1.4.7 openslide-bin==4.0.1.2 tiffslide==3.0.1 imagecodecs==2026.3.6
   simplejpeg==1.9.0 google-crc32c==1.9.0
+  dask-cuda==26.10.0  # its rapids-dask-dependency (a pin of dask) is left out: dask_cuda never imports it
   pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
 )
 for pkg in "${packages[@]}"; do

@@ -110,9 +110,15 @@ def test_ctrl_c_stops_the_run_truthfully_and_a_rerun_finishes(tmp_path, dask_cli
     # a terminal's Ctrl-C reaches the whole process group: the client and its worker processes
     command = [sys.executable, "-m", "pathopipe", "run", str(workflow), "--slides", str(slides),
                "--out", str(out), "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    # a shell's `command &` starts the test run with SIGINT ignored, which children inherit;
+    # a terminal's run has it at its default (an installed handler is reset to it on exec)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     _wait_for_a_done_slide(proc, out)
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
