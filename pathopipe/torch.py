@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from pathopipe.loader import Cohort, Run, open_run
 from pathopipe.store.layout import COORDS, TILES, check_codecs, open_store_array
+from pathopipe.store.shards import read_tiles
 
 __all__ = ["FeatureBagDataset", "TileDataset", "read_labels"]
 
@@ -172,7 +173,8 @@ class TileDataset(Dataset):
         slide = int(np.searchsorted(self.offsets, item, side="right") - 1)
         row = item - int(self.offsets[slide])
         store = self.stores[slide]
-        tile = self._array(f"{store}/{TILES}")[row]  # zarr reads just this tile's bytes of the shard
+        # just this tile's bytes of the shard: its index entry, then its range (3x zarr's a[row])
+        tile = read_tiles(self._array(f"{store}/{TILES}"), row, row + 1)[0]
         coords = self._array(f"{store}/{COORDS}")[row]
         image = (
             self.transform(tile) if self.transform else torch.from_numpy(tile).permute(2, 0, 1).contiguous()

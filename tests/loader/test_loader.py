@@ -176,6 +176,10 @@ def test_tile_dataset_yields_every_tile(run_dir):
     item = TileDataset(run_dir)[counts[0] + 2]  # the third tile of the second slide
     assert item["slide_id"] == "s1" and item["index"] == 2
     np.testing.assert_array_equal(item["image"].permute(1, 2, 0).numpy(), _raw(run_dir, "s1", "tiles")[2])
+    one = TileDataset(run_dir, slide_ids=["s1"], transform=lambda t: t)
+    np.testing.assert_array_equal(
+        np.stack([one[i]["image"] for i in range(len(one))]), _raw(run_dir, "s1", "tiles")
+    )
 
 
 def test_qc_pictures(run_dir):
