@@ -25,13 +25,13 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from pathopipe import storage
+from pathopipe._threads import decode_pool
 from pathopipe.slide._base import BACKGROUND_VALUE, SlideReader, info_from_handle
 from pathopipe.slide._registry import slide_backends
 
@@ -45,18 +45,6 @@ COALESCE_MAX = 16 << 20
 DCT_FACTORS = (2, 4, 8)  # scales libjpeg decodes in the DCT domain that we use
 _ADOBE = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00"  # APP14, + the transform byte
 _JCS_RGB, _JCS_YCBCR = 2, 3  # libjpeg colour spaces (imagecodecs' JPEG8.CS values)
-
-_pools: dict[int, ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
-
-
-def _decode_pool(threads: int) -> ThreadPoolExecutor:
-    """A process-wide pool per size, made on first use (in the worker process that decodes)."""
-    with _pools_lock:
-        pool = _pools.get(threads)
-        if pool is None:
-            pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="pathopipe-tiff")
-        return pool
 
 
 def default_threads() -> int:
@@ -293,18 +281,19 @@ class TileCache:
 
 
 _caches: dict[int, TileCache] = {}
+_caches_lock = threading.Lock()
 
 
 def clear_caches() -> None:
     """Forget every decoded tile of this process (tests; freeing memory)."""
-    with _pools_lock:
+    with _caches_lock:
         for cache in _caches.values():
             cache.clear()
 
 
 def shared_cache(max_bytes: int) -> TileCache:
     """This process's tile cache of ``max_bytes`` (made on first use, in the worker)."""
-    with _pools_lock:
+    with _caches_lock:
         cache = _caches.get(max_bytes)
         if cache is None:
             cache = _caches[max_bytes] = TileCache(max_bytes)
@@ -492,7 +481,7 @@ class TiffTileReader(SlideReader):
         if len(present) == 1 or self.threads == 1:
             tiles = [self._decode_one(lv, *job) for job in jobs]
         else:
-            tiles = list(_decode_pool(self.threads).map(lambda job: self._decode_one(lv, *job), jobs))
+            tiles = list(decode_pool(self.threads).map(lambda job: self._decode_one(lv, *job), jobs))
         self.decoded += len(present)
         for i, tile in zip(present, tiles, strict=True):
             if i in direct:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import google_crc32c
@@ -27,6 +25,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore
 
+from pathopipe._threads import decode_pool
 from pathopipe.store.codecs import JpegCodec, encode_jpeg
 
 EMPTY = 2**64 - 1
@@ -259,27 +258,13 @@ def _decode_all(
     decode: Callable[[memoryview, np.ndarray], None], work: list[tuple[memoryview, np.ndarray]], threads: int
 ) -> None:
     """Decode every (chunk, row) pair, on ``threads`` threads in contiguous runs of rows."""
-    if threads <= 1 or len(work) < 2:
-        for data, row in work:
-            decode(data, row)
-        return
 
     def run(part: list[tuple[memoryview, np.ndarray]]) -> None:
         for data, row in part:
             decode(data, row)
 
+    if threads <= 1 or len(work) < 2:
+        return run(work)
     n = min(threads, len(work))
     step = -(-len(work) // n)
     list(decode_pool(n).map(run, [work[i : i + step] for i in range(0, len(work), step)]))
-
-
-_POOLS: dict[int, ThreadPoolExecutor] = {}  # per process: decode threads by count, made on first use
-_POOLS_LOCK = threading.Lock()
-
-
-def decode_pool(threads: int) -> ThreadPoolExecutor:
-    """This process's pool of ``threads`` decode threads (shared by its task threads)."""
-    with _POOLS_LOCK:
-        if threads not in _POOLS:
-            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="pathopipe-tile-decode")
-        return _POOLS[threads]
