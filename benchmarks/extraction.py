@@ -42,10 +42,10 @@ import zarr
 from _slides import cached_slide
 
 from pathopipe.config import ClusterConfig, load_config
-from pathopipe.features import create_extractor, resolve_model
+from pathopipe.features import ExtractionSettings, create_extractor, resolve_model
 from pathopipe.parallel import local_client, tile_slides
 from pathopipe.parallel.extraction import extract_features
-from pathopipe.stages.extraction import ExtractionSettings, batch_buffers, get_extractor
+from pathopipe.stages._batches import batch_buffers, get_extractor
 from pathopipe.store.shards import read_tiles
 
 
@@ -161,8 +161,8 @@ def bare_decode_threads(encoded: list[bytes], threads: int) -> float:
 def streaming_path(streaming_out: Path, batch: int) -> float:
     """Tiles/s in one thread reading tiles from the slide as streaming extraction does (one
     decode thread, the store's geometry) and preprocessing them for the noop model."""
+    from pathopipe._process import reset as reset_process_state
     from pathopipe.parallel.extraction import jobs_from_out
-    from pathopipe.slide._tiff import clear_caches
     from pathopipe.stages.extraction import prepare_features
 
     torch.set_num_threads(1)
@@ -173,7 +173,7 @@ def streaming_path(streaming_out: Path, batch: int) -> float:
     coords = zarr.open_array(Path(job.store) / "coords", mode="r")[:]
     extractor = create_extractor("noop", device="cpu")
     buffer = np.empty((batch, source.spec.tile_size, source.spec.tile_size, 3), np.uint8)
-    clear_caches()  # cold, as a task on a new slide
+    reset_process_state()  # cold, as a task on a new slide
     t0 = time.perf_counter()
     for a in range(0, len(coords), batch):
         part = coords[a : a + batch]

@@ -18,11 +18,11 @@ import tempfile
 from pathlib import Path
 
 from pathopipe.config import ClusterConfig, load_config
+from pathopipe.fileio import total_bytes as store_bytes
 from pathopipe.output.metrics import read_metrics
 from pathopipe.parallel import local_client
 from pathopipe.parallel.plan import plan_workflow
 from pathopipe.parallel.workflow import run_workflow
-from pathopipe.stages.tiling import store_bytes
 from pathopipe.testing import write_synthetic_slide
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "forecast"

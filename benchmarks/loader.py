@@ -29,10 +29,11 @@ import zarr
 from torch.utils.data import DataLoader
 
 from pathopipe.config import StoreConfig
-from pathopipe.loader import COHORT, open_run, pack_run
+from pathopipe.loader import open_run, pack_run
+from pathopipe.loader.torch import FeatureBagDataset
+from pathopipe.output.layout import RunLayout
 from pathopipe.output.manifest import SlideRecord, write_manifest
 from pathopipe.store.layout import COORDS, SCHEMA_VERSION, TISSUE_FRACTION
-from pathopipe.torch import FeatureBagDataset
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 MODEL = "bench_vit"
@@ -96,7 +97,7 @@ def main() -> None:
             f"wrote {args.slides} slide stores, {rows:,} rows x {args.dim} "
             f"in {time.perf_counter() - t0:.0f} s"
         )
-    shutil.rmtree(out / COHORT, ignore_errors=True)
+    shutil.rmtree(out / RunLayout.COHORT, ignore_errors=True)
     t0 = time.perf_counter()
     pack_run(out)
     pack_s = time.perf_counter() - t0

@@ -24,14 +24,15 @@ from pathlib import Path
 from _slides import cached_slide
 
 from pathopipe.config import load_config
-from pathopipe.output.metrics import METRICS_NAME, read_metrics
+from pathopipe.output.layout import RunLayout
+from pathopipe.output.metrics import read_metrics
 from pathopipe.parallel.workflow import run_workflow
 
 SIZES = {"small": (20_000, 20_000), "large": (100_000, 80_000)}
 
 
 def peak_per_worker(out: Path) -> dict[int, int]:
-    table = read_metrics(out / METRICS_NAME)
+    table = read_metrics(RunLayout(out).metrics)
     peaks: dict[int, int] = {}
     for pid, rss in zip(table["pid"], table["peak_rss_bytes"], strict=True):
         peaks[int(pid)] = max(peaks.get(int(pid), 0), int(rss))

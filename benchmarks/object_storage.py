@@ -31,7 +31,7 @@ from pathlib import Path
 
 from _slides import cached_slide
 
-from pathopipe import storage
+from pathopipe import fileio
 from pathopipe.config import load_config
 from pathopipe.output.metrics import read_metrics
 from pathopipe.parallel import local_client
@@ -51,7 +51,7 @@ def timed_run(client, slides: str, out: str, cfg) -> tuple[float, int]:
 
 def get_latency(url: str, options: dict, size: int, n: int = 20, length: int = 50_000) -> float:
     """Mean seconds of one sequential ``length``-byte range GET on ``url``."""
-    fs, inner = storage.filesystem(url, options)
+    fs, inner = fileio.filesystem(url, options)
     rng = random.Random(0)
     t0 = time.perf_counter()
     for _ in range(n):
@@ -105,8 +105,8 @@ def main() -> None:
                               f"({tiles / seconds:,.0f} tiles/s)", flush=True)  # fmt: skip
             last = f"s3://bench/run-{args.repeat - 1}"
             table = read_metrics(f"{last}/metrics.parquet", server.storage_options)
-            store_bytes = storage.total_bytes(f"{last}/slides", server.storage_options)
-            fs, _ = storage.filesystem("s3://bench/", server.storage_options)
+            store_bytes = fileio.total_bytes(f"{last}/slides", server.storage_options)
+            fs, _ = fileio.filesystem("s3://bench/", server.storage_options)
             fs.pipe_file("bench/probe-1MB", bytes(1 << 20))
             latency = {
                 "slide_object": get_latency(f"s3://bench/slides/{slide.name}", server.storage_options,

@@ -79,11 +79,11 @@ def read_tiffslide(path: str, coords: np.ndarray, size: int, threads: int) -> fl
 def read_pathopipe_tiff(
     path: str, coords: np.ndarray, size: int, threads: int, resample: str = "auto"
 ) -> float:
+    from pathopipe._process import reset as reset_process_state
     from pathopipe.slide import open_slide
-    from pathopipe.slide._tiff import clear_caches
     from pathopipe.tiling import TileSpec, choose_resample, read_tiles
 
-    clear_caches()  # each measurement starts cold, as a new slide does
+    reset_process_state()  # each measurement starts cold, as a new slide does
 
     spec = TileSpec(tile_size=OUTPUT_TILE, stride=OUTPUT_TILE, target_mpp=0.25 * size / OUTPUT_TILE,
                     mpp_level0=0.25, level=0, level_downsample=1.0, read_size=size, read_stride=size,

@@ -7,18 +7,20 @@ Pass the resolved config explicitly to every stage; nothing reads a global setti
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
 import os
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
+from pathopipe._registry import did_you_mean
 from pathopipe.errors import ConfigError
-from pathopipe.tissue import OtsuTissueConfig
+from pathopipe.tissue import OtsuTissueConfig, TissueConfig
 
 __all__ = [
     "ClusterConfig",
@@ -52,6 +54,9 @@ class StorageConfig(_Model):
     block_size_mb: float = Field(
         1, gt=0, le=1024, description="block size of the read cache that parses slide headers over URLs (MiB)"
     )
+    lock_lease_s: float = Field(
+        60, gt=0, description="run lock on object storage: the lease a run renews every third of it (s)"
+    )
 
     def reader_options(self) -> dict[str, Any]:
         return {"storage_options": dict(self.options), "block_size": int(self.block_size_mb * (1 << 20))}
@@ -61,7 +66,7 @@ class SlideConfig(_Model):
     """How slides are opened."""
 
     backend: str = Field(
-        "auto", description="'auto' (tiff, then openslide, then tiffslide), or tiff, openslide, tiffslide"
+        "auto", description="'auto' (every slide backend by priority) or one backend (`pathopipe backends`)"
     )
     assume_mpp: float | None = Field(
         None, gt=0, le=100, description="µm/px used only for slides without resolution metadata"
@@ -93,12 +98,9 @@ class SlideConfig(_Model):
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        from pathopipe.slide import list_backends
+        from pathopipe.slide import slide_backends
 
-        allowed = ["auto", *list_backends()]
-        if value not in allowed:
-            raise ValueError(f"unknown backend {value!r}; allowed: {', '.join(allowed)}")
-        return value
+        return _known(slide_backends, value, also=("auto",))
 
 
 class TilingConfig(_Model):
@@ -133,8 +135,9 @@ class TilingConfig(_Model):
 class StoreConfig(_Model):
     """How tiles are stored."""
 
-    codec: Literal["jpeg", "zstd", "none"] = Field(
-        "jpeg", description="tile codec; 'none' stores no tile pixels"
+    codec: str = Field(
+        "jpeg",
+        description="tile codec (`pathopipe backends`): jpeg, lossless zstd, or 'none' (no tile pixels)",
     )
     jpeg_quality: int = Field(90, ge=1, le=100)
     jpeg_subsampling: Literal["444", "420"] = Field("444", description="chroma subsampling of JPEG tiles")
@@ -146,14 +149,18 @@ class StoreConfig(_Model):
         16, ge=1, le=4096, description="smaller shards (down to 32 tiles) so one slide spreads over workers"
     )
 
+    @field_validator("codec")
+    @classmethod
+    def _known_codec(cls, value: str) -> str:
+        from pathopipe.store.tile_codecs import tile_codecs
+
+        return _known(tile_codecs, value, choice=True)
+
     def shard_size(self, n_tiles: int) -> int:
         """Tiles per shard for a slide of ``n_tiles`` tiles."""
         wanted = -(-n_tiles // self.min_shards_per_slide)
         size = min(self.tiles_per_shard, max(wanted, min(32, self.tiles_per_shard)))
         return max(1, min(size, n_tiles))
-
-
-ClusterKind = Literal["local", "local-cuda", "slurm", "kubernetes", "address"]
 
 
 class SlurmConfig(_Model):
@@ -192,7 +199,7 @@ class KubernetesConfig(_Model):
 class ClusterConfig(_Model):
     """Where the Dask workers run: a profile kind plus its settings (``configs/clusters/``)."""
 
-    kind: ClusterKind = Field("local", description="which cluster to start or join")
+    kind: str = Field("local", description="which cluster to start or join (`pathopipe backends`)")
     n_workers: int | None = Field(
         None, ge=1, le=1024, description="local: worker processes (default: CPU cores)"
     )
@@ -211,8 +218,18 @@ class ClusterConfig(_Model):
     allowed_failures: int = Field(
         1, ge=0, le=10, description="a task may lose its worker this often before its slide fails"
     )
+    worker_timeout_s: float = Field(
+        600, gt=0, description="slurm, kubernetes, address: how long to wait for the first worker (s)"
+    )
     slurm: SlurmConfig = SlurmConfig()
     kubernetes: KubernetesConfig = KubernetesConfig()
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        from pathopipe.parallel.cluster import cluster_kinds
+
+        return _known(cluster_kinds, value, choice=True)
 
 
 class FeaturesConfig(_Model):
@@ -244,7 +261,7 @@ class RunConfig(_Model):
     """Everything a run needs; stored resolved in run.json and in every slide store."""
 
     slide: SlideConfig = SlideConfig()
-    tissue: OtsuTissueConfig = OtsuTissueConfig()
+    tissue: TissueConfig = OtsuTissueConfig()
     tiling: TilingConfig = TilingConfig()
     store: StoreConfig = StoreConfig()
     features: FeaturesConfig = FeaturesConfig()
@@ -326,27 +343,75 @@ def _apply_override(data: dict[str, Any], override: str) -> dict[str, Any]:
     return _deep_merge(data, update)
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Allowed field names of the model found at ``loc`` (for unknown-key errors)."""
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
+def _known(registry: Any, value: str, *, also: tuple[str, ...] = (), choice: bool = False) -> str:
+    """``value`` if ``registry`` has an entry of that name (or it is one of ``also``), else an
+    error listing them; ``choice``: worded as pydantic words a choice among a few literals."""
+    if value in also or value in registry:
+        return value
+    names = [*also, *registry.names()]
+    if choice:
+        quoted = [repr(n) for n in names]
+        expected = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+    raise ValueError(
+        f"unknown {registry.kind} {value!r}; allowed: {', '.join(names)}{did_you_mean(value, names)}"
+    )
+
+
+def section_models(annotation: Any) -> dict[str, type[BaseModel]]:
+    """A section's models by tag: ``{"": model}`` for a plain model, one per ``method`` for a
+    discriminated union (``tissue``), {} for anything else."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {"": annotation}
+    found = {}
+    for member in typing.get_args(annotation):
+        model, *meta = typing.get_args(member) or (member,)
+        tag = next((m.tag for m in meta if hasattr(m, "tag")), None)
+        if isinstance(model, type) and issubclass(model, BaseModel) and tag is not None:
+            found[str(tag)] = model
+    return found
+
+
+def _config_key(loc: tuple[Any, ...]) -> tuple[tuple[str, ...], list[str]]:
+    """The key a user wrote for an error at ``loc`` (union tags left out), and the keys allowed
+    beside its last part."""
+    model: type[BaseModel] | None = RunConfig
+    key: list[str] = []
+    parts = [str(p) for p in loc]
+    i = 0
+    while i < len(parts) - 1 and model is not None:
+        field = model.model_fields.get(parts[i])
+        key.append(parts[i])
+        members = section_models(getattr(field, "annotation", None))
+        tagged = any(isinstance(m, Discriminator) for m in getattr(field, "metadata", ()))
+        if "" in members:
+            model = members[""]
+            i += tagged and i + 1 < len(parts) - 1  # a union of one: its tag is not part of the key
+        elif i + 1 < len(parts) - 1 and parts[i + 1] in members:
+            model = members[parts[i + 1]]
+            i += 1  # the tag of a union member is not part of the key
+        else:
+            model = None
+        i += 1
+    key += parts[i:]
+    return tuple(key), list(model.model_fields) if model is not None else []
 
 
 def _format_validation(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for item in err.errors():
-        loc = tuple(item["loc"])
-        dotted = ".".join(str(p) for p in loc)
+        key, allowed = _config_key(tuple(item["loc"]))
+        dotted = ".".join(key)
         if item["type"] == "extra_forbidden":
-            allowed = _fields_at(RunConfig, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f"; did you mean {'.'.join(map(str, (*loc[:-1], close[0])))!r}?" if close else ""
+            parent = key[:-1]
+            hint = did_you_mean(
+                key[-1], allowed, n=1, show=lambda near, at=parent: repr(".".join((*at, near)))
+            )
             lines.append(f"  unknown key {dotted!r}; allowed here: {', '.join(allowed)}{hint}")
+        elif item["type"] == "union_tag_invalid":
+            context = item.get("ctx", {})
+            lines.append(f"  {dotted}.method: unknown method {context.get('tag')!r}; allowed: "
+                         f"{context.get('expected_tags')}")  # fmt: skip
         else:
             lines.append(f"  {dotted}: {item['msg']} (got {item.get('input')!r})")
     return "\n".join(lines)
@@ -370,11 +435,9 @@ def cluster_profile_path(profile: str | os.PathLike[str]) -> Path:
     named = CLUSTER_PROFILES / f"{profile}.yaml"
     if not named.is_file():
         known = list_cluster_profiles()
-        close = difflib.get_close_matches(str(profile), known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"unknown cluster profile {str(profile)!r}; known: {', '.join(known)}{hint} "
-            "(or give a .yaml path)"
+            f"unknown cluster profile {str(profile)!r}; known: {', '.join(known)}"
+            f"{did_you_mean(str(profile), known, n=1)} (or give a .yaml path)"
         )
     return named
 
@@ -384,10 +447,12 @@ def load_config(
     overrides: list[str] | tuple[str, ...] = (),
     *,
     cluster_profile: str | os.PathLike[str] | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> RunConfig:
     """Load a YAML config (with ``include:`` files merged first), then a cluster profile's
-    ``cluster:`` section over it, then ``key=value`` overrides."""
-    data = _read_yaml(Path(path)) if path is not None else {}
+    ``cluster:`` section over it, then ``key=value`` overrides. ``defaults`` (sections of a
+    config) lie under all of it: a command's own defaults, where they differ from the models'."""
+    data = _deep_merge(defaults or {}, _read_yaml(Path(path)) if path is not None else {})
     if cluster_profile is not None:
         profile = _read_yaml(cluster_profile_path(cluster_profile))
         unexpected = set(profile) - {"cluster"}

@@ -43,15 +43,36 @@ class StoreError(PathopipeError, OSError):
     """A slide store is missing, incomplete, or was written with another configuration."""
 
 
+class CorruptShardError(StoreError):
+    """A shard's index fails its checksum, or points past the shard's data."""
+
+
+class IncompleteStoreError(StoreError, RuntimeError):
+    """A stage's tasks did not write every row of its output, which is left incomplete."""
+
+
+class RunLockedError(PathopipeError, RuntimeError):
+    """Another run holds the output folder."""
+
+
+class WeightsError(PathopipeError, OSError):
+    """Model weights are missing (offline) or do not fit the model."""
+
+
 class BackendUnavailableError(PathopipeError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
 
-class UnknownNameError(PathopipeError, KeyError):
-    """A name is not in a registry; the message lists the known names."""
+class NotFoundError(PathopipeError, KeyError):
+    """Something asked for by name is not there (a slide, a model's features in a run); the
+    message says what is there instead."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class UnknownNameError(NotFoundError):
+    """A name is not in a registry; the message lists the known names."""
 
 
 class ClusterLostError(PathopipeError, RuntimeError):

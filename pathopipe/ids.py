@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pathopipe.errors import ConfigError
-from pathopipe.storage import is_url
+from pathopipe.fileio import is_url
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +102,10 @@ def _is_slide_name(name: str) -> bool:
 
 def find_remote_slides(url: str, options: Mapping[str, Any] | None = None) -> list[str]:
     """Slides under a URL: one object, every slide object under a prefix, or a glob's matches."""
-    from pathopipe import storage
+    from pathopipe import fileio
 
-    storage.check_bucket(url, options, write=False)  # endpoint, bucket and credentials, clearly
-    fs, inner = storage.filesystem(url, options)
+    fileio.check_bucket(url, options, write=False)  # endpoint, bucket and credentials, clearly
+    fs, inner = fileio.filesystem(url, options)
     protocol = url.split("://", 1)[0]
     if _GLOB_CHARS & set(inner):
         names = sorted(fs.glob(inner))

@@ -27,7 +27,7 @@ pathopipe verify "$DEMO/run"
 python - "$DEMO/run" <<'PY'
 import sys
 import pathopipe
-from pathopipe.torch import FeatureBagDataset
+from pathopipe.loader.torch import FeatureBagDataset
 
 run = pathopipe.open_run(sys.argv[1])
 bags = FeatureBagDataset(run, "timm-resnet18")

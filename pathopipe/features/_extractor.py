@@ -28,7 +28,7 @@ Precision = Literal["fp32", "bf16", "fp16"]
 _LAYER_NAMES = {"swiglu_packed": ("timm.layers", "SwiGLUPacked")}
 
 
-def _timm_kwargs(spec: ModelSpec) -> dict[str, Any]:
+def timm_kwargs(spec: ModelSpec) -> dict[str, Any]:
     import importlib
 
     kwargs = dict(spec.timm_kwargs)
@@ -105,11 +105,14 @@ class FeatureExtractor:
         self.spec = spec
         self.device = torch.device(resolve_device(device))
         self.precision = precision
-        torch.manual_seed(seed)  # random weights are a function of the seed
-        if spec.architecture == NOOP:
-            model = CentrePixel()
-        else:
-            model = timm.create_model(spec.architecture, pretrained=False, **_timm_kwargs(spec))
+        # random weights are a function of the seed, drawn from a forked generator: the process's
+        # own random state is left as it was
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if spec.architecture == NOOP:
+                model = CentrePixel()
+            else:
+                model = timm.create_model(spec.architecture, pretrained=False, **timm_kwargs(spec))
         classifier = ("fc", "head", "classifier", "head.fc")
         if weights == "random":
             self.weights = WeightsSource("random", seed=seed)

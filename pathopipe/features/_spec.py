@@ -1,16 +1,16 @@
-"""Model specifications: presets from ``configs/models/*.yaml`` and any ``timm/<name>``."""
+"""Model specifications: the registry of presets (``configs/models/*.yaml``, and packages'
+``pathopipe.models`` entry points), any ``timm/<name>``, or a preset YAML file."""
 
 from __future__ import annotations
 
-import difflib
 import re
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pathopipe._registry import Registry, did_you_mean
 from pathopipe.errors import ConfigError, UnknownNameError
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -41,11 +41,31 @@ def _load_preset(path: Path) -> ModelSpec:
         raise ConfigError(f"model preset {path} is invalid: {err}") from err
 
 
-@cache
+class _Presets(Registry[ModelSpec]):
+    """The model presets: the YAML files shipped in configs/models (read on first use), then
+    entry points of installed packages (a :class:`ModelSpec` each)."""
+
+    _shipped_loaded = False
+
+    def load_plugins(self) -> None:
+        if not self._shipped_loaded:
+            self._shipped_loaded = True
+            for path in sorted(PRESET_DIR.glob("*.yaml")):  # includes 'noop' (no model)
+                spec = _load_preset(path)
+                self.add(spec.key, spec, description=spec.description, source=str(path))
+        super().load_plugins()
+
+    def __contains__(self, name: object) -> bool:
+        self.load_plugins()
+        return super().__contains__(name)
+
+
+model_presets: Registry[ModelSpec] = _Presets("model preset", entry_point_group="pathopipe.models")
+
+
 def list_presets() -> dict[str, ModelSpec]:
-    """Preset key -> spec, from the YAML files shipped in configs/models."""
-    specs = [_load_preset(p) for p in sorted(PRESET_DIR.glob("*.yaml"))]  # includes 'noop' (no model)
-    return {spec.key: spec for spec in specs}
+    """Preset key -> spec."""
+    return {entry.name: entry.obj for entry in model_presets}
 
 
 def _timm_spec(architecture: str) -> ModelSpec:
@@ -53,8 +73,7 @@ def _timm_spec(architecture: str) -> ModelSpec:
     from timm.models import get_pretrained_cfg
 
     if not timm.is_model(architecture):
-        close = difflib.get_close_matches(architecture, timm.list_models(), n=3)
-        hint = f"; did you mean {', '.join('timm/' + c for c in close)}?" if close else ""
+        hint = did_you_mean(architecture, timm.list_models(), show=lambda near: f"timm/{near}")
         raise UnknownNameError(f"timm has no model {architecture!r}{hint}")
     cfg = get_pretrained_cfg(architecture)
     cfg_dict = cfg.to_dict() if cfg is not None else {}
@@ -79,12 +98,10 @@ def resolve_model(name: str) -> ModelSpec:
         return _load_preset(path)
     if name.startswith("timm/"):
         return _timm_spec(name.removeprefix("timm/"))
-    presets = list_presets()
-    if name in presets:
-        return presets[name]
-    close = difflib.get_close_matches(name, list(presets), n=3)
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    if name in model_presets:
+        return model_presets.get(name)
+    presets = sorted(model_presets.names())
     raise UnknownNameError(
-        f"unknown model {name!r}; presets: {', '.join(sorted(presets))}, or any timm model as "
-        f"'timm/<name>' (e.g. timm/resnet50){hint}. `pathopipe models` lists them"
+        f"unknown model {name!r}; presets: {', '.join(presets)}, or any timm model as "
+        f"'timm/<name>' (e.g. timm/resnet50){did_you_mean(name, presets)}. `pathopipe models` lists them"
     )

@@ -12,13 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pathopipe.errors import PathopipeError
+from pathopipe.errors import WeightsError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-
-
-class WeightsError(PathopipeError, OSError):
-    """Weights are missing (offline) or do not fit the model."""
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,12 @@
 >>> run = pathopipe.open_run("OUT")                    # doctest: +SKIP
 >>> ds = run.features(run.slide_ids[0], "resnet18")   # xarray.Dataset (tile, feature), lazy
 >>> cohort = run.cohort("resnet18")                   # all slides, one lazy array + offsets
+
+PyTorch datasets over a run are in :mod:`pathopipe.loader.torch`.
 """
 
-from pathopipe.loader._cohort import COHORT, Cohort, pack_run
+from pathopipe.loader._cohort import Cohort
+from pathopipe.loader._pack import pack_run
 from pathopipe.loader._run import Run, open_run
 
-__all__ = ["COHORT", "Cohort", "Run", "open_run", "pack_run"]
+__all__ = ["Cohort", "Run", "open_run", "pack_run"]

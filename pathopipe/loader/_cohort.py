@@ -1,17 +1,14 @@
-"""The cohort: every slide's features for one model as one lazy array, and ``OUT/cohort.zarr``.
+"""The cohort: every slide's features for one model as one lazy array, read from the per-slide
+stores or from ``OUT/cohort.zarr`` (written by :func:`pathopipe.loader.pack_run`).
 
-``pack_run`` concatenates the features (and coords) of all complete slides per model into
-sharded arrays with an ``offsets`` array: slide ``i`` owns rows ``offsets[i]:offsets[i+1]``.
-Each slide's entry records a stamp of its feature group's metadata, so a later extraction
-(or a new slide) makes the packed cohort out of date and readers fall back to the stores.
+In the packed cohort slide ``i`` owns rows ``offsets[i]:offsets[i+1]``; each slide's entry
+records a stamp of its feature group's metadata, so a later extraction (or a new slide) makes
+the packed cohort out of date and readers fall back to the stores.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,25 +16,33 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-from pathopipe import storage
-from pathopipe.errors import StoreError
+from pathopipe import fileio
+from pathopipe.errors import NotFoundError, StoreError
 from pathopipe.loader._rows import ShardedRows
-from pathopipe.store.layout import check_codecs, open_store_array, open_store_group
+from pathopipe.store.layout import (
+    COORDS,
+    FEATURES,
+    OFFSETS,
+    check_codecs,
+    feature_array,
+    feature_group,
+    metadata_path,
+    open_store_array,
+    open_store_group,
+)
 
 if TYPE_CHECKING:
     import dask.array as da
 
     from pathopipe.loader._run import Run
 
-COHORT = "cohort.zarr"
 COHORT_SCHEMA_VERSION = 1
-FEATURES, COORDS, OFFSETS = "features", "coords", "offsets"
 
 
-def feature_stamp(store: str | Path, model: str, options: storage.Options = None) -> str:
+def feature_stamp(store: str | Path, model: str, options: fileio.Options = None) -> str:
     """Identity of one slide's finished features: a hash of their group metadata (which holds
     the config hash and the timings of the run that wrote them)."""
-    meta = storage.read_bytes(storage.join(store, FEATURES, model, "zarr.json"), options)
+    meta = fileio.read_bytes(metadata_path(feature_group(store, model)), options)
     return hashlib.sha256(meta).hexdigest()[:16]
 
 
@@ -89,7 +94,7 @@ class Cohort:
         try:
             return self.slide_ids.index(slide)
         except ValueError:
-            raise KeyError(f"slide {slide!r} is not in this cohort of {len(self)} slides") from None
+            raise NotFoundError(f"slide {slide!r} is not in this cohort of {len(self)} slides") from None
 
     def rows(self, slide: str | int) -> slice:
         i = self.index(slide)
@@ -98,7 +103,7 @@ class Cohort:
     def _array(self, path: str) -> zarr.Array:
         array = self._open.get(path)
         if array is None:
-            array = zarr.open_array(storage.zarr_store(path, self._options), mode="r")
+            array = zarr.open_array(fileio.zarr_store(path, self._options), mode="r")
             array = self._open[path] = check_codecs(array, path)
         return array
 
@@ -106,7 +111,7 @@ class Cohort:
         """Rows of a packed array: straight from its shards when the layout allows, else zarr."""
         key = f"rows:{path}"
         if key not in self._open:
-            self._open[key] = None if storage.is_url(path) else ShardedRows.open(path)
+            self._open[key] = None if fileio.is_url(path) else ShardedRows.open(path)
         reader = self._open[key]
         return reader.read(rows.start, rows.stop) if reader is not None else self._array(path)[rows]
 
@@ -117,8 +122,8 @@ class Cohort:
             rows = self.rows(i)
             return self._rows_of(self._paths[0], rows), self._rows_of(self._paths[1], rows)
         store = self._paths[i]
-        return (self._array(f"{store}/{FEATURES}/{self.model}/{FEATURES}")[:],
-                self._array(f"{store}/{COORDS}")[:])  # fmt: skip
+        return (self._array(fileio.join(store, feature_array(self.model)))[:],
+                self._array(fileio.join(store, COORDS))[:])  # fmt: skip
 
 
 def _lazy(array: zarr.Array, name: str) -> da.Array:
@@ -128,14 +133,14 @@ def _lazy(array: zarr.Array, name: str) -> da.Array:
 
 
 def cohort_from_stores(
-    stores: list[Path | str], slide_ids: list[str], model: str, options: storage.Options = None
+    stores: list[Path | str], slide_ids: list[str], model: str, options: fileio.Options = None
 ) -> Cohort:
     """The cohort read from per-slide stores (one dask piece per slide)."""
     import dask.array as dsa
 
     features, coords, counts = [], [], []
     for store in stores:
-        fa = open_store_array(store, f"{FEATURES}/{model}/{FEATURES}", options)
+        fa = open_store_array(store, feature_array(model), options)
         ca = open_store_array(store, COORDS, options)
         if fa.shape[0] != ca.shape[0]:
             raise StoreError(f"{store}: {fa.shape[0]} feature rows for {ca.shape[0]} coords")
@@ -147,138 +152,29 @@ def cohort_from_stores(
                   "stores", tuple(str(s) for s in stores), _options=dict(options or {}))  # fmt: skip
 
 
-def open_packed_cohort(packed: str | Path, model: str, options: storage.Options = None) -> Cohort:
-    group = open_store_group(storage.join(packed, model), options)
+def open_packed_cohort(packed: str | Path, model: str, options: fileio.Options = None) -> Cohort:
+    group = open_store_group(fileio.join(packed, model), options)
     attrs = dict(group.attrs)
-    features = check_codecs(group[FEATURES], storage.join(packed, model, FEATURES))
-    coords = check_codecs(group[COORDS], storage.join(packed, model, COORDS))
+    features = check_codecs(group[FEATURES], fileio.join(packed, model, FEATURES))
+    coords = check_codecs(group[COORDS], fileio.join(packed, model, COORDS))
     slide_ids = tuple(entry["slide_id"] for entry in attrs["slides"])
     return Cohort(model, slide_ids, group[OFFSETS][:], _lazy(features, f"pathopipe-cohort-{packed}-{model}"),
                   _lazy(coords, f"pathopipe-cohort-coords-{packed}-{model}"), "packed",
-                  (storage.join(packed, model, FEATURES), storage.join(packed, model, COORDS)),
+                  (fileio.join(packed, model, FEATURES), fileio.join(packed, model, COORDS)),
                   _options=dict(options or {}))  # fmt: skip
 
 
 def packed_is_current(run: Run, model: str) -> bool:
     """The packed cohort holds exactly the slides whose features are complete now, unchanged."""
-    packed = storage.join(run.path, COHORT)
+    packed = run.layout.cohort
     try:
         root = open_store_group(packed, run.options)
         if root.attrs.get("complete") is not True:
             return False
-        entries = open_store_group(storage.join(packed, model), run.options).attrs["slides"]
+        entries = open_store_group(fileio.join(packed, model), run.options).attrs["slides"]
     except (FileNotFoundError, KeyError, zarr.errors.NodeNotFoundError):
         return False
     current = run.slides_with(model)
     if [e["slide_id"] for e in entries] != current:
         return False
     return all(feature_stamp(run.store(e["slide_id"]), model, run.options) == e["stamp"] for e in entries)
-
-
-def _shard_rows(dim: int, itemsize: int, chunk_rows: int, shard_bytes: int) -> int:
-    rows = max(chunk_rows, shard_bytes // max(1, dim * itemsize))
-    return max(chunk_rows, rows // chunk_rows * chunk_rows)
-
-
-def pack_run(
-    out: str | Path,
-    models: list[str] | None = None,
-    *,
-    chunk_rows: int = 1024,
-    shard_bytes: int = 64 << 20,
-) -> Path:
-    """Write ``OUT/cohort.zarr``: per model, all complete slides' features and coords
-    concatenated (sharded, ``chunk_rows`` rows per chunk), ``offsets`` and a slide table.
-
-    Written beside the old one and swapped in when complete, so readers never see half a
-    cohort. Returns its path.
-    """
-    from pathopipe.loader._run import feature_attrs, open_run
-
-    if storage.is_url(out):
-        raise StoreError(
-            f"{out}: pack writes cohort.zarr beside the stores, on a local output folder only; "
-            "object-storage runs are read per slide (open_run(...).cohort(model))"
-        )
-    run = open_run(out, use_cohort="never")
-    models = list(models) if models else run.models
-    unknown = [m for m in models if m not in run.models]
-    if unknown:
-        raise KeyError(f"no complete features for {unknown} in {run.path} (models: {run.models})")
-    if not models:
-        raise StoreError(f"{run.path} has no complete features to pack; run `pathopipe extract` first")
-    path = Path(run.path)
-    target = path / COHORT
-    tmp = path / f".{COHORT}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    root = zarr.open_group(tmp, mode="w", zarr_format=3)
-    root.update_attributes({"schema_version": COHORT_SCHEMA_VERSION, "complete": False, "models": models})
-    for model in models:
-        slides = run.slides_with(model)
-        metas = [feature_attrs(run.store(s), model) for s in slides]
-        hashes = {m.get("config_hash") for m in metas}
-        if len(hashes) > 1:
-            by_hash: dict[str, list[str]] = {}
-            for s, m in zip(slides, metas, strict=True):
-                by_hash.setdefault(str(m.get("config_hash")), []).append(s)
-            detail = "; ".join(
-                f"{h}: {', '.join(v[:3])}{' ...' if len(v) > 3 else ''}" for h, v in by_hash.items()
-            )
-            raise StoreError(
-                f"features {model!r} were computed with different settings across slides ({detail}); "
-                "re-extract them with one configuration (pathopipe extract --force) before packing"
-            )
-        first = open_store_array(run.store(slides[0]), f"{FEATURES}/{model}/{FEATURES}")
-        dim, dtype = first.shape[1], first.dtype
-        counts = []
-        for s in slides:
-            n = open_store_array(run.store(s), f"{FEATURES}/{model}/{FEATURES}").shape[0]
-            counts.append(n)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        total = int(offsets[-1])
-        shard = _shard_rows(dim, dtype.itemsize, chunk_rows, shard_bytes)
-        group = root.create_group(model)
-        features = group.create_array(FEATURES, shape=(total, dim), dtype=dtype, chunks=(chunk_rows, dim),
-                                      shards=(shard, dim), dimension_names=("row", "feature"))  # fmt: skip
-        coords = group.create_array(COORDS, shape=(total, 2), dtype="int64", chunks=(chunk_rows, 2),
-                                    shards=(shard, 2), dimension_names=("row", "axis"))  # fmt: skip
-        group.create_array(OFFSETS, shape=offsets.shape, dtype="int64", dimension_names=("slide",))[...] = (
-            offsets
-        )
-        buffer_f = np.empty((shard, dim), dtype=dtype)
-        buffer_c = np.empty((shard, 2), dtype=np.int64)
-        written = filled = 0
-        for s, n in zip(slides, counts, strict=True):
-            store = run.store(s)
-            fa = open_store_array(store, f"{FEATURES}/{model}/{FEATURES}")
-            ca = open_store_array(store, COORDS)
-            done = 0
-            while done < n:  # copy into whole shards, so each shard is written once
-                take = min(n - done, shard - filled)
-                buffer_f[filled : filled + take] = fa[done : done + take]
-                buffer_c[filled : filled + take] = ca[done : done + take]
-                filled, done = filled + take, done + take
-                if filled == shard:
-                    features[written : written + shard] = buffer_f
-                    coords[written : written + shard] = buffer_c
-                    written, filled = written + shard, 0
-        if filled:
-            features[written : written + filled] = buffer_f[:filled]
-            coords[written : written + filled] = buffer_c[:filled]
-        entries = [
-            {"slide_id": s, "source": run.slide_attrs(s).get("source_path"), "n_tiles": n,
-             "offset": int(o), "stamp": feature_stamp(run.store(s), model)}
-            for s, n, o in zip(slides, counts, offsets[:-1], strict=True)
-        ]  # fmt: skip
-        keep = ("config_hash", "model", "weights", "embedding_dim", "feature_dtype", "input_size",
-                "normalisation", "precision")  # fmt: skip
-        group.update_attributes(
-            {"slides": entries, "n_rows": total, "feature": {k: metas[0].get(k) for k in keep}}
-        )
-    root.update_attributes({"complete": True, "packed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    old = path / f".{COHORT}.old-{os.getpid()}"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-    return target

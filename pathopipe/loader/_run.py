@@ -17,11 +17,23 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import zarr
 
-from pathopipe import storage
-from pathopipe.errors import StoreError
-from pathopipe.loader._cohort import COHORT, Cohort, cohort_from_stores, open_packed_cohort, packed_is_current
+from pathopipe import fileio
+from pathopipe.errors import NotFoundError, StoreError
+from pathopipe.loader._cohort import Cohort, cohort_from_stores, open_packed_cohort, packed_is_current
+from pathopipe.output.layout import RunLayout
 from pathopipe.output.manifest import read_manifest_records
-from pathopipe.store.layout import COORDS, TILES, TISSUE_FRACTION, open_store_array, slide_store_path
+from pathopipe.store.layout import (
+    COORDS,
+    FEATURES,
+    METADATA,
+    TILES,
+    TISSUE_FRACTION,
+    feature_array,
+    feature_group,
+    metadata_path,
+    open_store_array,
+    read_attrs,
+)
 from pathopipe.store.shards import read_tiles
 
 if TYPE_CHECKING:
@@ -31,23 +43,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FEATURES = "features"
 FINISHED = ("done", "skipped")
 UseCohort = Literal["auto", "always", "never"]
 
 
-def _read_json(path: str | Path, options: storage.Options = None) -> dict[str, Any]:
-    try:
-        return json.loads(storage.read_bytes(path, options))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as err:
-        raise StoreError(f"{path}: unreadable zarr metadata ({type(err).__name__}: {err})") from err
-
-
-def feature_attrs(store: str | Path, model: str, options: storage.Options = None) -> dict[str, Any]:
+def feature_attrs(store: str | Path, model: str, options: fileio.Options = None) -> dict[str, Any]:
     """Attributes of ``features/<model>`` in a slide store ({} when absent)."""
-    return _read_json(storage.join(store, FEATURES, model, "zarr.json"), options).get("attributes", {})
+    return read_attrs(feature_group(store, model), options)
 
 
 class Run:
@@ -59,12 +61,13 @@ class Run:
     """
 
     def __init__(
-        self, path: str | Path, *, use_cohort: UseCohort = "auto", storage_options: storage.Options = None
+        self, path: str | Path, *, use_cohort: UseCohort = "auto", storage_options: fileio.Options = None
     ) -> None:
-        self.path: str | Path = os.fspath(path) if storage.is_url(path) else Path(path)
+        self.path: str | Path = os.fspath(path) if fileio.is_url(path) else Path(path)
+        self.layout = RunLayout(self.path)
         self.options = dict(storage_options or {})
-        if not storage.exists(storage.join(self.path, "manifest.csv"), self.options) and not storage.exists(
-            storage.join(self.path, "slides"), self.options
+        if not fileio.exists(self.layout.manifest, self.options) and not fileio.exists(
+            self.layout.slides, self.options
         ):
             raise StoreError(
                 f"{self.path} is not a pathopipe output (no manifest.csv or slides/); "
@@ -94,10 +97,8 @@ class Run:
         if records:
             candidates = [r.slide_id for r in records if r.status in FINISHED]
         else:  # a manifest-less output (e.g. stores copied elsewhere): every store on disk
-            slides = storage.join(self.path, "slides")
-            candidates = [
-                name[: -len(".zarr")] for name in storage.glob_names(slides, "*.zarr", self.options)
-            ]
+            names = fileio.glob_names(self.layout.slides, f"*{RunLayout.STORE_SUFFIX}", self.options)
+            candidates = [s for s in map(RunLayout.slide_id_of, names) if s is not None]
         return [s for s in candidates if self.slide_attrs(s).get("complete") is True]
 
     @cached_property
@@ -105,8 +106,8 @@ class Run:
         """Model keys with complete features on at least one slide."""
         found: dict[str, None] = {}
         for slide_id in self.slide_ids:
-            features = storage.join(self.store(slide_id), FEATURES)
-            for group in storage.glob_names(features, "*/zarr.json", self.options):
+            features = fileio.join(self.store(slide_id), FEATURES)
+            for group in fileio.glob_names(features, f"*/{METADATA}", self.options):
                 key = group.split("/")[0]
                 if key not in found and self.feature_attrs(slide_id, key).get("complete") is True:
                     found[key] = None
@@ -118,12 +119,12 @@ class Run:
 
     def store(self, slide_id: str) -> Path | str:
         """A slide's store: a ``Path`` for a local run, a URL on object storage."""
-        path = slide_store_path(self.path, slide_id)
-        return path if storage.is_url(path) else Path(path)
+        path = self.layout.slide_store(slide_id)
+        return path if fileio.is_url(path) else Path(path)
 
     def slide_attrs(self, slide_id: str) -> dict[str, Any]:
         """The slide store's attributes (mpp, tile geometry, source, config...)."""
-        return _read_json(storage.join(self.store(slide_id), "zarr.json"), self.options).get("attributes", {})
+        return read_attrs(self.store(slide_id), self.options)
 
     def feature_attrs(self, slide_id: str, model: str) -> dict[str, Any]:
         """Attributes of a slide's ``features/<model>`` group ({} when absent)."""
@@ -135,7 +136,7 @@ class Run:
     def _require_slide(self, slide_id: str) -> Path | str:
         if slide_id not in self.slide_ids:
             known = ", ".join(self.slide_ids[:5]) + (" ..." if len(self.slide_ids) > 5 else "")
-            raise KeyError(
+            raise NotFoundError(
                 f"no complete slide {slide_id!r} in {self.path} (complete slides: {known or 'none'})"
             )
         return self.store(slide_id)
@@ -145,7 +146,7 @@ class Run:
         attrs = self.feature_attrs(slide_id, model)
         if attrs.get("complete") is not True:
             state = "incomplete" if attrs else "absent"
-            raise KeyError(
+            raise NotFoundError(
                 f"features {model!r} of slide {slide_id!r} are {state} in {self.path} "
                 f"(models here: {', '.join(self.models) or 'none'}); compute them with `pathopipe extract`"
             )
@@ -170,7 +171,7 @@ class Run:
         feature_meta = self._require_model(slide_id, model)
         store = self.store(slide_id)
         attrs = self.slide_attrs(slide_id)
-        array = self._array(slide_id, f"{FEATURES}/{model}/{FEATURES}")
+        array = self._array(slide_id, feature_array(model))
         lazy = da.from_array(
             array, chunks=array.chunks, name=f"pathopipe-features-{store}-{model}", asarray=True
         )
@@ -206,8 +207,8 @@ class Run:
         import dask.array as da
 
         store = self._require_slide(slide_id)
-        if not storage.exists(storage.join(store, TILES, "zarr.json"), self.options):
-            raise KeyError(
+        if not fileio.exists(metadata_path(fileio.join(store, TILES)), self.options):
+            raise NotFoundError(
                 f"slide {slide_id!r} has no stored tiles (store.codec: none); "
                 "read them from the slide with pathopipe.tiling.read_tiles instead"
             )
@@ -236,8 +237,8 @@ class Run:
         Uses ``OUT/cohort.zarr`` (``pathopipe pack``) when it is current, else the per-slide
         stores (the same values; the packed store reads much faster for large cohorts).
         """
-        packed = storage.join(self.path, COHORT)
-        if self.use_cohort != "never" and storage.exists(storage.join(packed, model), self.options):
+        packed = self.layout.cohort
+        if self.use_cohort != "never" and fileio.exists(fileio.join(packed, model), self.options):
             if self.use_cohort == "always" or packed_is_current(self, model):
                 return open_packed_cohort(packed, model, self.options)
             logger.info(
@@ -247,12 +248,14 @@ class Run:
             raise StoreError(f"{packed} has no model {model!r}; run `pathopipe pack {self.path}`")
         slides = self.slides_with(model)
         if not slides:
-            raise KeyError(f"no slide in {self.path} has complete features {model!r} (models: {self.models})")
+            raise NotFoundError(
+                f"no slide in {self.path} has complete features {model!r} (models: {self.models})"
+            )
         return cohort_from_stores([self.store(s) for s in slides], slides, model, self.options)
 
 
 def open_run(
-    path: str | Path, *, use_cohort: UseCohort = "auto", storage_options: storage.Options = None
+    path: str | Path, *, use_cohort: UseCohort = "auto", storage_options: fileio.Options = None
 ) -> Run:
     """Open a pathopipe output directory (``--out`` of ``pathopipe run``/``tile``), local or a
     URL (``s3://bucket/run/``; ``storage_options`` as for fsspec, default the environment).

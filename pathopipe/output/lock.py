@@ -6,7 +6,7 @@ left by a killed run is taken over without any guessing; the file stays, its own
 on a clean exit (an owner found in a free lock means the last run was interrupted).
 
 Object storage has no ``flock``: there the lock is an object holding its owner and a lease
-that the run renews every third of ``PATHOPIPE_LOCK_LEASE`` seconds (default 60). A run finding
+that the run renews every third of its lease (``storage.lock_lease_s``, default 60 s). A run finding
 an unexpired lease refuses to start, unless the owner is a dead process on its own host; an
 expired lease (its run was killed or lost) is taken over. After writing its claim, a run reads
 it back a moment later and gives up if another claim replaced it.
@@ -26,15 +26,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pathopipe import storage
-from pathopipe.errors import PathopipeError, StoreError
+from pathopipe import fileio
+from pathopipe.errors import RunLockedError, StoreError
+from pathopipe.output.layout import RunLayout
 
-LOCK_NAME = ".pathopipe.lock"
 logger = logging.getLogger(__name__)
-
-
-class RunLockedError(PathopipeError, RuntimeError):
-    """Another run holds the output folder."""
 
 
 def process_alive(pid: int) -> bool:
@@ -56,12 +52,12 @@ def _read_owner(fd: int) -> dict[str, Any] | None:
         return None
 
 
-def lock_holder(out: str | Path, options: storage.Options = None) -> dict[str, Any] | None:
+def lock_holder(out: str | Path, options: fileio.Options = None) -> dict[str, Any] | None:
     """The owner of the run holding ``out`` now, or None when no run holds it."""
-    if storage.is_url(out):
-        owner = _read_lease(storage.join(out, LOCK_NAME), options)
+    if fileio.is_url(out):
+        owner = _read_lease(RunLayout(out).lock, options)
         return owner if owner and _lease_live(owner) else None
-    path = Path(out) / LOCK_NAME
+    path = Path(RunLayout(out).lock)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -77,13 +73,9 @@ def lock_holder(out: str | Path, options: storage.Options = None) -> dict[str, A
         os.close(fd)
 
 
-def lease_seconds() -> float:
-    return float(os.environ.get("PATHOPIPE_LOCK_LEASE", "60"))
-
-
-def _read_lease(url: str, options: storage.Options) -> dict[str, Any] | None:
+def _read_lease(url: str, options: fileio.Options) -> dict[str, Any] | None:
     try:
-        data = storage.read_bytes(url, options)
+        data = fileio.read_bytes(url, options)
     except FileNotFoundError:
         return None
     try:
@@ -103,9 +95,9 @@ def _lease_live(owner: dict[str, Any]) -> bool:
 class LeaseLock:
     """The run lock on object storage: an object holding its owner and a renewed lease."""
 
-    def __init__(self, out: str, options: storage.Options = None) -> None:
-        self.url, self.options = storage.join(out, LOCK_NAME), options
-        self.lease = lease_seconds()
+    def __init__(self, out: str, options: fileio.Options = None, *, lease_seconds: float = 60.0) -> None:
+        self.url, self.options = RunLayout(out).lock, options
+        self.lease = lease_seconds
         self.token = uuid.uuid4().hex
         self.previous_owner: dict[str, Any] | None = None
         self._stop = threading.Event()
@@ -118,7 +110,7 @@ class LeaseLock:
     def _claim(self) -> None:
         me = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
               "since": self._since, "expires": time.time() + self.lease}  # fmt: skip
-        storage.write_bytes(self.url, json.dumps(me).encode(), self.options)
+        fileio.write_bytes(self.url, json.dumps(me).encode(), self.options)
 
     def _refuse(self, owner: dict[str, Any]) -> RunLockedError:
         left = float(owner.get("expires", 0)) - time.time()
@@ -158,7 +150,7 @@ class LeaseLock:
             self._renewer.join()
             self._renewer = None
             with contextlib.suppress(Exception):
-                storage.write_bytes(self.url, b"", self.options)  # a clean exit: no owner left behind
+                fileio.write_bytes(self.url, b"", self.options)  # a clean exit: no owner left behind
 
     def __enter__(self) -> LeaseLock:
         self.acquire()
@@ -168,16 +160,19 @@ class LeaseLock:
         self.release()
 
 
-def run_lock(out: str | Path, options: storage.Options = None) -> RunLock | LeaseLock:
-    """The lock for ``out``: ``flock`` on a local folder, a lease on object storage."""
-    return LeaseLock(str(out), options) if storage.is_url(out) else RunLock(out)
+def run_lock(
+    out: str | Path, options: fileio.Options = None, *, lease_seconds: float = 60.0
+) -> RunLock | LeaseLock:
+    """The lock for ``out``: ``flock`` on a local folder, a lease of ``lease_seconds`` on object
+    storage (``storage.lock_lease_s``)."""
+    return LeaseLock(str(out), options, lease_seconds=lease_seconds) if fileio.is_url(out) else RunLock(out)
 
 
 class RunLock:
     """Context manager holding ``OUT/.pathopipe.lock`` for the duration of a run."""
 
     def __init__(self, out: str | Path) -> None:
-        self.path = Path(out) / LOCK_NAME
+        self.path = Path(RunLayout(out).lock)
         self._fd: int | None = None
         self.previous_owner: dict[str, Any] | None = None  # set when taking over a killed run's lock
 

@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-from pathopipe import storage
+from pathopipe import fileio
+from pathopipe.output.layout import RunLayout
 
 Status = Literal["pending", "running", "done", "failed", "skipped"]
 
@@ -36,10 +37,10 @@ MANIFEST_COLUMNS = [f.name for f in fields(SlideRecord)]
 def _manifest_path(out: str | Path) -> str:
     """``out`` itself when it names a .csv file, else ``out/manifest.csv`` (a path or a URL)."""
     text = os.fspath(out)
-    return text if text.endswith(".csv") else storage.join(text, "manifest.csv")
+    return text if text.endswith(".csv") else RunLayout(text).manifest
 
 
-def write_manifest(out: str | Path, records: list[SlideRecord], options: storage.Options = None) -> str:
+def write_manifest(out: str | Path, records: list[SlideRecord], options: fileio.Options = None) -> str:
     """Write the manifest (``OUT/manifest.csv`` or a .csv path) atomically (see
     :func:`pathopipe.storage.write_bytes`)."""
     path = _manifest_path(out)
@@ -51,16 +52,16 @@ def write_manifest(out: str | Path, records: list[SlideRecord], options: storage
         if isinstance(row["seconds"], float):
             row["seconds"] = f"{row['seconds']:.3f}"
         writer.writerow(row)
-    storage.write_bytes(path, fh.getvalue().encode("utf-8"), options)
+    fileio.write_bytes(path, fh.getvalue().encode("utf-8"), options)
     return path
 
 
-def read_manifest(out: str | Path, options: storage.Options = None) -> list[dict[str, str]]:
-    text = storage.read_bytes(_manifest_path(out), options).decode("utf-8")
+def read_manifest(out: str | Path, options: fileio.Options = None) -> list[dict[str, str]]:
+    text = fileio.read_bytes(_manifest_path(out), options).decode("utf-8")
     return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
-def read_manifest_records(out: str | Path, options: storage.Options = None) -> list[SlideRecord]:
+def read_manifest_records(out: str | Path, options: fileio.Options = None) -> list[SlideRecord]:
     """The manifest as records; empty when there is none yet."""
     try:
         rows = read_manifest(out, options)

@@ -17,10 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pathopipe import storage
-from pathopipe.storage import io_counters
-
-METRICS_NAME = "metrics.parquet"
+from pathopipe import fileio
+from pathopipe.fileio import io_counters
 
 
 @dataclass
@@ -118,7 +116,7 @@ METRICS_COLUMNS = [
 
 
 def write_metrics(
-    path: str | Path, rows: list[TaskMetrics], *, run_id: str, options: storage.Options = None
+    path: str | Path, rows: list[TaskMetrics], *, run_id: str, options: fileio.Options = None
 ) -> str:
     """Write this run's rows, after the rows of earlier runs already in ``path`` (other run
     ids), as Parquet, atomically: fixed columns plus ``step_<name>`` (seconds) per step name."""
@@ -137,7 +135,7 @@ def write_metrics(
             columns[f"step_{name}"].append(row.steps.get(name))
     table = pa.table(columns, schema=_schema(steps))
     try:
-        earlier = pq.read_table(pa.BufferReader(storage.read_bytes(path, options)))
+        earlier = pq.read_table(pa.BufferReader(fileio.read_bytes(path, options)))
     except FileNotFoundError:
         earlier = None
     if earlier is not None:
@@ -146,7 +144,7 @@ def write_metrics(
             table = pa.concat_tables([earlier, table], promote_options="default")
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    storage.write_bytes(path, sink.getvalue().to_pybytes(), options)
+    fileio.write_bytes(path, sink.getvalue().to_pybytes(), options)
     return str(path)
 
 
@@ -170,12 +168,12 @@ def _schema(steps: list[str]) -> Any:
     return pa.schema(fields + [pa.field(f"step_{name}", pa.float64()) for name in steps])
 
 
-def read_metrics(path: str | Path, options: storage.Options = None) -> Any:
+def read_metrics(path: str | Path, options: fileio.Options = None) -> Any:
     """The metrics table as a pandas DataFrame (columns added since a run wrote it are 0)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    frame = pq.read_table(pa.BufferReader(storage.read_bytes(path, options))).to_pandas()
+    frame = pq.read_table(pa.BufferReader(fileio.read_bytes(path, options))).to_pandas()
     for name in ("storage_requests", "storage_bytes_read", "storage_bytes_written", "gpu_busy_seconds",
                  "gpu_peak_memory_bytes"):  # fmt: skip
         if name not in frame:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pathopipe
-from pathopipe import storage
+from pathopipe import fileio
+from pathopipe.output.layout import RunLayout
 
 _PACKAGES = (
     "numpy", "zarr", "numcodecs", "dask", "distributed", "openslide-python", "openslide-bin",
@@ -91,9 +92,9 @@ def environment_info() -> dict[str, Any]:
     }
 
 
-def write_run_json(out: str | Path, data: dict[str, Any], options: storage.Options = None) -> str:
+def write_run_json(out: str | Path, data: dict[str, Any], options: fileio.Options = None) -> str:
     """Write ``OUT/run.json`` (or ``out`` itself when it names a .json file) atomically."""
     text = os.fspath(out)
-    path = text if text.endswith(".json") else storage.join(text, "run.json")
-    storage.write_bytes(path, json.dumps(data, indent=2, default=str).encode(), options)
+    path = text if text.endswith(".json") else RunLayout(text).run_json
+    fileio.write_bytes(path, json.dumps(data, indent=2, default=str).encode(), options)
     return path

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pathopipe import storage
+from pathopipe import fileio
 from pathopipe.errors import ConfigError
-from pathopipe.output.lock import LOCK_NAME, lock_holder
+from pathopipe.output.layout import RunLayout
+from pathopipe.output.lock import lock_holder
 from pathopipe.output.manifest import SlideRecord, read_manifest_records
 
 
@@ -57,18 +58,18 @@ class RunStatus:
         }
 
 
-def run_status(out: str | Path, options: storage.Options = None) -> RunStatus:
+def run_status(out: str | Path, options: fileio.Options = None) -> RunStatus:
     """The state of the run in ``out`` (a folder or a URL): running (lock held by a live
     process, or an unexpired lease), finished, or interrupted (killed: a stale lock, or no end
     time); counts and totals from the manifest."""
-    out = out if storage.is_url(out) else Path(out)
+    out = out if fileio.is_url(out) else Path(out)
     try:
-        info = json.loads(storage.read_bytes(storage.join(out, "run.json"), options))
+        info = json.loads(fileio.read_bytes(RunLayout(out).run_json, options))
     except FileNotFoundError:
         raise ConfigError(
             f"{out} holds no pathopipe run (no run.json); give the --out folder of a run"
         ) from None
-    records = read_manifest_records(storage.join(out, "manifest.csv"), options)
+    records = read_manifest_records(out, options)
     owner = lock_holder(out, options)
     if owner is not None:
         state = "running"
@@ -93,9 +94,9 @@ def run_status(out: str | Path, options: storage.Options = None) -> RunStatus:
     )
 
 
-def _left_owner(out: str | Path, options: storage.Options) -> bool:
+def _left_owner(out: str | Path, options: fileio.Options) -> bool:
     """A free lock that still names an owner: that run was killed."""
     try:
-        return bool(storage.read_bytes(storage.join(out, LOCK_NAME), options).strip())
+        return bool(fileio.read_bytes(RunLayout(out).lock, options).strip())
     except OSError:
         return False

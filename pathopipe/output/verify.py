@@ -10,29 +10,30 @@ finite. Nothing is written.
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import google_crc32c
 import numpy as np
 import zarr
 
-from pathopipe import storage
+from pathopipe import fileio
+from pathopipe.errors import CorruptShardError
+from pathopipe.output.layout import RunLayout
 from pathopipe.output.manifest import read_manifest_records
 from pathopipe.store.layout import (
     COORDS,
+    FEATURES,
+    METADATA,
     SCHEMA_VERSION,
     TILES,
     TISSUE_FRACTION,
     open_store_group,
-    slide_store_path,
     unsafe_codecs,
 )
-from pathopipe.store.shards import EMPTY, _chunk_decoder, _layout_ok
+from pathopipe.store.sharding import EMPTY, ShardIndex, ShardLayout, index_size
 
 FINISHED = ("done", "skipped")
 ROWS_PER_READ = 4096
@@ -67,19 +68,19 @@ class VerifyReport:
 class StoreFiles:
     """The files of one slide store (a folder, or a prefix on object storage), listed once."""
 
-    def __init__(self, store: str | Path, options: storage.Options = None) -> None:
+    def __init__(self, store: str | Path, options: fileio.Options = None) -> None:
         self.store, self.options = str(store), options
 
     @cached_property
     def names(self) -> set[str]:
         """Paths of every file under the store, relative to it, with ``/`` separators."""
-        return storage.list_files(self.store, self.options)
+        return fileio.list_files(self.store, self.options)
 
     def exists(self, name: str) -> bool:
         return name in self.names
 
     def read(self, name: str) -> bytes:
-        return storage.read_bytes(storage.join(self.store, name), self.options)
+        return fileio.read_bytes(fileio.join(self.store, name), self.options)
 
 
 def _chunk_files(array: zarr.Array, name: str) -> Iterator[tuple[tuple[int, ...], str]]:
@@ -100,14 +101,14 @@ def _check_chunks_present(
 
 
 def _check_tiles(array: zarr.Array, files: StoreFiles, report: Callable[[str], None], decode: bool) -> None:
-    sharding = _layout_ok(array)
-    if sharding is None:  # not pathopipe's shard layout: presence of chunk files, then zarr decodes
+    layout = ShardLayout.of(array.metadata)
+    if layout is None or layout.chunk_rows != 1:  # not pathopipe's shard layout: files, then zarr decodes
         if _check_chunks_present(array, files, TILES, report) and decode:
             for start in range(0, array.shape[0], ROWS_PER_READ):
                 array[start : start + ROWS_PER_READ]
         return
-    per_shard = array.shards[0]  # type: ignore[index]
-    decoder = _chunk_decoder(sharding)
+    per_shard = layout.shard_rows
+    decoder = layout.decoder()
     tile = np.empty(array.shape[1:], dtype=array.dtype)
     n = array.shape[0]
     for (shard, *_), path in _chunk_files(array, TILES):
@@ -117,24 +118,21 @@ def _check_tiles(array: zarr.Array, files: StoreFiles, report: Callable[[str], N
             report(f"{where}: missing ({rows} tiles would read as white)")
             continue
         data = files.read(path)
-        size = per_shard * 16
-        if len(data) < size + 4:
-            report(f"{where}: {len(data)} bytes, shorter than its index")
+        try:
+            index = ShardIndex.decode(data, per_shard, where=where)
+        except CorruptShardError as err:
+            report(str(err))
             continue
-        index_bytes = data[-(size + 4) : -4]
-        if struct.pack("<I", google_crc32c.value(index_bytes)) != data[-4:]:
-            report(f"{where}: index checksum mismatch (corrupt or truncated)")
-            continue
-        index = np.frombuffer(index_bytes, dtype="<u8").reshape(per_shard, 2)
+        data_bytes = len(data) - index_size(per_shard)
         for row in range(rows):
-            offset, length = (int(v) for v in index[row])
+            offset, length = index.chunk(row)
             if offset == EMPTY:
                 report(f"{where}: tile {shard * per_shard + row} absent from the shard")
                 break
-            if offset + length > len(data) - size - 4:
+            if offset + length > data_bytes:
                 report(f"{where}: tile {shard * per_shard + row} runs past the chunk data")
                 break
-            if decode and decoder is not None:
+            if decode:
                 try:
                     decoder(data[offset : offset + length], tile)
                 except Exception as err:  # noqa: BLE001 - every decoder error is a finding
@@ -154,24 +152,24 @@ def _safe(array: zarr.Array, report: Callable[[str], None]) -> bool:
 def _check_features(
     group: zarr.Group, files: StoreFiles, key: str, n: int, report: Callable[[str], None]
 ) -> int:
-    where = f"features/{key}"
+    where = f"{FEATURES}/{key}"
     attrs = dict(group.attrs)
     if attrs.get("complete") is not True:
         return 0  # unfinished features are allowed (a later run finishes them); never read
     try:
-        array = group["features"]
+        array = group[FEATURES]
     except KeyError:
         report(f"{where}: complete but has no features array")
         return 0
     assert isinstance(array, zarr.Array)
-    if not _safe(array, lambda message: report(f"{where}/features: {message}")):
+    if not _safe(array, lambda message: report(f"{where}/{FEATURES}: {message}")):
         return 1
     dim = attrs.get("embedding_dim")
     if array.shape[0] != n or (dim is not None and array.shape[1] != dim):
-        report(f"{where}/features: shape {array.shape}, expected ({n}, {dim})")
+        report(f"{where}/{FEATURES}: shape {array.shape}, expected ({n}, {dim})")
         return 1
     if not _check_chunks_present(
-        array, files, f"{where}/features", lambda m: report(f"{where}/features: {m}")
+        array, files, f"{where}/{FEATURES}", lambda m: report(f"{where}/{FEATURES}: {m}")
     ):
         return 1
     for start in range(0, n, ROWS_PER_READ):
@@ -179,7 +177,7 @@ def _check_features(
         bad = ~np.isfinite(block)
         if bad.any():
             rows = np.unique(np.nonzero(bad)[0]) + start
-            report(f"{where}/features: {len(rows)} row(s) with NaN or infinity, first at row {rows[0]}")
+            report(f"{where}/{FEATURES}: {len(rows)} row(s) with NaN or infinity, first at row {rows[0]}")
             break
     return 1
 
@@ -190,7 +188,7 @@ def verify_store(
     *,
     decode: bool = True,
     n_tiles: int | None = None,
-    options: storage.Options = None,
+    options: fileio.Options = None,
 ) -> tuple[list[Problem], int]:
     """Problems found in one slide store (a folder or a URL), and the number of arrays checked."""
     problems: list[Problem] = []
@@ -201,11 +199,11 @@ def verify_store(
 
     files = StoreFiles(store, options)
     try:
-        attrs = json.loads(files.read("zarr.json")).get("attributes", {})
+        attrs = json.loads(files.read(METADATA)).get("attributes", {})
     except FileNotFoundError:
-        return [Problem(slide_id, "zarr.json", f"store {store} is missing")], 0
+        return [Problem(slide_id, METADATA, f"store {store} is missing")], 0
     except (OSError, ValueError) as err:
-        return [Problem(slide_id, "zarr.json", f"unreadable ({type(err).__name__}: {err})")], 0
+        return [Problem(slide_id, METADATA, f"unreadable ({type(err).__name__}: {err})")], 0
     if attrs.get("complete") is not True:
         problems.append(
             Problem(slide_id, "attrs.complete", "the manifest says done but the store is not complete")
@@ -247,26 +245,26 @@ def verify_store(
                 reporter(TILES)(f"shape {tiles.shape}, expected ({n}, {size}, {size}, 3)")
             elif _safe(tiles, reporter(TILES)):
                 _check_tiles(tiles, files, reporter(TILES), decode)
-    if "features" in group:
-        for key, sub in group["features"].groups():
-            arrays += _check_features(sub, files, key, n, reporter(f"features/{key}"))
+    if FEATURES in group:
+        for key, sub in group[FEATURES].groups():
+            arrays += _check_features(sub, files, key, n, reporter(f"{FEATURES}/{key}"))
     return problems, arrays
 
 
-def verify_run(out: str | Path, *, decode: bool = True, options: storage.Options = None) -> VerifyReport:
+def verify_run(out: str | Path, *, decode: bool = True, options: fileio.Options = None) -> VerifyReport:
     """Check every slide the manifest lists as done or skipped (read-only); ``out`` a folder or
     a URL (``s3://...``, reached with ``options``)."""
-    out = out if storage.is_url(out) else Path(out)
+    out = out if fileio.is_url(out) else Path(out)
     report = VerifyReport(out)
     records = read_manifest_records(out, options)
     if not records:
-        report.problems.append(Problem("-", "manifest.csv", f"no manifest in {out}: nothing to verify"))
+        report.problems.append(Problem("-", RunLayout.MANIFEST, f"no manifest in {out}: nothing to verify"))
         return report
     for record in records:
         if record.status not in FINISHED:
             continue
         report.slides += 1
-        store = slide_store_path(out, record.slide_id)
+        store = RunLayout(out).slide_store(record.slide_id)
         problems, arrays = verify_store(
             record.slide_id, store, decode=decode, n_tiles=record.n_tiles, options=options
         )

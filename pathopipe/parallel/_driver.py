@@ -20,7 +20,7 @@ from typing import Any
 
 from distributed import Client, Future, as_completed
 
-from pathopipe import storage
+from pathopipe import fileio
 from pathopipe.errors import ClusterLostError, ConfigError
 from pathopipe.output import SlideRecord, read_manifest_records, write_manifest
 from pathopipe.output.metrics import Measured, TaskMetrics, warm_parquet, write_metrics
@@ -83,7 +83,7 @@ class _SlideState:
     warnings: list[str] = field(default_factory=list)
 
 
-def _offered_resources(client: Client) -> list[dict[str, float]]:
+def offered_resources(client: Client) -> list[dict[str, float]]:
     return [w.get("resources", {}) for w in client.scheduler_info(n_workers=-1)["workers"].values()]
 
 
@@ -108,7 +108,7 @@ class _ManifestWriter:
         earlier: list[SlideRecord],
         records: list[SlideRecord],
         metrics: str | Path | None,
-        options: storage.Options = None,
+        options: fileio.Options = None,
     ) -> None:
         self.path, self.earlier, self.records = path, earlier, records
         self.metrics_path = metrics
@@ -129,95 +129,112 @@ class _ManifestWriter:
             self.last_metrics = now
 
 
-def run_slides(
-    client: Client,
-    jobs: list[SlideJob],
-    stages: SlideStage | Sequence[SlideStage],
-    *,
-    manifest: str | Path,
-    force: bool = False,
-    on_event: Callable[[ProgressEvent], None] | None = None,
-    metrics: str | Path | None = None,
-    storage_options: storage.Options = None,
-) -> list[SlideRecord]:
-    """Run ``stages`` in order for every job, all slides in one computation: a slide's next
-    stage starts as soon as its previous one finishes, while other slides are still in earlier
-    stages. Returns the records, also written to ``manifest`` (CSV) as slides finish.
+class SlideRun:
+    """One computation of ``stages`` over ``jobs``: the per-slide states, the tasks in flight,
+    and the manifest and metrics they are recorded in (see :func:`run_slides`)."""
 
-    Per slide and stage: complete output of the same configuration is skipped (unless
-    ``force``); complete output of another configuration fails the slide; anything else is
-    redone from scratch by the stage's prepare task. With ``metrics``, one row per task (see
-    :mod:`pathopipe.output.metrics`) is appended to that Parquet file for this run.
-    ``storage_options`` reach the manifest and metrics when they are URLs.
-    """
-    stages = [stages] if isinstance(stages, SlideStage) else list(stages)
-    emit = on_event or (lambda event: None)
-    offered = _offered_resources(client)
-    _check_resources(stages, offered)
-    # workers that offer CPU (local-cuda's CPU workers, ...) take the stages that need no GPU
-    default_resources = {"CPU": 1.0} if any("CPU" in r for r in offered) else None
-    chash = "+".join(stage.config_hash for stage in stages)
-    states: dict[str, _SlideState] = {}
-    records: list[SlideRecord] = []
-    roles: dict[str, tuple[str, str]] = {}  # future key -> (role, slide_id)
-    # results are gathered in the background as each task finishes, so a worker that dies
-    # just after finishing a task does not take the finished result with it
-    queue = as_completed(with_results=True, raise_errors=False)
-    this_run = {job.slide_id for job in jobs}
-    earlier = [r for r in read_manifest_records(manifest, storage_options) if r.slide_id not in this_run]
-    writer = _ManifestWriter(manifest, earlier, records, metrics, storage_options)
-    run_token = uuid.uuid4().hex[:8]
+    def __init__(
+        self,
+        client: Client,
+        jobs: list[SlideJob],
+        stages: SlideStage | Sequence[SlideStage],
+        *,
+        manifest: str | Path,
+        force: bool = False,
+        on_event: Callable[[ProgressEvent], None] | None = None,
+        metrics: str | Path | None = None,
+        storage_options: fileio.Options = None,
+    ) -> None:
+        self.client, self.jobs, self.force = client, jobs, force
+        self.stages = [stages] if isinstance(stages, SlideStage) else list(stages)
+        self.emit = on_event or (lambda event: None)
+        offered = offered_resources(client)
+        _check_resources(self.stages, offered)
+        # workers that offer CPU (local-cuda's CPU workers, ...) take the stages that need no GPU
+        self.default_resources = {"CPU": 1.0} if any("CPU" in r for r in offered) else None
+        self.chash = "+".join(stage.config_hash for stage in self.stages)
+        self.states: dict[str, _SlideState] = {}
+        self.records: list[SlideRecord] = []
+        self.roles: dict[str, tuple[str, str]] = {}  # future key -> (role, slide_id)
+        # results are gathered in the background as each task finishes, so a worker that dies
+        # just after finishing a task does not take the finished result with it
+        self.queue = as_completed(with_results=True, raise_errors=False)
+        this_run = {job.slide_id for job in jobs}
+        earlier = [r for r in read_manifest_records(manifest, storage_options) if r.slide_id not in this_run]
+        self.writer = _ManifestWriter(manifest, earlier, self.records, metrics, storage_options)
+        self.storage_options = storage_options
+        self.token = uuid.uuid4().hex[:8]
+
+    def run(self) -> list[SlideRecord]:
+        """Start every slide, then handle each task as it finishes until all slides are done."""
+        for job in self.jobs:
+            record = SlideRecord(slide_id=job.slide_id, source=job.source, config_hash=self.chash)
+            try:
+                record.source_bytes = fileio.size(job.source, job.storage_options)
+            except OSError:
+                record.source_bytes = None
+            self.records.append(record)
+            record.status = "running"
+            state = self.states[job.slide_id] = _SlideState(
+                job=job, record=record, started=time.perf_counter()
+            )
+            self.advance(state)
+        self.writer.save(flush=True)
+        for fut, value in self.queue:
+            self.finished(fut, value)
+        self.writer.save(flush=True)
+        return self.records
 
     def submit(
-        state: _SlideState, role: str, fn: Callable, *args: Any, name: str, retries: int = 0
+        self, state: _SlideState, role: str, fn: Callable[..., Any], *args: Any, name: str, retries: int = 0
     ) -> Future:
-        stage = stages[state.stage]
-        resources = (stage.resources or default_resources) if role in ("prepare", "work") else None
+        stage = self.stages[state.stage]
+        resources = (stage.resources or self.default_resources) if role in ("prepare", "work") else None
         slide_id = state.job.slide_id
-        fut = client.submit(
+        fut = self.client.submit(
             Measured(fn, stage.name, role), *args,
             # unique per run: Dask hands back a finished result held under the same key, so a
             # second run (another OUT, same slide names) must never share keys with the first
-            key=f"{stage.name}-{name}-{slide_id}-{stage.config_hash}-{run_token}",
+            key=f"{stage.name}-{name}-{slide_id}-{stage.config_hash}-{self.token}",
             pure=False, retries=retries, resources=resources,
             priority=state.stage,  # later stages first: finish started slides, bound what waits
         )  # fmt: skip
-        roles[fut.key] = (role, slide_id)
-        queue.add(fut)
+        self.roles[fut.key] = (role, slide_id)
+        self.queue.add(fut)
         return fut
 
-    def fail(state: _SlideState, message: str) -> None:
+    def fail(self, state: _SlideState, message: str) -> None:
         record = state.record
-        record.status, record.stage = "failed", stages[state.stage].name
+        record.status, record.stage = "failed", self.stages[state.stage].name
         record.error = message
         record.seconds = time.perf_counter() - state.started
         record.timings = _format_timings(state.timings)
         for fut in (state.futures or {}).values():
             fut.cancel()
-        emit(ProgressEvent("failed", state.job.slide_id, message=message, stage=record.stage))
-        writer.save()
+        self.emit(ProgressEvent("failed", state.job.slide_id, message=message, stage=record.stage))
+        self.writer.save()
 
-    def complete(state: _SlideState) -> None:
+    def complete(self, state: _SlideState) -> None:
         record = state.record
         record.status = "done" if state.ran else "skipped"
-        record.stage = stages[-1].name
+        record.stage = self.stages[-1].name
         record.bytes = sum(state.sizes.values())
         record.warnings = "; ".join(state.warnings)
         record.seconds = time.perf_counter() - state.started
         record.timings = _format_timings(state.timings)
-        emit(ProgressEvent(record.status, state.job.slide_id, tiles=record.n_tiles or 0,
-                           message=record.warnings))  # fmt: skip
-        writer.save()
+        self.emit(ProgressEvent(record.status, state.job.slide_id, tiles=record.n_tiles or 0,
+                                message=record.warnings))  # fmt: skip
+        self.writer.save()
 
-    def advance(state: _SlideState) -> None:
+    def advance(self, state: _SlideState) -> None:
         """Start the slide's next stage that is not already complete; complete the slide at the end."""
         job = state.job
-        while state.stage < len(stages):
-            stage = stages[state.stage]
+        while state.stage < len(self.stages):
+            stage = self.stages[state.stage]
             status = stage.status(job)
-            if status.complete and not force:
+            if status.complete and not self.force:
                 if status.config_hash != stage.config_hash:
-                    return fail(state, (
+                    return self.fail(state, (
                         f"{stage.name} of {job.slide_id} are complete for another configuration (hash "
                         f"{status.config_hash}, this run {stage.config_hash}); use --force to overwrite "
                         "them or choose another --out"
@@ -230,51 +247,41 @@ def run_slides(
             state.ran = True
             state.plan, state.results, state.futures, state.pending = None, [], {}, 0
             state.stage_started = time.perf_counter()
-            submit(state, "prepare", stage.prepare, job, name="prepare")
+            self.submit(state, "prepare", stage.prepare, job, name="prepare")
             return None
-        return complete(state)
+        return self.complete(state)
 
-    for job in jobs:
-        record = SlideRecord(slide_id=job.slide_id, source=job.source, config_hash=chash)
-        try:
-            record.source_bytes = storage.size(job.source, job.storage_options)
-        except OSError:
-            record.source_bytes = None
-        records.append(record)
-        record.status = "running"
-        state = states[job.slide_id] = _SlideState(job=job, record=record, started=time.perf_counter())
-        advance(state)
-    writer.save(flush=True)
-
-    for fut, value in queue:
-        role, slide_id = roles.pop(fut.key)
-        state = states[slide_id]
+    def finished(self, fut: Future, value: Any) -> None:
+        """A task ended (done, failed or cancelled): record it and move its slide on."""
+        role, slide_id = self.roles.pop(fut.key)
+        state = self.states[slide_id]
         if state.record.status == "failed":
-            continue
-        stage = stages[state.stage]
+            return
+        stage = self.stages[state.stage]
         if fut.status != "finished":
             # an error comes as distributed's (type, exception, traceback); cancelled as the exception
             exc = (
                 value[1] if isinstance(value, tuple) else value if isinstance(value, BaseException) else None
             )
             if _scheduler_lost(exc):  # the run stops; its slides are not to blame
-                writer.save(flush=True)
-                done = sum(r.status in ("done", "skipped") for r in records)
+                self.writer.save(flush=True)
+                done = sum(r.status in ("done", "skipped") for r in self.records)
                 raise ClusterLostError(
-                    f"lost the connection to the Dask scheduler ({_describe(exc)}); {done} of "
-                    f"{len(records)} slides are complete and kept; rerun the same command to finish the rest"
+                    f"lost the connection to the Dask scheduler ({_describe(exc)}); {done} of "  # type: ignore[arg-type]
+                    f"{len(self.records)} slides are complete and kept; rerun the same command to finish "
+                    "the rest"
                 )
             if exc is not None:
                 logger.debug("%s of %s failed:\n%s", role, slide_id, "".join(traceback.format_exception(exc)))
-            fail(state, f"{stage.name} {role}: " + (_describe(exc) if exc else f"task {fut.status}"))
-            continue
+            self.fail(state, f"{stage.name} {role}: " + (_describe(exc) if exc else f"task {fut.status}"))
+            return
         result, row = value
-        writer.task_rows.append(row)
+        self.writer.task_rows.append(row)
         if role == "prepare":
             state.plan = result
-            emit(ProgressEvent("planned", slide_id, tiles=result.n_tiles, stage=stage.name))
+            self.emit(ProgressEvent("planned", slide_id, tiles=result.n_tiles, stage=stage.name))
             for i, (start, stop) in enumerate(result.ranges()):
-                work = submit(state, "work", stage.work, result, start, stop, name=str(i), retries=1)
+                work = self.submit(state, "work", stage.work, result, start, stop, name=str(i), retries=1)
                 state.futures[work.key] = work  # type: ignore[index]
             state.pending = len(state.futures)  # type: ignore[arg-type]
         elif role == "work":
@@ -283,7 +290,7 @@ def run_slides(
             state.futures.pop(fut.key, None)  # type: ignore[union-attr]
             state.results.append(result)  # type: ignore[union-attr]
             state.pending -= 1
-            emit(ProgressEvent("tiles", slide_id, tiles=result.n_tiles, stage=stage.name))
+            self.emit(ProgressEvent("tiles", slide_id, tiles=result.n_tiles, stage=stage.name))
         elif role == "finish":
             state.record.n_tiles = result["n_tiles"]
             state.sizes[stage.name] = result["bytes"]
@@ -291,13 +298,36 @@ def run_slides(
             state.timings[stage.name] = time.perf_counter() - state.stage_started
             state.futures = None
             state.stage += 1
-            advance(state)
-            continue
+            self.advance(state)
+            return
         if state.plan is not None and state.pending == 0:
-            submit(state, "finish", stage.finish, state.plan, state.results, name="finish")
+            self.submit(state, "finish", stage.finish, state.plan, state.results, name="finish")
             state.pending = -1
-    writer.save(flush=True)
-    return records
+
+
+def run_slides(
+    client: Client,
+    jobs: list[SlideJob],
+    stages: SlideStage | Sequence[SlideStage],
+    *,
+    manifest: str | Path,
+    force: bool = False,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+    metrics: str | Path | None = None,
+    storage_options: fileio.Options = None,
+) -> list[SlideRecord]:
+    """Run ``stages`` in order for every job, all slides in one computation: a slide's next
+    stage starts as soon as its previous one finishes, while other slides are still in earlier
+    stages. Returns the records, also written to ``manifest`` (CSV) as slides finish.
+
+    Per slide and stage: complete output of the same configuration is skipped (unless
+    ``force``); complete output of another configuration fails the slide; anything else is
+    redone from scratch by the stage's prepare task. With ``metrics``, one row per task (see
+    :mod:`pathopipe.output.metrics`) is appended to that Parquet file for this run.
+    ``storage_options`` reach the manifest and metrics when they are URLs.
+    """
+    return SlideRun(client, jobs, stages, manifest=manifest, force=force, on_event=on_event,
+                    metrics=metrics, storage_options=storage_options).run()  # fmt: skip
 
 
 def _scheduler_lost(exc: BaseException | None) -> bool:

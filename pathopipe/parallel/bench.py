@@ -20,10 +20,9 @@ from typing import Any
 
 from pathopipe.config import RunConfig
 from pathopipe.errors import ConfigError
-from pathopipe.output.metrics import METRICS_NAME, read_metrics
+from pathopipe.output.layout import RunLayout
+from pathopipe.output.metrics import read_metrics
 from pathopipe.parallel.workflow import run_workflow
-
-BENCH_NAME = "bench.json"
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ def generate_slides(folder: Path, count: int, width: int, height: int) -> list[P
 
 
 def _measure(out: Path) -> tuple[int, float]:
-    table = read_metrics(out / METRICS_NAME)
+    table = read_metrics(RunLayout(out).metrics)
     rows = table[table["run_id"] == table["run_id"].max()]
     tiles = int(rows.loc[(rows["stage"] == "tiles") & (rows["role"] == "work"), "tiles"].sum())
     return tiles, float(rows["end"].max() - rows["start"].min())
@@ -160,5 +159,5 @@ def run_bench(
         },
         "seconds_total": time.time() - t0,
     }
-    (out / BENCH_NAME).write_text(json.dumps(record, indent=2))
+    Path(RunLayout(out).bench).write_text(json.dumps(record, indent=2))
     return record

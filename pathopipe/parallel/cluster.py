@@ -1,4 +1,5 @@
-"""Starting and connecting to Dask clusters."""
+"""Starting and connecting to Dask clusters: the registry of cluster kinds (``cluster.kind``,
+``--cluster``), each a context manager yielding a connected client."""
 
 from __future__ import annotations
 
@@ -89,7 +90,6 @@ def _serve(make_cluster: Callable[..., Any], config: ClusterConfig, **options: A
             silence_logs=logging.CRITICAL,
             **options,
         )
-        cluster.pathopipe_dashboard = config.dashboard  # the HTTP API alone is not a dashboard
         try:
             with Client(cluster) as client:
                 yield client
@@ -103,7 +103,9 @@ def _missing_extra(what: str, extra: str, err: ImportError) -> BackendUnavailabl
     )
 
 
-cluster_kinds: Registry[Callable[[ClusterConfig], AbstractContextManager[Client]]] = Registry("cluster kind")
+cluster_kinds: Registry[Callable[[ClusterConfig], AbstractContextManager[Client]]] = Registry(
+    "cluster kind", entry_point_group="pathopipe.cluster_kinds"
+)
 
 
 @cluster_kinds.register("local", description="LocalCluster of worker processes on loopback")
@@ -155,12 +157,8 @@ def _wait_for_first_worker(client: Client, timeout: float, where: str) -> None:
     except TimeoutError:
         raise ConfigError(
             f"no Dask worker joined within {timeout:.0f} s; {where} "
-            "(raise PATHOPIPE_WORKER_TIMEOUT to wait longer)"
+            "(raise cluster.worker_timeout_s to wait longer)"
         ) from None
-
-
-def _worker_timeout() -> float:
-    return float(os.environ.get("PATHOPIPE_WORKER_TIMEOUT", "600"))
 
 
 @cluster_kinds.register("slurm", description="dask-jobqueue: workers as SLURM jobs", extra="slurm")
@@ -198,11 +196,10 @@ def slurm_client(config: ClusterConfig) -> Iterator[Client]:
             scheduler_options={"dashboard_address": ":0", "dashboard": config.dashboard},
             job_name="pathopipe-worker",
         )
-        cluster.pathopipe_dashboard = config.dashboard
         try:
             cluster.adapt(minimum_jobs=max(1, s.minimum_jobs), maximum_jobs=s.maximum_jobs)
             with Client(cluster) as client:
-                _wait_for_first_worker(client, _worker_timeout(), "check the jobs with `squeue --me`")
+                _wait_for_first_worker(client, config.worker_timeout_s, "check the jobs with `squeue --me`")
                 yield client
         finally:
             cluster.close()
@@ -223,7 +220,7 @@ def kubernetes_client(config: ClusterConfig) -> Iterator[Client]:
         options["namespace"] = k.namespace
     with dask.config.set(_scheduler_config(config)), KubeCluster(name="pathopipe", **options) as cluster:
         with Client(cluster) as client:
-            _wait_for_first_worker(client, _worker_timeout(), "check the pods with `kubectl get pods`")
+            _wait_for_first_worker(client, config.worker_timeout_s, "check the pods with `kubectl get pods`")
             yield client
 
 
@@ -241,7 +238,7 @@ def address_client(config: ClusterConfig) -> Iterator[Client]:
         raise ConfigError(f"cannot reach the Dask scheduler at {config.address}: {err}") from err
     with client:
         hint = f"start workers with `dask worker {config.address}`"
-        _wait_for_first_worker(client, _worker_timeout(), hint)
+        _wait_for_first_worker(client, config.worker_timeout_s, hint)
         yield client
 
 
@@ -253,7 +250,7 @@ def start_cluster(config: ClusterConfig) -> AbstractContextManager[Client]:
 def dashboard_link(client: Client) -> str | None:
     """The dashboard address, when the cluster serves one."""
     cluster = client.cluster
-    if cluster is None or getattr(cluster, "pathopipe_dashboard", True) is False:
+    if cluster is None:
         return None
     try:
         return client.dashboard_link if cluster.dashboard_link else None

@@ -6,107 +6,79 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from distributed import Client
 
-from pathopipe import storage
-from pathopipe.config import ClusterConfig
+from pathopipe import fileio
+from pathopipe.config import ClusterConfig, RunConfig
 from pathopipe.errors import ConfigError
-from pathopipe.features._extractor import resolve_device
-from pathopipe.features._weights import cached_pretrained_file, sha256_file
+from pathopipe.features.settings import ExtractionSettings, check_settings
 from pathopipe.output import environment_info
-from pathopipe.parallel._driver import ProgressEvent, SlideStage
-from pathopipe.parallel.cluster import local_client, local_cuda_client
+from pathopipe.output.layout import RunLayout
+from pathopipe.parallel._driver import ProgressEvent
 from pathopipe.parallel.run import RunResult, run_stage_on_out
-from pathopipe.stages.extraction import (
-    ExtractionSettings,
-    combined_hash,
-    extract_rows,
-    feature_group_path,
-    features_status,
-    finish_features,
-    prepare_features,
-)
-from pathopipe.stages.tiling import SlideJob, store_bytes
+from pathopipe.parallel.stages import extraction_stage
+from pathopipe.stages.tiling import SlideJob
+from pathopipe.store.layout import metadata_path
+
+__all__ = ["extract_features", "jobs_from_out"]
 
 
-def jobs_from_out(out: str | Path, storage_options: storage.Options = None) -> list[SlideJob]:
+def jobs_from_out(out: str | Path, storage_options: fileio.Options = None) -> list[SlideJob]:
     """One job per slide store under ``OUT/slides`` (a folder or a URL)."""
-    folder = storage.join(out, "slides")
-    names = [n for n in storage.list_names(folder, storage_options) if n.endswith(".zarr")]
-    if not names:
-        raise ConfigError(f"no slide stores under {folder}; run `pathopipe tile ... --out {out}` first")
+    layout = RunLayout(out)
+    named = [(RunLayout.slide_id_of(n), n) for n in fileio.list_names(layout.slides, storage_options)]
+    if not any(slide_id for slide_id, _ in named):
+        raise ConfigError(
+            f"no slide stores under {layout.slides}; run `pathopipe tile ... --out {out}` first"
+        )
     jobs = []
     options = dict(storage_options or {})
-    for name in names:
-        store = storage.join(folder, name)
+    for slide_id, _name in named:
+        if slide_id is None:
+            continue
+        store = layout.slide_store(slide_id)
         try:
-            meta = json.loads(storage.read_bytes(storage.join(store, "zarr.json"), options))
+            meta = json.loads(fileio.read_bytes(metadata_path(store), options))
             source = str(meta.get("attributes", {}).get("source_path", ""))
         except (OSError, ValueError):
             source = ""
-        jobs.append(SlideJob(name.removesuffix(".zarr"), source, store, storage_options=options))
+        jobs.append(SlideJob(slide_id, source, store, storage_options=options))
     return jobs
 
 
-def extraction_stage(models: tuple[ExtractionSettings, ...], *, force: bool = False) -> SlideStage:
-    """All ``models`` in one pass over the tiles (each tile decoded once)."""
-    keys = [settings.model.key for settings in models]
-    return SlideStage(
-        name="features",
-        config_hash=combined_hash(models),
-        prepare=partial(prepare_features, models=models, force=force),
-        work=extract_rows,
-        finish=finish_features,
-        status=partial(features_status, models=models),
-        size=lambda job: sum(
-            store_bytes(feature_group_path(job.store, key), job.storage_options) for key in keys
-        ),
-        resources={"GPU": 1} if any(m.needs_gpu_resource() for m in models) else None,
-    )
-
-
-def check_settings(settings: ExtractionSettings, *, local: bool) -> ExtractionSettings:
-    """Check weights exist before any work starts; record a weights file's sha256.
-
-    ``local``: the workers run on this machine and see its devices, so ``auto`` is resolved here.
-    """
-    if settings.device == "auto" and local:
-        settings = replace(settings, device=resolve_device("auto"))
-    if settings.weights == "pretrained":
-        cached_pretrained_file(settings.model.pretrained_hub_id, settings.model.key)
-    elif settings.weights != "random":
-        if not Path(settings.weights).is_file():
-            raise ConfigError(
-                f"weights file {settings.weights!r} does not exist (weights: random, pretrained or a file)"
-            )
-        if settings.weights_sha256 is None:
-            settings = replace(settings, weights=str(Path(settings.weights).resolve()),
-                               weights_sha256=sha256_file(settings.weights))  # fmt: skip
-    return settings
+def extraction_cluster(cluster: ClusterConfig, *, needs_gpu: bool) -> ClusterConfig:
+    """The cluster ``pathopipe extract`` starts: as configured, except that a local cluster for
+    models placed on GPUs is dask-cuda's (``local-cuda``: one worker per GPU)."""
+    if needs_gpu and cluster.kind == "local":
+        return cluster.model_copy(update={"kind": "local-cuda"})
+    return cluster
 
 
 def extract_features(
     out: str | Path,
     settings: ExtractionSettings | Sequence[ExtractionSettings],
     *,
+    config: RunConfig | None = None,
     client: Client | None = None,
-    cluster: ClusterConfig | None = None,
     force: bool = False,
     on_event: Callable[[ProgressEvent], None] | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
-    storage_options: storage.Options = None,
 ) -> RunResult:
     """Compute the features of one model, or of several in one pass, for every slide in ``out``
-    (a folder or a URL, reached with ``storage_options``).
+    (a folder or a URL), on ``client`` or on the cluster ``config.cluster`` describes (started
+    through the cluster registry; default a local one). ``config.storage`` reaches URLs.
 
     Records go to ``OUT/features-<key>[+<key>...].csv``, the run to ``OUT/extract-<keys>.json``.
+    ``settings`` come from a configuration's ``features:`` section through
+    :func:`pathopipe.features.settings.extraction_settings` (or are made directly).
     """
+    config = config or RunConfig()
+    storage_options = config.storage.options
     out = os.fspath(out)
+    layout = RunLayout(out)
     jobs = jobs_from_out(out, storage_options)
     listed = [settings] if isinstance(settings, ExtractionSettings) else list(settings)
     keys = [s.model.key for s in listed]
@@ -114,7 +86,6 @@ def extract_features(
         raise ConfigError(f"give one or more different models, got {keys}")
     models = tuple(check_settings(s, local=client is None) for s in listed)
     stage = extraction_stage(models, force=force)
-    key = "+".join(keys)
     info: dict[str, Any] = {
         "stage": "extract",
         "models": [m.model.model_dump(mode="json") for m in models],
@@ -124,11 +95,11 @@ def extract_features(
         "slides": len(jobs),
         **environment_info(),
     }
-    start = local_cuda_client if stage.resources else local_client
+    chosen = extraction_cluster(config.cluster, needs_gpu=bool(stage.resources))
     return run_stage_on_out(
         out, jobs, stage, info,
-        run_json=storage.join(out, f"extract-{key}.json"), manifest=storage.join(out, f"features-{key}.csv"),
-        client=client, start_cluster=lambda: start(cluster or ClusterConfig()),
-        cluster_kind="local-cuda" if stage.resources else "local",
+        run_json=layout.extraction_run_json(keys), manifest=layout.extraction_manifest(keys),
+        client=client, cluster=chosen,
         force=force, on_event=on_event, on_start=on_start, storage_options=storage_options,
+        lease_seconds=config.storage.lock_lease_s,
     )  # fmt: skip

@@ -6,23 +6,23 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distributed import Client
 
-from pathopipe import storage
+from pathopipe import fileio
+from pathopipe.config import ClusterConfig
 from pathopipe.ids import find_slides, slide_ids
 from pathopipe.output import SlideRecord, run_lock, write_run_json
-from pathopipe.output.metrics import METRICS_NAME
+from pathopipe.output.layout import RunLayout
 from pathopipe.output.runinfo import host_facts
 from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
-from pathopipe.parallel.cluster import dashboard_link
+from pathopipe.parallel.cluster import dashboard_link, start_cluster
 from pathopipe.stages import warm_up
 from pathopipe.stages.tiling import SlideJob
-from pathopipe.store import slide_store_path
 
 
 @dataclass
@@ -41,20 +41,22 @@ class RunResult:
 def plan_jobs(
     inputs: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
-    storage_options: storage.Options = None,
+    storage_options: fileio.Options = None,
 ) -> list[SlideJob]:
     """Find the slides under ``inputs`` (paths or URLs) and give each a stable id and store path."""
     paths = find_slides(inputs, storage_options)
     opts = dict(storage_options or {})
+    layout = RunLayout(out)
     return [
-        SlideJob(slide_id=sid, source=str(p), store=slide_store_path(out, sid), storage_options=opts)
+        SlideJob(slide_id=sid, source=str(p), store=layout.slide_store(sid), storage_options=opts)
         for sid, p in zip(slide_ids(paths), paths, strict=True)
     ]
 
 
-def cluster_info(client: Client) -> dict[str, Any]:
+def cluster_info(client: Client, *, dashboard: bool = True) -> dict[str, Any]:
     """The cluster's shape: workers with their threads, memory and resources, and each host's
-    hardware (CPU model, cores, memory, GPUs)."""
+    hardware (CPU model, cores, memory, GPUs). ``dashboard``: whether pathopipe asked the
+    cluster it started for one (its HTTP API alone is no dashboard)."""
     workers = client.scheduler_info(n_workers=-1)["workers"]
     try:
         facts = client.run(host_facts)
@@ -63,7 +65,7 @@ def cluster_info(client: Client) -> dict[str, Any]:
     hosts = {f["hostname"]: {k: v for k, v in f.items() if k != "pid"} for f in facts.values()}
     return {
         "address": client.scheduler.address if client.scheduler else None,
-        "dashboard": dashboard_link(client),
+        "dashboard": dashboard_link(client) if dashboard else None,
         "workers": len(workers),
         "threads": sum(w["nthreads"] for w in workers.values()),
         "memory_limit_bytes": sum(w["memory_limit"] or 0 for w in workers.values()),
@@ -84,11 +86,8 @@ def _worker_entry(address: str, worker: dict[str, Any], facts: dict[str, Any]) -
     }
 
 
-PERFORMANCE_REPORT = "dask-performance.html"
-
-
 @contextmanager
-def _performance_report(out: str | Path, options: storage.Options, *, enabled: bool) -> Iterator[None]:
+def _performance_report(out: str | Path, options: fileio.Options, *, enabled: bool) -> Iterator[None]:
     """Dask's performance report of the block (task stream, worker profiles, bandwidth), saved
     under ``OUT/report/`` when the block ends, also when it fails."""
     if not enabled:
@@ -97,14 +96,15 @@ def _performance_report(out: str | Path, options: storage.Options, *, enabled: b
     from distributed import performance_report
 
     with tempfile.TemporaryDirectory(prefix="pathopipe-perf-") as folder:
-        local = os.path.join(folder, PERFORMANCE_REPORT)
+        local = os.path.join(folder, RunLayout.PERFORMANCE_REPORT)
         try:
             with performance_report(filename=local):
                 yield
         finally:
             if os.path.exists(local):
                 with open(local, "rb") as fh:
-                    storage.write_bytes(storage.join(out, "report", PERFORMANCE_REPORT), fh.read(), options)
+                    target = RunLayout(out).report_file(RunLayout.PERFORMANCE_REPORT)
+                    fileio.write_bytes(target, fh.read(), options)
 
 
 StageBuilder = Callable[[Client], "SlideStage | list[SlideStage]"]
@@ -119,30 +119,33 @@ def run_stage_on_out(
     run_json: str | Path,
     manifest: str | Path,
     client: Client | None,
-    start_cluster: Callable[[], AbstractContextManager[Client]],
-    cluster_kind: str,
+    cluster: ClusterConfig,
     force: bool,
     on_event: Callable[[ProgressEvent], None] | None,
     on_start: Callable[[dict[str, Any]], None] | None,
-    storage_options: storage.Options = None,
+    storage_options: fileio.Options = None,
+    lease_seconds: float = 60.0,
     perf_report: bool = False,
 ) -> RunResult:
-    """Run the stage(s) over ``jobs`` holding the lock on ``out``, on ``client`` or a cluster
-    started by ``start_cluster``; ``info`` (plus cluster, times, status counts) goes to ``run_json``.
+    """Run the stage(s) over ``jobs`` holding the lock on ``out``, on ``client`` or on the cluster
+    ``cluster`` describes (started through the cluster registry); ``info`` (plus cluster, times,
+    status counts) goes to ``run_json``.
 
     ``stage`` may be a function of the client (to choose task resources from the workers).
-    ``out`` may be a URL (``s3://...``): ``storage_options`` reach it (never written anywhere).
+    ``out`` may be a URL (``s3://...``): ``storage_options`` reach it (never written anywhere), and
+    the run lock there is a lease of ``lease_seconds``.
     ``perf_report``: also save Dask's performance report of the run as
     ``OUT/report/dask-performance.html``.
     """
     with ExitStack() as stack:
-        stack.enter_context(run_lock(out, storage_options))
+        stack.enter_context(run_lock(out, storage_options, lease_seconds=lease_seconds))
         write_run_json(run_json, info, storage_options)
         if client is None:
-            client = stack.enter_context(start_cluster())
+            client = stack.enter_context(start_cluster(cluster))
+            kind, dashboard = cluster.kind, cluster.dashboard
         else:
-            cluster_kind = "external"
-        info["cluster"] = {"kind": cluster_kind, **cluster_info(client)}
+            kind, dashboard = "external", True
+        info["cluster"] = {"kind": kind, **cluster_info(client, dashboard=dashboard)}
         client.run(warm_up)  # module imports: a start-up cost, not the first slides' (see stages)
         stages = stage(client) if callable(stage) else stage
         info["stages"] = [s.name for s in stages] if isinstance(stages, list) else [stages.name]
@@ -152,7 +155,7 @@ def run_stage_on_out(
         with _performance_report(out, storage_options, enabled=perf_report):
             records = run_slides(
                 client, jobs, stages, manifest=manifest, force=force, on_event=on_event,
-                metrics=storage.join(out, METRICS_NAME), storage_options=storage_options,
+                metrics=RunLayout(out).metrics, storage_options=storage_options,
             )  # fmt: skip
         finished = time.time()
         info |= {"finished": finished, "seconds": finished - info["started"]}
@@ -160,4 +163,4 @@ def run_stage_on_out(
             s: sum(r.status == s for r in records) for s in ("done", "skipped", "failed")
         }
         write_run_json(run_json, info, storage_options)
-    return RunResult(out=out if storage.is_url(out) else Path(out), records=records, info=info)
+    return RunResult(out=out if fileio.is_url(out) else Path(out), records=records, info=info)

@@ -15,50 +15,16 @@ from typing import Any
 
 from distributed import Client
 
-from pathopipe import storage
+from pathopipe import fileio
 from pathopipe.config import FeaturesConfig, RunConfig, config_hash, redact
-from pathopipe.errors import ConfigError
-from pathopipe.features import resolve_model
+from pathopipe.features.settings import check_settings, extraction_settings
 from pathopipe.output import environment_info
-from pathopipe.parallel._driver import ProgressEvent, SlideStage, _offered_resources
-from pathopipe.parallel.cluster import start_cluster
-from pathopipe.parallel.extraction import check_settings, extraction_stage
+from pathopipe.output.layout import RunLayout
+from pathopipe.parallel._driver import ProgressEvent, SlideStage, offered_resources
 from pathopipe.parallel.run import RunResult, plan_jobs, run_stage_on_out
-from pathopipe.parallel.tiling import tiling_stage
-from pathopipe.stages.extraction import ExtractionSettings
+from pathopipe.parallel.stages import extraction_stage, tiling_stage
 
-__all__ = ["extraction_settings", "run_workflow", "tile_slides"]
-
-
-def extraction_settings(config: RunConfig, *, gpu_workers: bool = False) -> tuple[ExtractionSettings, ...]:
-    """The ``features:`` section as one settings object per model.
-
-    ``gpu_workers``: the cluster has workers offering ``GPU``; unless the device is ``cpu``,
-    extraction tasks then require ``GPU=1`` and run on the device those workers see.
-    """
-    f, cluster = config.features, config.cluster
-    if len(set(f.models)) != len(f.models):
-        raise ConfigError(f"features.models lists a model twice: {f.models}")
-    on_gpu = gpu_workers and f.device != "cpu"
-    threads = f.torch_threads
-    if threads is None and cluster.kind == "local":
-        threads = max(1, (os.cpu_count() or 1) // max(1, cluster.n_workers or os.cpu_count() or 1))
-    return tuple(
-        ExtractionSettings(
-            model=resolve_model(name),
-            weights=f.weights,
-            seed=f.seed,
-            precision=f.precision,
-            feature_dtype=f.dtype,
-            batch_size=f.batch_size,
-            device="cuda" if on_gpu and f.device == "auto" else f.device,
-            torch_threads=threads,
-            compile=f.compile,
-            gpu_resource=on_gpu,
-            decode_threads=f.decode_threads,
-        )
-        for name in f.models
-    )
+__all__ = ["run_workflow", "tile_slides"]
 
 
 def run_workflow(
@@ -81,8 +47,8 @@ def run_workflow(
     """
     out = os.fspath(out)
     options = config.storage.options
-    if storage.is_url(out):  # wrong endpoint, missing bucket or credentials: fail before any work
-        storage.check_bucket(out, options, write=True)
+    if fileio.is_url(out):  # wrong endpoint, missing bucket or credentials: fail before any work
+        fileio.check_bucket(out, options, write=True)
     jobs = plan_jobs(slides, out, options)
     chash = config_hash(config)
     tiling = tiling_stage(config, chash)
@@ -93,7 +59,7 @@ def run_workflow(
     def stages(client: Client) -> list[SlideStage]:
         if not config.features.models:
             return [tiling]
-        gpu = any(r.get("GPU", 0) >= 1 for r in _offered_resources(client))
+        gpu = any(r.get("GPU", 0) >= 1 for r in offered_resources(client))
         models = tuple(
             check_settings(s, local=config.cluster.kind == "local")
             for s in extraction_settings(config, gpu_workers=gpu)
@@ -112,10 +78,9 @@ def run_workflow(
     }
     return run_stage_on_out(
         out, jobs, stages, info,
-        run_json=storage.join(out, "run.json"), manifest=storage.join(out, "manifest.csv"), client=client,
-        start_cluster=lambda: start_cluster(cluster), cluster_kind=config.cluster.kind,
+        run_json=RunLayout(out).run_json, manifest=RunLayout(out).manifest, client=client, cluster=cluster,
         force=force, on_event=on_event, on_start=on_start, storage_options=options,
-        perf_report=perf_report,
+        lease_seconds=config.storage.lock_lease_s, perf_report=perf_report,
     )  # fmt: skip
 
 

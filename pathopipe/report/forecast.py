@@ -34,11 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from pathopipe import fileio
 from pathopipe.errors import ConfigError
+from pathopipe.output.layout import RunLayout
 from pathopipe.output.manifest import read_manifest_records
-from pathopipe.output.metrics import METRICS_NAME, read_metrics
+from pathopipe.output.metrics import read_metrics
 from pathopipe.report.costs import CostProfile
-from pathopipe.stages.tiling import store_bytes, tile_ranges
+from pathopipe.store.layout import shard_ranges
 
 
 @dataclass(frozen=True)
@@ -213,13 +215,15 @@ class Calibration:
 def calibrate(out: str | Path) -> Calibration:
     """Fit the forecast model on the latest run in ``out`` (its metrics, manifest and stores)."""
     out = Path(out)
-    if not (out / METRICS_NAME).is_file() or not (out / "run.json").is_file():
+    layout = RunLayout(out)
+    if not Path(layout.metrics).is_file() or not Path(layout.run_json).is_file():
         raise ConfigError(
-            f"calibration {out} has no {METRICS_NAME} or run.json; give the --out of a finished run"
+            f"calibration {out} has no {layout.METRICS} or {layout.RUN_JSON}; "
+            "give the --out of a finished run"
         )
-    table = read_metrics(out / METRICS_NAME)
+    table = read_metrics(layout.metrics)
     rows = table[table["run_id"] == table["run_id"].max()]
-    tiles = {r.slide_id: r.n_tiles for r in read_manifest_records(out / "manifest.csv") if r.status == "done"}
+    tiles = {r.slide_id: r.n_tiles for r in read_manifest_records(out) if r.status == "done"}
     if not tiles:
         raise ConfigError(f"calibration {out} has no slide done in its manifest")
     rows = rows.copy()
@@ -246,8 +250,8 @@ def calibrate(out: str | Path) -> Calibration:
         )  # fmt: skip
         devices[str(stage)] = str(work["device"].mode().iloc[0]) if len(work) else "cpu"
         threads[str(stage)] = float(work["threads"].mean()) if len(work) else 1.0
-    sizes = [(n or 0, store_bytes(out / "slides" / f"{sid}.zarr")) for sid, n in tiles.items()]
-    run = json.loads((out / "run.json").read_text())
+    sizes = [(n or 0, fileio.total_bytes(layout.slide_store(sid))) for sid, n in tiles.items()]
+    run = json.loads(Path(layout.run_json).read_text())
     slots = int(run.get("cluster", {}).get("threads") or 1)
     span = float(rows["end"].max() - rows["start"].min())
     busy = float(rows["work_seconds"].sum())
@@ -317,7 +321,7 @@ def forecast(
     the run's ``store.shard_size``."""
     tiles = [int(c["n_tiles"]) for c in counts]
     size = shard_size or (lambda n: max(n, 1))
-    tasks = [[b - a for a, b in tile_ranges(t, size(t))] for t in tiles]
+    tasks = [[b - a for a, b in shard_ranges(t, size(t))] for t in tiles]
     # slot-seconds: each slide is opened on at most min(its tasks, slots) slots
     per_stage = {
         name: float(sum(model.seconds(t, sizes) + model.open_seconds * min(len(sizes), max(1, slots))

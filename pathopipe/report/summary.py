@@ -19,12 +19,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from pathopipe import storage
+from pathopipe import fileio
 from pathopipe.errors import ConfigError
+from pathopipe.output.layout import RunLayout
 from pathopipe.output.manifest import read_manifest_records
-from pathopipe.output.metrics import METRICS_NAME, read_metrics
+from pathopipe.output.metrics import read_metrics
 from pathopipe.report.costs import CostProfile, cost_model, hardware_for
-from pathopipe.stages.tiling import store_bytes
+from pathopipe.store.layout import FEATURES, METADATA
 
 # FLOPs of one 224 px image (forward pass, 2 x multiply-adds), counted with
 # torch.utils.flop_counter on timm's architectures (scripts/count_flops.py).
@@ -104,25 +105,25 @@ def _utilisation(rows: Any, workers: dict[str, int], span: float) -> dict[str, f
 
 
 def _storage(
-    out: str, records: list, slides_per_day: float | None, options: storage.Options
+    out: str, records: list, slides_per_day: float | None, options: fileio.Options
 ) -> dict[str, Any]:
     complete = [r for r in records if r.status in ("done", "skipped")]
     tile_bytes, feature_bytes, source_bytes, stored, tiles = [], {}, [], [], 0
     for r in complete:
-        store = storage.join(out, "slides", f"{r.slide_id}.zarr")
-        whole = store_bytes(store, options)
+        store = RunLayout(out).slide_store(r.slide_id)
+        whole = fileio.total_bytes(store, options)
         if not whole:
             continue
-        features_dir = storage.join(store, "features")
+        features_dir = fileio.join(store, FEATURES)
         per_model = {
-            name: store_bytes(storage.join(features_dir, name), options)
-            for name in storage.list_names(features_dir, options)
-            if name != "zarr.json"
+            name: fileio.total_bytes(fileio.join(features_dir, name), options)
+            for name in fileio.list_names(features_dir, options)
+            if name != METADATA
         }
         for key, size in per_model.items():
             feature_bytes.setdefault(key, []).append(size)
         stored.append(whole)
-        tile_bytes.append(whole - store_bytes(features_dir, options))
+        tile_bytes.append(whole - fileio.total_bytes(features_dir, options))
         if r.source_bytes:
             source_bytes.append(r.source_bytes)
         tiles += r.n_tiles or 0
@@ -163,40 +164,15 @@ def _object_storage(rows: Any) -> dict[str, Any] | None:
     }
 
 
-def _bench(out: str, options: storage.Options) -> dict[str, Any] | None:
+def _bench(out: str, options: fileio.Options) -> dict[str, Any] | None:
     """``pathopipe bench``'s trials and choice, when ``out`` is a bench run."""
     try:
-        record = json.loads(storage.read_bytes(storage.join(out, "bench.json"), options))
+        record = json.loads(fileio.read_bytes(RunLayout(out).bench, options))
     except FileNotFoundError:
         return None
     generated = {k: v for k, v in record["generated_slides"].items() if k != "folder"}
     keep = {k: record[k] for k in ("best", "trials", "trial_slides")}
     return {**keep, "generated_slides": generated}
-
-
-def _model_flops(model: dict[str, Any]) -> float | None:
-    """GFLOPs of one image through a features preset (counted on the meta device)."""
-    try:
-        import torch
-        from torch.utils.flop_counter import FlopCounterMode
-
-        from pathopipe.features import ModelSpec
-        from pathopipe.features._extractor import NOOP, FeatureHead, _timm_kwargs
-
-        spec = ModelSpec.model_validate(model)
-        if spec.architecture == NOOP:
-            return 0.0
-        import timm
-
-        with torch.device("meta"):
-            head = FeatureHead(timm.create_model(spec.architecture, pretrained=False, **_timm_kwargs(spec)),
-                               spec.output).eval()  # fmt: skip
-            x = torch.empty(1, 3, spec.input_size, spec.input_size)
-        with FlopCounterMode(display=False) as counter:
-            head(x)
-        return counter.get_total_flops() / 1e9
-    except Exception:  # noqa: BLE001 (an estimate only; absent when the model cannot be built)
-        return None
 
 
 def _what_if(features: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, Any] | None:
@@ -205,10 +181,11 @@ def _what_if(features: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, 
     models = run.get("config", {}).get("features", {}).get("models") or []
     if len(models) != 1:
         return None  # one pass over several models: their shares of the time are not separable
-    from pathopipe.features import resolve_model
+    from pathopipe.features import model_gflops, resolve_model
 
-    spec = resolve_model(models[0]).model_dump(mode="json")
-    measured = _model_flops(spec)
+    resolved = resolve_model(models[0])
+    spec = resolved.model_dump(mode="json")
+    measured = model_gflops(resolved)
     if not measured:
         return None
     rate = features["tiles_per_busy_second"]
@@ -230,22 +207,22 @@ def build_summary(
     *,
     costs: CostProfile | None = None,
     slides_per_day: float | None = None,
-    options: storage.Options = None,
+    options: fileio.Options = None,
 ) -> dict[str, Any]:
     """Everything the report shows, as one JSON-able dict, from the run's own files (``out`` a
     folder or a URL, reached with ``options``)."""
     out = os.fspath(out)
-    run_json, metrics_path = storage.join(out, "run.json"), storage.join(out, METRICS_NAME)
+    layout = RunLayout(out)
     try:
-        run = json.loads(storage.read_bytes(run_json, options))
-        table = read_metrics(metrics_path, options)
+        run = json.loads(fileio.read_bytes(layout.run_json, options))
+        table = read_metrics(layout.metrics, options)
     except FileNotFoundError:
         raise ConfigError(
-            f"{out} has no run.json or {METRICS_NAME}; give the --out folder of a pathopipe run"
+            f"{out} has no {layout.RUN_JSON} or {layout.METRICS}; give the --out folder of a pathopipe run"
         ) from None
     run_id = str(table["run_id"].max())  # the latest run (a resumed run reports its own tasks)
     rows = table[table["run_id"] == run_id]
-    records = read_manifest_records(storage.join(out, "manifest.csv"), options)
+    records = read_manifest_records(out, options)
     cluster = run.get("cluster", {})
     span = float(rows["end"].max() - rows["start"].min()) if len(rows) else 0.0
     stages = {

@@ -1,4 +1,4 @@
-"""Slide access: one interface over openslide and tiffslide.
+"""Slide access: one interface over every slide backend (``pathopipe backends`` lists them).
 
 >>> with open_slide("slide.svs") as slide:          # doctest: +SKIP
 ...     tile = slide.read_region((0, 0), 0, (224, 224))
@@ -9,24 +9,22 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 import cv2
 import numpy as np
 
-from pathopipe.errors import SlideMetadataError, SlideOpenError
+from pathopipe._process import thread_dict
+from pathopipe.errors import ConfigError, SlideMetadataError, SlideOpenError
+from pathopipe.fileio import is_url
 from pathopipe.slide import _openslide as _openslide
 from pathopipe.slide import _tiff as _tiff
 from pathopipe.slide import _tiffslide as _tiffslide
 from pathopipe.slide._base import SlideInfo, SlideReader
-from pathopipe.slide._registry import slide_backends
-from pathopipe.storage import is_url
+from pathopipe.slide._registry import auto_order, backend_options, slide_backends
 
 __all__ = [
-    "AUTO_ORDER",
     "SlideInfo",
     "SlideReader",
     "cached_slide",
@@ -39,9 +37,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# the source-tile reader first (fast, TIFF pyramids it decodes exactly), then the general readers
-AUTO_ORDER = ("tiff", "openslide", "tiffslide")
 
 
 def list_backends() -> list[str]:
@@ -56,7 +51,7 @@ def open_slide(
     assume_mpp: float | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> SlideReader:
-    """Open a slide with ``backend`` (``"auto"``: the first of :data:`AUTO_ORDER` that opens it).
+    """Open a slide with ``backend`` (``"auto"``: the first backend that opens it, by priority).
 
     ``assume_mpp`` is used only when the slide carries no resolution; it is then recorded
     as assumed. ``options`` maps a backend name to that backend's options, e.g.
@@ -74,15 +69,16 @@ def open_slide(
         refused = _unsupported_samples(path)
         if refused:
             raise SlideOpenError(path, {"pixels": refused})
-    names = AUTO_ORDER if backend == "auto" else (slide_backends.entry(backend).name,)
-    if is_url(path):  # only the fsspec-capable backends read URLs
-        names = tuple(n for n in names if n != "openslide") or names
+    remote = is_url(path)
+    names = auto_order(url=remote) if backend == "auto" else [slide_backends.entry(backend).name]
     options = options or {}
     causes: dict[str, str] = {}
     for name in names:
         cls = slide_backends.get(name)
         try:
-            reader = cls(path, options=dict(options.get(name) or {}))
+            reader = cls(path, options=backend_options(name, options.get(name)))
+        except ConfigError:
+            raise
         except Exception as err:  # noqa: BLE001 - every backend failure is reported to the user
             causes[name] = f"{type(err).__name__}: {err}".strip()
             continue
@@ -129,8 +125,7 @@ def require_mpp(info: SlideInfo) -> float:
     return info.mpp
 
 
-_local = threading.local()
-CACHE_SIZE = 4
+CACHE_SIZE = 4  # open readers per task thread (pathopipe._process "open-slides")
 
 
 def cached_slide(
@@ -142,23 +137,19 @@ def cached_slide(
 ) -> SlideReader:
     """A reader from a small per-thread cache: tasks on one worker thread reuse open handles
     (and the tiff backend's decoded tiles). A local file changed on disk is reopened."""
-    cache: OrderedDict[tuple, SlideReader] = getattr(_local, "cache", None) or OrderedDict()
-    _local.cache = cache
+    cache: dict[tuple[Any, ...], SlideReader] = thread_dict("open-slides")  # least recently used first
     stamp = None
     if not is_url(path):
         stat = os.stat(path)
         stamp = (stat.st_mtime_ns, stat.st_size)
     frozen = repr(sorted((k, sorted(v.items())) for k, v in (options or {}).items()))
     key = (path, backend, assume_mpp, frozen, stamp)
-    reader = cache.get(key)
+    reader = cache.pop(key, None)
     if reader is None:
         reader = open_slide(path, backend=backend, assume_mpp=assume_mpp, options=options)
-        cache[key] = reader
-        while len(cache) > CACHE_SIZE:
-            _, old = cache.popitem(last=False)
-            old.close()
-    else:
-        cache.move_to_end(key)
+        while len(cache) >= CACHE_SIZE:
+            cache.pop(next(iter(cache))).close()
+    cache[key] = reader  # now the most recently used
     return reader
 
 

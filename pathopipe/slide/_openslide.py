@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from ctypes import POINTER, c_uint32
-from typing import Any
 
 import cv2
 import numpy as np
 
 from pathopipe.slide._base import SlideReader, info_from_handle
-from pathopipe.slide._registry import slide_backends
+from pathopipe.slide._registry import BackendOptions, slide_backends
 
 
-@slide_backends.register("openslide", description="OpenSlide C library: most vendor formats")
+@slide_backends.register(
+    "openslide",
+    description="OpenSlide C library: most vendor formats",
+    priority=20,
+    urls=False,  # local files only
+    options=BackendOptions,
+)
 class OpenSlideReader(SlideReader):
     backend = "openslide"
 
-    def __init__(self, path: str, *, options: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: str, *, options: BackendOptions | None = None) -> None:
         import openslide
 
-        if options:
-            raise TypeError(f"openslide backend takes no options, got {sorted(options)}")
         self._slide = openslide.OpenSlide(path)
         info = info_from_handle(path, self.backend, self._slide, dict(self._slide.properties), "openslide")
         super().__init__(path, info)

@@ -22,29 +22,41 @@ tolerance): a different low-pass filter, not an error.
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from pathopipe import storage
-from pathopipe._threads import decode_pool
+from pathopipe import fileio
+from pathopipe._process import decode_pool
 from pathopipe.slide._base import BACKGROUND_VALUE, SlideReader, info_from_handle
-from pathopipe.slide._registry import slide_backends
+from pathopipe.slide._byte_sources import FsspecBytes, LocalBytes, coalesce
+from pathopipe.slide._registry import RemoteOptions, slide_backends
+from pathopipe.slide._tiff_jpeg import (
+    DCT_FACTORS,
+    decode_jpeg_scaled,
+    have_simplejpeg,
+    jpeg_colorspaces,
+    jpeg_prefix,
+)
+from pathopipe.slide._tile_cache import shared_cache
 
 # TIFF compression codes decoded here; anything else falls back to another backend
 COMPRESSIONS = {1: "none", 5: "lzw", 7: "jpeg", 8: "deflate", 32946: "deflate"}
 PHOTOMETRICS = {2: "rgb", 6: "ycbcr"}  # ycbcr only inside JPEG, where the decoder converts it
 VENDORS = (None, "generic", "aperio")  # tiffslide's vendor names whose levels match OpenSlide's
 DEFAULT_CACHE_MB = 128
-COALESCE_GAP = 64 << 10  # merge reads of tiles less than this many bytes apart
-COALESCE_MAX = 16 << 20
-DCT_FACTORS = (2, 4, 8)  # scales libjpeg decodes in the DCT domain that we use
-_ADOBE = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00"  # APP14, + the transform byte
-_JCS_RGB, _JCS_YCBCR = 2, 3  # libjpeg colour spaces (imagecodecs' JPEG8.CS values)
+
+
+class TiffOptions(RemoteOptions):
+    """Options of the tiff backend."""
+
+    cache_mb: float = Field(
+        DEFAULT_CACHE_MB, gt=0, description="the process-wide decoded-tile LRU it uses (MiB)"
+    )
+    threads: int = Field(0, ge=0, description="decode threads for batch reads (0: min(4, CPUs))")
 
 
 def default_threads() -> int:
@@ -107,223 +119,28 @@ def _check_page(page: Any, level: int) -> None:
         raise ValueError(f"level {level}: " + "; ".join(problems))
 
 
-def _jpeg_colorspaces(page: Any) -> tuple[Any, Any] | None:
-    """JPEG colour spaces exactly as tifffile decodes the page (Aperio's RGB-tagged JPEG included),
-    so that JPEG tiles can be decoded straight into recycled buffers."""
-    if page.compression != 7:
-        return None
-    try:
-        from tifffile.tifffile import jpeg_decode_colorspace
-    except ImportError:  # tifffile moved it: decode through page.decode instead
-        return None
-    photometric, planar = int(page.photometric), int(page.planarconfig)
-    return jpeg_decode_colorspace(photometric, planar, page.extrasamples, page.is_jfif)
-
-
-def _jpeg_prefix(jpegtables: bytes | None, colorspaces: tuple[Any, Any] | None) -> bytes | None:
-    """What replaces a tile's SOI to make it a complete JPEG that any libjpeg decodes in the
-    colour space tifffile decodes the page in: SOI, an Adobe marker naming the colour transform
-    when tifffile sets one (Aperio's RGB-coded tiles), the page's tables. None unless the level
-    is JPEG decoded to RGB."""
-    if colorspaces is None or colorspaces[1] is None or int(colorspaces[1]) != _JCS_RGB:
-        return None
-    colorspace = colorspaces[0]
-    if colorspace is None:  # libjpeg's own detection (JFIF, component ids), as imagecodecs does
-        adobe = b""
-    elif int(colorspace) in (_JCS_RGB, _JCS_YCBCR):
-        adobe = _ADOBE + bytes([0 if int(colorspace) == _JCS_RGB else 1])
-    else:
-        return None
-    tables = jpegtables[2:-2] if jpegtables else b""
-    return b"\xff\xd8" + adobe + tables
-
-
-def _have_simplejpeg() -> bool:
-    try:
-        import simplejpeg  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _decode_jpeg_scaled(
-    prefix: bytes | None, data: bytes, shape: tuple[int, int, int], out: np.ndarray | None
-) -> np.ndarray:
-    """Decode one abbreviated JPEG tile to ``shape`` (its size divided by 1, 2, 4 or 8) with
-    libjpeg-turbo's DCT-domain scaling."""
-    import simplejpeg
-
-    if prefix is None or data[:2] != b"\xff\xd8":
-        raise ValueError("not a JPEG tile of an RGB/YCbCr JPEG level")
-    buffer = out if out is not None and out.shape == shape and out.flags.c_contiguous else None
-    # strict=False: libjpeg's warnings (e.g. a tile cut short) pass, as they do in imagecodecs'
-    # full-size decode, so both resample modes accept and refuse the same tiles
-    return simplejpeg.decode_jpeg(prefix + data[2:], colorspace="RGB", min_height=shape[0],
-                                  min_width=shape[1], buffer=buffer, strict=False)  # fmt: skip
-
-
-def _coalesce(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:
-    """Group (offset, length) spans, sorted by offset, into reads of nearby bytes.
-
-    Returns (start, stop, members) per read, members indexing ``spans``.
-    """
-    order = sorted(range(len(spans)), key=lambda i: spans[i][0])
-    reads: list[tuple[int, int, list[int]]] = []
-    for i in order:
-        offset, length = spans[i]
-        if reads:
-            start, stop, members = reads[-1]
-            if offset - stop <= COALESCE_GAP and offset + length - start <= COALESCE_MAX:
-                reads[-1] = (start, max(stop, offset + length), [*members, i])
-                continue
-        reads.append((offset, offset + length, [i]))
-    return reads
-
-
-class _LocalBytes:
-    """Positioned reads from a local file (os.pread: no shared file position, thread-safe)."""
-
-    def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-
-    def read(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        out = []
-        for start, stop in ranges:
-            data = os.pread(self._fd, stop - start, start)
-            if len(data) != stop - start:
-                raise OSError(f"file ends at byte {start + len(data)}, tile data runs to {stop}")
-            out.append(data)
-        return out
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
-class _FsspecBytes:
-    """Range reads over fsspec (object storage: concurrent requests where the filesystem can)."""
-
-    def __init__(self, url: str, storage_options: dict[str, Any]) -> None:
-        self._fs, self._path = storage.filesystem(url, storage_options)
-
-    def read(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        starts = [a for a, _ in ranges]
-        stops = [b for _, b in ranges]
-        out = self._fs.cat_ranges([self._path] * len(ranges), starts, stops)
-        for data, start, stop in zip(out, starts, stops, strict=True):
-            if isinstance(data, Exception):
-                raise data
-            if len(data) != stop - start:
-                raise OSError(f"object ends at byte {start + len(data)}, tile data runs to {stop}")
-        return out
-
-    def close(self) -> None:
-        pass
-
-
-class TileCache:
-    """Decoded source tiles, least recently used first out, bounded in bytes; thread-safe.
-
-    One cache per worker process (per size) is shared by every reader, so memory is bounded per
-    process whatever the number of threads and open slides. Evicted tiles' arrays are kept (a
-    few) for the next decodes to write into: fresh memory costs a page fault per 4 KiB on first
-    touch, about as much as decoding the tile. Readers copy out of cached tiles while holding
-    ``lock``, so a recycled array is never still being read.
-    """
-
-    def __init__(self, max_bytes: int, *, keep_free: int = 64) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self.lock = threading.RLock()
-        self._tiles: OrderedDict[Hashable, np.ndarray] = OrderedDict()
-        self._free: list[np.ndarray] = []
-        self._keep_free = keep_free
-        self._shared: set[int] = set()  # ids of arrays shared between keys (never recycled)
-
-    def get(self, key: Hashable) -> np.ndarray | None:
-        with self.lock:
-            tile = self._tiles.get(key)
-            if tile is not None:
-                self._tiles.move_to_end(key)
-            return tile
-
-    def __contains__(self, key: Hashable) -> bool:
-        with self.lock:
-            return key in self._tiles
-
-    def put(self, key: Hashable, tile: np.ndarray, *, shared: bool = False) -> None:
-        with self.lock:
-            if shared:
-                self._shared.add(id(tile))
-            old = self._tiles.pop(key, None)
-            if old is not None:
-                self.bytes -= old.nbytes
-            self._tiles[key] = tile
-            self.bytes += tile.nbytes
-            while self.bytes > self.max_bytes and len(self._tiles) > 1:
-                _, dropped = self._tiles.popitem(last=False)
-                self.bytes -= dropped.nbytes
-                if len(self._free) < self._keep_free and id(dropped) not in self._shared:
-                    self._free.append(dropped)
-
-    def recycled(self, shape: tuple[int, ...]) -> np.ndarray | None:
-        """An evicted tile's array of ``shape`` to decode into, if one is free."""
-        with self.lock:
-            for i in range(len(self._free) - 1, -1, -1):
-                if self._free[i].shape == shape:
-                    return self._free.pop(i)
-            return None
-
-    def clear(self) -> None:
-        with self.lock:
-            self._tiles.clear()
-            self._free.clear()
-            self.bytes = 0
-
-
-_caches: dict[int, TileCache] = {}
-_caches_lock = threading.Lock()
-
-
-def clear_caches() -> None:
-    """Forget every decoded tile of this process (tests; freeing memory)."""
-    with _caches_lock:
-        for cache in _caches.values():
-            cache.clear()
-
-
-def shared_cache(max_bytes: int) -> TileCache:
-    """This process's tile cache of ``max_bytes`` (made on first use, in the worker)."""
-    with _caches_lock:
-        cache = _caches.get(max_bytes)
-        if cache is None:
-            cache = _caches[max_bytes] = TileCache(max_bytes)
-        return cache
-
-
 @slide_backends.register(
-    "tiff", description="source-tile reader for TIFF pyramids (Aperio, generic): each tile decoded once"
+    "tiff",
+    description="source-tile reader for TIFF pyramids (Aperio, generic): each tile decoded once",
+    priority=10,  # first: fast, and exact for the pyramids it accepts (others go on to openslide)
+    urls=True,
+    options=TiffOptions,
 )
 class TiffTileReader(SlideReader):
-    """Options: ``cache_mb`` (the process-wide decoded-tile LRU this reader uses, default 128),
-    ``threads`` (decode threads for batch reads, default min(4, CPUs)), ``storage_options``
-    (fsspec, for URLs)."""
+    """Reads regions from the source tiles of a TIFF pyramid (options: :class:`TiffOptions`)."""
 
     backend = "tiff"
 
-    def __init__(self, path: str, *, options: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: str, *, options: TiffOptions | None = None) -> None:
         import tiffslide
 
-        options = dict(options or {})
-        cache_mb = float(options.pop("cache_mb", DEFAULT_CACHE_MB))
-        self.threads = int(options.pop("threads", 0)) or default_threads()
-        storage_options = dict(options.pop("storage_options", None) or {})
-        block_size = int(options.pop("block_size", 1 << 20))
-        if options:
-            allowed = "cache_mb, threads, storage_options, block_size"
-            raise TypeError(f"unknown tiff backend options {sorted(options)}; allowed: {allowed}")
-        remote = storage.is_url(path)
+        options = options or TiffOptions()
+        cache_mb = options.cache_mb
+        self.threads = options.threads or default_threads()
+        storage_options, block_size = dict(options.storage_options), options.block_size
+        remote = fileio.is_url(path)
         # over a URL the header is parsed through a block cache; tile bytes are read below
-        self._file = storage.open_file(path, storage_options, block_size=block_size) if remote else None
+        self._file = fileio.open_file(path, storage_options, block_size=block_size) if remote else None
         try:
             self._slide = tiffslide.TiffSlide(self._file or path)
         except Exception:
@@ -341,7 +158,7 @@ class TiffTileReader(SlideReader):
             self._levels = tuple(self._level(series, i) for i in range(len(series.levels)))
             info = info_from_handle(path, self.backend, self._slide, props, "tiffslide")
             info = replace(info, vendor=info.vendor or "generic-tiff")  # OpenSlide's name for it
-            self._bytes = _FsspecBytes(path, storage_options) if remote else _LocalBytes(path)
+            self._bytes = FsspecBytes(path, storage_options) if remote else LocalBytes(path)
         except Exception:
             self._slide.close()
             if self._file is not None:
@@ -373,8 +190,8 @@ class TiffTileReader(SlideReader):
             counts=np.asarray(page.databytecounts, dtype=np.int64),
             decode=page.decode,
             jpegtables=page.jpegtables,
-            jpeg_colorspaces=_jpeg_colorspaces(page),
-            jpeg_prefix=_jpeg_prefix(page.jpegtables, _jpeg_colorspaces(page)),
+            jpeg_colorspaces=jpeg_colorspaces(page),
+            jpeg_prefix=jpeg_prefix(page.jpegtables, jpeg_colorspaces(page)),
         )
 
     # -- geometry --------------------------------------------------------------------------
@@ -406,7 +223,7 @@ class TiffTileReader(SlideReader):
         shape = (lv.tile_height // factor, lv.tile_width // factor, 3)
         try:
             if factor > 1:
-                tile = _decode_jpeg_scaled(lv.jpeg_prefix, data, shape, out)
+                tile = decode_jpeg_scaled(lv.jpeg_prefix, data, shape, out)
             elif lv.jpeg_colorspaces is not None:
                 import imagecodecs
 
@@ -466,7 +283,7 @@ class TiffTileReader(SlideReader):
         if not present:
             return
         spans = [(int(lv.offsets[i]), int(lv.counts[i])) for i in present]
-        reads = _coalesce(spans)
+        reads = coalesce(spans)
         blocks = self._bytes.read([(start, stop) for start, stop, _ in reads])
         data: list[bytes] = [b""] * len(present)
         for (start, _stop, members), block in zip(reads, blocks, strict=True):
@@ -613,7 +430,7 @@ class TiffTileReader(SlideReader):
         lv = self._levels[level]
         if factor not in DCT_FACTORS or lv.tile_width % factor or lv.tile_height % factor:
             return False
-        if lv.jpeg_prefix is None or not _have_simplejpeg():
+        if lv.jpeg_prefix is None or not have_simplejpeg():
             return False
         written = np.flatnonzero(lv.counts > 0)
         if len(written) == 0:
@@ -621,8 +438,8 @@ class TiffTileReader(SlideReader):
         index = int(written[np.argmax(lv.counts[written[:64]])])  # a tile with content
         try:  # a read or decode failure here surfaces, with the slide named, when tiles are read
             data = self._bytes.read([(int(lv.offsets[index]), int(lv.offsets[index] + lv.counts[index]))])[0]
-            whole = _decode_jpeg_scaled(lv.jpeg_prefix, data, (lv.tile_height, lv.tile_width, 3), None)
-            scaled = _decode_jpeg_scaled(lv.jpeg_prefix, data, lv.geometry(factor).tile_shape(), None)
+            whole = decode_jpeg_scaled(lv.jpeg_prefix, data, (lv.tile_height, lv.tile_width, 3), None)
+            scaled = decode_jpeg_scaled(lv.jpeg_prefix, data, lv.geometry(factor).tile_shape(), None)
             reference = self._decode_one(lv, index, data, None)
         except Exception:  # noqa: BLE001 - any decoder complaint: this level is averaged instead
             return False

@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from pathopipe import storage
+from pathopipe import fileio
 from pathopipe.slide._base import BACKGROUND_VALUE, SlideReader, info_from_handle
-from pathopipe.slide._registry import slide_backends
+from pathopipe.slide._registry import RemoteOptions, slide_backends
 
 
-@slide_backends.register("tiffslide", description="tiffslide over tifffile: TIFF-based formats")
+@slide_backends.register(
+    "tiffslide",
+    description="tiffslide over tifffile: TIFF-based formats",
+    priority=30,
+    urls=True,
+    options=RemoteOptions,
+)
 class TiffSlideReader(SlideReader):
     backend = "tiffslide"
 
-    def __init__(self, path: str, *, options: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: str, *, options: RemoteOptions | None = None) -> None:
         import tiffslide
 
-        options = dict(options or {})
-        storage_options = dict(options.pop("storage_options", None) or {})
-        block_size = int(options.pop("block_size", 1 << 20))
-        if options:
-            allowed = "storage_options, block_size"
-            raise TypeError(f"unknown tiffslide backend options {sorted(options)}; allowed: {allowed}")
+        options = options or RemoteOptions()
+        storage_options, block_size = dict(options.storage_options), options.block_size
         # over a URL, every read goes through a block cache on our (request-counting) filesystem
         self._file = (
-            storage.open_file(path, storage_options, block_size=block_size) if storage.is_url(path) else None
+            fileio.open_file(path, storage_options, block_size=block_size) if fileio.is_url(path) else None
         )
         try:
             self._slide = tiffslide.TiffSlide(self._file or path)

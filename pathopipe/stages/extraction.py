@@ -5,109 +5,49 @@ slide with the geometry the store records (streaming mode).
 
 ``features/<model_key>/features`` (N, D) is row-aligned with ``coords``; the group has its own
 ``complete`` flag, written last. The model is built once per worker process (a small cache
-keyed by the settings) and tile decoding of the next batch overlaps the model on this one.
+keyed by the settings; :mod:`pathopipe.stages._batches`) and tile decoding of the next batch
+overlaps the model on this one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any, Literal
+from concurrent.futures import wait
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
-from pathopipe import storage
+from pathopipe import fileio
 from pathopipe.config import SlideConfig, StorageConfig, StoreConfig
 from pathopipe.errors import StoreError
-from pathopipe.features import ModelSpec
+from pathopipe.features.settings import ExtractionSettings
 from pathopipe.slide import cached_slide
-from pathopipe.stages.tiling import SlideJob, check_all_written, store_bytes, tile_ranges
+from pathopipe.stages._batches import (
+    batch_buffers,
+    decode_threads,
+    get_extractors,
+    prefetch_pool,
+    task_batches,
+)
+from pathopipe.stages.tiling import SlideJob, check_all_written
 from pathopipe.store import StoreStatus, read_status
-from pathopipe.store.layout import COORDS, TILES, check_codecs, open_store_array, open_store_group
+from pathopipe.store.layout import (
+    COORDS,
+    FEATURES,
+    TILES,
+    check_codecs,
+    feature_array,
+    feature_group,
+    open_store_array,
+    open_store_group,
+    shard_ranges,
+)
 from pathopipe.store.shards import read_tiles
 from pathopipe.tiling import TileSpec
 from pathopipe.tiling import read_tiles as read_slide_tiles
-
-FEATURES = "features"
-_EXTRACTORS: dict[str, Any] = {}  # per worker process: settings hash -> FeatureExtractor
-
-
-@dataclass(frozen=True)
-class ExtractionSettings:
-    """What to compute (model, weights, precision, dtype) and how (batch, device, threads)."""
-
-    model: ModelSpec
-    weights: str = "random"  # "random", "pretrained" or a file path
-    seed: int = 0
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    feature_dtype: Literal["float16", "float32"] = "float16"
-    batch_size: int = 32
-    device: str = "auto"
-    torch_threads: int | None = None
-    compile: bool = False
-    weights_sha256: str | None = None  # filled in by the client for file weights
-    gpu_resource: bool | None = None  # tasks require Dask resource GPU=1 (None: when device is cuda)
-    decode_threads: int = 0  # tile decode threads per task (0: 1 on CPU, auto_decode_threads() on CUDA)
-
-    def needs_gpu_resource(self) -> bool:
-        return self.gpu_resource if self.gpu_resource is not None else self.device.startswith("cuda")
-
-    def output_hash(self) -> str:
-        """Hash of everything that changes the feature values (not batch size or device)."""
-        identity = {
-            "model": self.model.model_dump(mode="json"),
-            "weights": self.weights if self.weights in ("random", "pretrained") else self.weights_sha256,
-            "seed": self.seed if self.weights == "random" else None,
-            "precision": self.precision,
-            "feature_dtype": self.feature_dtype,
-        }
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def feature_group_path(store: str | Path, key: str) -> str:
-    return storage.join(store, FEATURES, key)
-
-
-def _cache_key(settings: ExtractionSettings) -> str:
-    return json.dumps(asdict(settings), sort_keys=True, default=str)
-
-
-def get_extractors(models: tuple[ExtractionSettings, ...]) -> list[Any]:
-    """The extractors for ``models``, each built once per process; others are released."""
-    wanted = [_cache_key(settings) for settings in models]
-    for key in list(_EXTRACTORS):
-        if key not in wanted:
-            del _EXTRACTORS[key]  # keeps memory bounded by the models of the current run
-    extractors = []
-    for key, settings in zip(wanted, models, strict=True):
-        if key not in _EXTRACTORS:
-            import torch
-
-            from pathopipe.features import create_extractor
-
-            if settings.torch_threads:
-                torch.set_num_threads(settings.torch_threads)
-            _EXTRACTORS[key] = create_extractor(
-                settings.model,
-                weights=settings.weights,
-                seed=settings.seed,
-                device=settings.device,
-                precision=settings.precision,
-                compile=settings.compile,
-            )
-        extractors.append(_EXTRACTORS[key])
-    return extractors
-
-
-def get_extractor(settings: ExtractionSettings) -> Any:
-    """The extractor for one model, built once per process."""
-    return get_extractors((settings,))[0]
 
 
 def combined_hash(models: tuple[ExtractionSettings, ...]) -> str:
@@ -159,7 +99,7 @@ class FeaturePlan:
     build_seconds: float = 0.0  # of the models, when this task built them (else ~0: cached)
 
     def ranges(self) -> list[tuple[int, int]]:
-        return tile_ranges(self.n_tiles, self.rows_per_task) if self.models else []
+        return shard_ranges(self.n_tiles, self.rows_per_task) if self.models else []
 
     def metrics(self) -> dict[str, Any]:
         return {"tiles": 0, "steps": {"prepare": self.seconds, "model_build": self.build_seconds}}
@@ -204,7 +144,7 @@ class FeatureResult:
 
 
 def feature_status(job: SlideJob, key: str) -> StoreStatus:
-    return read_status(feature_group_path(job.store, key), job.storage_options)
+    return read_status(feature_group(job.store, key), job.storage_options)
 
 
 def features_status(job: SlideJob, models: tuple[ExtractionSettings, ...]) -> StoreStatus:
@@ -237,7 +177,7 @@ def prepare_features(
     streaming = TILES not in group  # store.codec none: read the tiles from the slide
     n_tiles = int(group[COORDS].shape[0])
     if streaming:
-        if not storage.exists(attrs["source_path"], job.storage_options):
+        if not fileio.exists(attrs["source_path"], job.storage_options):
             raise StoreError(
                 f"slide store {job.store} holds no tiles and its slide {attrs['source_path']!r} is gone; "
                 "streaming extraction reads tiles from the slide"
@@ -245,7 +185,7 @@ def prepare_features(
         tile_size = int(attrs["tile_size"])
         rows = StoreConfig.model_validate(attrs["config"]["store"]).shard_size(n_tiles)
     else:
-        tiles = check_codecs(group[TILES], storage.join(job.store, TILES))  # type: ignore[arg-type]
+        tiles = check_codecs(group[TILES], fileio.join(job.store, TILES))  # type: ignore[arg-type]
         tile_size = int(tiles.shape[1])
         rows = int(tiles.shards[0]) if tiles.shards else int(tiles.chunks[0])
     todo = []
@@ -316,73 +256,6 @@ def prepare_features(
     )
 
 
-_BUFFERS = threading.local()  # per task thread: reused batch buffers (no page faults per batch)
-_PREFETCH = threading.local()  # per task thread: its decode thread, kept across tasks
-
-
-def prefetch_pool() -> ThreadPoolExecutor:
-    """This task thread's decode thread. It outlives the task, so the slide readers it opened
-    (``cached_slide`` is per thread) and their decoded tiles serve the slide's next tasks:
-    a fresh thread per task reopened the slide every time."""
-    pool = getattr(_PREFETCH, "pool", None)
-    if pool is None:
-        pool = _PREFETCH.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathopipe-decode")
-    return pool
-
-
-def batch_buffers(shape: tuple[int, ...], *, pinned: bool = False) -> list[np.ndarray]:
-    """Two uint8 batch buffers of ``shape`` for this thread, reused across tasks.
-
-    ``pinned`` (CUDA): in page-locked memory, so tiles are decoded straight into memory the
-    GPU copies from (no staging copy per batch).
-    """
-    cached = getattr(_BUFFERS, "pair", None)
-    if cached is None or cached[0].shape != shape or getattr(_BUFFERS, "pinned", False) != pinned:
-        if pinned:
-            import torch
-
-            cached = [torch.empty(shape, dtype=torch.uint8, pin_memory=True).numpy() for _ in range(2)]
-        else:
-            cached = [np.empty(shape, dtype=np.uint8) for _ in range(2)]
-        _BUFFERS.pair, _BUFFERS.pinned = cached, pinned
-    return cached
-
-
-def auto_decode_threads() -> int:
-    """Decode threads of a task on a GPU worker: this process's CPU cores shared among the
-    node's GPUs, less one for the thread driving the model (at most 16). One core decodes
-    ~2,500 224 px JPEG tiles/s; an H200 runs ResNet-50 at over 10,000."""
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(16, cores // max(1, torch.cuda.device_count()) - 1))
-
-
-def decode_threads(models: tuple[ExtractionSettings, ...], on_cuda: bool) -> int:
-    """Threads decoding each batch: the models' setting, or 1 on CPU (the models hold every
-    core) and ``auto_decode_threads()`` on CUDA (the CPU must keep the GPU fed)."""
-    asked = max((settings.decode_threads for settings in models), default=0)
-    if asked:
-        return asked
-    return auto_decode_threads() if on_cuda else 1
-
-
-def task_batches(
-    start: int, stop: int, batch_size: int, *, short_first: bool = True
-) -> list[tuple[int, int]]:
-    """The batches of rows [start, stop): a short first one, then full ones.
-
-    Only the first batch is read while the models wait (each later one is read during the
-    models' previous batch), so it is a quarter of the batch size: on tasks of a few
-    batches (small slides) a full first batch kept the models idle for half their reads.
-    ``short_first=False`` (compiled models, which compile once per batch shape): all full.
-    """
-    first = min(stop, start + (max(1, batch_size // 4) if short_first else batch_size))
-    return [(start, first)] * (first > start) + [
-        (a, min(a + batch_size, stop)) for a in range(first, stop, batch_size)
-    ]
-
-
 def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     """Features of tiles [start, stop) for every model: each tile is decoded once, and the
     next batch decodes while the models run on this one."""
@@ -436,7 +309,7 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     written = 0
     for settings, out in zip(plan.models, outs, strict=True):
         rows = out.astype(settings.feature_dtype)
-        name = f"{FEATURES}/{settings.model.key}/{FEATURES}"
+        name = feature_array(settings.model.key)
         open_store_array(plan.job.store, name, plan.job.storage_options, mode="r+")[start:stop] = rows
         written += rows.nbytes  # uncompressed feature bytes
     device = extractors[0].device.type if extractors else "cpu"
@@ -463,9 +336,9 @@ def finish_features(plan: FeaturePlan, results: list[FeatureResult]) -> dict[str
     }
     size = 0
     for settings in plan.models:
-        path = feature_group_path(plan.job.store, settings.model.key)
+        path = feature_group(plan.job.store, settings.model.key)
         group = open_store_group(path, plan.job.storage_options, mode="r+")
         group.update_attributes({**summary, "complete": False})
         group.update_attributes({"complete": True})
-        size += store_bytes(path, plan.job.storage_options)
+        size += fileio.total_bytes(path, plan.job.storage_options)
     return summary | {"n_tiles": plan.n_tiles, "bytes": size}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,10 @@ from typing import Any
 import numpy as np
 
 import pathopipe
-from pathopipe import storage
+from pathopipe import fileio
+from pathopipe._process import thread_dict
 from pathopipe.config import RunConfig
-from pathopipe.errors import SlideMetadataError
+from pathopipe.errors import IncompleteStoreError, SlideMetadataError
 from pathopipe.slide import cached_slide, open_slide, read_downsampled
 from pathopipe.store import (
     StoreStatus,
@@ -29,7 +29,15 @@ from pathopipe.store import (
     read_status,
     write_image,
 )
-from pathopipe.store.layout import COORDS, TILES, TISSUE_FRACTION, open_store_array
+from pathopipe.store.layout import (
+    COORDS,
+    MASK,
+    THUMBNAIL,
+    TILES,
+    TISSUE_FRACTION,
+    open_store_array,
+    shard_ranges,
+)
 from pathopipe.store.shards import write_tiles
 from pathopipe.tiling import (
     TileSpec,
@@ -42,11 +50,6 @@ from pathopipe.tiling import (
 from pathopipe.tissue import detect_tissue
 
 logger = logging.getLogger(__name__)
-
-
-def tile_ranges(n_tiles: int, step: int) -> list[tuple[int, int]]:
-    """[start, stop) ranges of ``step`` tiles covering ``n_tiles`` (one task each)."""
-    return [(start, min(start + step, n_tiles)) for start in range(0, n_tiles, step)]
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class TilePlan:
 
     def ranges(self) -> list[tuple[int, int]]:
         """Tile ranges, one per shard (one task each)."""
-        return tile_ranges(self.n_tiles, self.tiles_per_shard) if self.write_tiles else []
+        return shard_ranges(self.n_tiles, self.tiles_per_shard) if self.write_tiles else []
 
     def metrics(self) -> dict[str, Any]:
         return {"tiles": 0, "steps": dict(self.steps)}
@@ -111,8 +114,8 @@ def _store_attrs(job: SlideJob, reader_info: Any, spec: TileSpec, config: RunCon
     info = reader_info
     return {
         "slide_id": job.slide_id,
-        "source_path": job.source if storage.is_url(job.source) else os.path.abspath(job.source),
-        "source_bytes": storage.size(job.source, job.storage_options),
+        "source_path": job.source if fileio.is_url(job.source) else os.path.abspath(job.source),
+        "source_bytes": fileio.size(job.source, job.storage_options),
         "backend": info.backend,
         "vendor": info.vendor,
         "dimensions": list(info.dimensions),
@@ -212,7 +215,7 @@ def count_tiles(source: str, config: RunConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     with open_slide(source, **reader_args(config)) as reader:
         survey = survey_slide(reader, config)
-    size = storage.size(source, config.storage.options)
+    size = fileio.size(source, config.storage.options)
     return {"source": source, "n_tiles": len(survey.coords), "source_bytes": size,
             "seconds": time.perf_counter() - t0}  # fmt: skip
 
@@ -262,8 +265,8 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
     )
     fraction_array[...] = fractions
     image_attrs = {"downsample": [dsx, dsy], "mpp": [spec.mpp_level0 * dsx, spec.mpp_level0 * dsy]}
-    write_image(group, "mask", mask, attrs=image_attrs)
-    write_image(group, "thumbnail", thumbnail, attrs=image_attrs)
+    write_image(group, MASK, mask, attrs=image_attrs)
+    write_image(group, THUMBNAIL, thumbnail, attrs=image_attrs)
     return TilePlan(
         job=job,
         spec=spec,
@@ -283,14 +286,13 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
     )
 
 
-_SHARD_BUFFER = threading.local()  # per task thread: the tiles of one shard, reused across tasks
-
-
 def shard_buffer(n: int, tile_size: int) -> np.ndarray:
-    """An (n, T, T, 3) uint8 buffer for this thread (fresh memory costs a page fault per 4 KiB)."""
-    buffer = getattr(_SHARD_BUFFER, "array", None)
+    """An (n, T, T, 3) uint8 buffer for this task thread, reused across its tasks (fresh memory
+    costs a page fault per 4 KiB)."""
+    slot = thread_dict("shard-buffer")
+    buffer: np.ndarray | None = slot.get("array")
     if buffer is None or buffer.shape[1] != tile_size or buffer.shape[0] < n:
-        buffer = _SHARD_BUFFER.array = np.empty((n, tile_size, tile_size, 3), dtype=np.uint8)
+        buffer = slot["array"] = np.empty((n, tile_size, tile_size, 3), dtype=np.uint8)
     return buffer[:n]
 
 
@@ -315,16 +317,16 @@ def tile_store_status(job: SlideJob) -> StoreStatus:
     return read_status(job.store, job.storage_options)
 
 
-def store_bytes(path: str | Path, options: storage.Options = None) -> int:
-    """Bytes stored under a store (on disk or object storage)."""
-    return storage.total_bytes(path, options)
+def tile_store_bytes(job: SlideJob) -> int:
+    """Bytes of a slide's store (on disk or object storage)."""
+    return fileio.total_bytes(job.store, job.storage_options)
 
 
 def check_all_written(slide_id: str, results: list[Any], expected: int, what: str) -> None:
     """Before a stage marks its output complete: its tasks together wrote every row."""
     written = sum(r.n_tiles for r in results)
     if written != expected:
-        raise RuntimeError(f"{slide_id}: {written} of {expected} {what} written; left incomplete")
+        raise IncompleteStoreError(f"{slide_id}: {written} of {expected} {what} written; left incomplete")
 
 
 def finish_slide(plan: TilePlan, results: list[ShardResult]) -> dict[str, Any]:
@@ -342,13 +344,13 @@ def finish_slide(plan: TilePlan, results: list[ShardResult]) -> dict[str, Any]:
     if removed:
         summary["warnings"].append(f"removed {removed} temporary shard file(s) left by a killed worker")
     mark_complete(plan.job.store, summary, plan.job.storage_options)
-    return summary | {"bytes": store_bytes(plan.job.store, plan.job.storage_options)}
+    return summary | {"bytes": tile_store_bytes(plan.job)}
 
 
 def remove_stale_shard_files(store: str) -> int:
     """Delete temporary shard files (``.shard-*``) a killed writer left in a local store; once
     every shard task has finished, any left are a dead writer's. Object stores have none."""
-    if storage.is_url(store):
+    if fileio.is_url(store):
         return 0
     stale = list(Path(store, TILES, "c").glob("**/.shard-*"))
     for path in stale:

@@ -8,7 +8,6 @@ from pathopipe.store.layout import (
     mark_complete,
     open_tiles_for_write,
     read_status,
-    slide_store_path,
     write_image,
 )
 
@@ -21,6 +20,5 @@ __all__ = [
     "mark_complete",
     "open_tiles_for_write",
     "read_status",
-    "slide_store_path",
     "write_image",
 ]

@@ -1,4 +1,15 @@
-"""Names, arrays and attributes of a slide store, and its ``complete`` flag."""
+"""A slide store: the names of its arrays and groups, its attributes and its ``complete`` flag.
+
+::
+
+    <slide_id>.zarr/            attrs: geometry, source, config hash, complete (last write)
+      tiles  coords  tissue_fraction  mask  thumbnail
+      features/<model_key>/     attrs: model, weights, complete
+        features
+
+The packed cohort (``cohort.zarr/<model_key>/``) holds ``features``, ``coords`` and ``offsets``.
+Where a store lives in a run folder is :class:`pathopipe.output.layout.RunLayout`'s business.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +20,52 @@ from typing import Any, Literal
 
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec, ShardingCodec, ZstdCodec
+from zarr.codecs import ShardingCodec, ZstdCodec
 
-from pathopipe import storage
+from pathopipe import fileio
 from pathopipe.errors import StoreError
-from pathopipe.store.codecs import JPEG_CODEC_NAME, JpegCodec
+from pathopipe.store.codecs import JPEG_CODEC_NAME
+from pathopipe.store.tile_codecs import tiles_array_codecs
 
 SCHEMA_VERSION = 1
 TILES, COORDS, TISSUE_FRACTION, MASK, THUMBNAIL = "tiles", "coords", "tissue_fraction", "mask", "thumbnail"
+FEATURES = "features"  # the group of every model's features, and each model's array in it
+OFFSETS = "offsets"  # cohort.zarr: slide i owns rows offsets[i]:offsets[i + 1]
+METADATA = "zarr.json"  # a group's or array's metadata (attributes included), zarr v3's name
 IMAGE_CHUNK = 1024
 
 
-def slide_store_path(out: str | Path, slide_id: str) -> str:
-    """Where a slide's store goes under an output folder (a local path or a URL)."""
-    return storage.join(out, "slides", f"{slide_id}.zarr")
+def shard_ranges(n_tiles: int, per_shard: int) -> list[tuple[int, int]]:
+    """The [start, stop) rows of each shard of ``per_shard`` rows over ``n_tiles`` rows (a task
+    writes, or reads, one shard)."""
+    return [(start, min(start + per_shard, n_tiles)) for start in range(0, n_tiles, per_shard)]
+
+
+def feature_group(store: str | Path, key: str) -> str:
+    """The group of one model's features in a slide store: ``<store>/features/<key>``."""
+    return fileio.join(store, FEATURES, key)
+
+
+def feature_array(key: str) -> str:
+    """The features array of one model, relative to its slide store: ``features/<key>/features``."""
+    return f"{FEATURES}/{key}/{FEATURES}"
+
+
+def metadata_path(node: str | Path) -> str:
+    """The metadata file of a group or array (``<node>/zarr.json``)."""
+    return fileio.join(node, METADATA)
+
+
+def read_attrs(node: str | Path, options: fileio.Options = None) -> dict[str, Any]:
+    """The attributes of a group or array, read from its metadata file alone ({} when absent);
+    :class:`StoreError` when the file is unreadable."""
+    path = metadata_path(node)
+    try:
+        return dict(json.loads(fileio.read_bytes(path, options)).get("attributes", {}))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        raise StoreError(f"{path}: unreadable zarr metadata ({type(err).__name__}: {err})") from err
 
 
 @dataclass(frozen=True)
@@ -33,26 +76,15 @@ class StoreStatus:
     n_tiles: int | None
 
 
-def read_status(path: str | Path, options: storage.Options = None) -> StoreStatus:
+def read_status(path: str | Path, options: fileio.Options = None) -> StoreStatus:
     """Whether a store exists, is complete, and for which config (reads only zarr.json)."""
     try:
-        attrs = json.loads(storage.read_bytes(storage.join(path, "zarr.json"), options)).get("attributes", {})
+        attrs = json.loads(fileio.read_bytes(metadata_path(path), options)).get("attributes", {})
     except FileNotFoundError:
-        return StoreStatus(storage.exists(path, options), False, None, None)
+        return StoreStatus(fileio.exists(path, options), False, None, None)
     except (OSError, ValueError):
         return StoreStatus(True, False, None, None)
     return StoreStatus(True, attrs.get("complete") is True, attrs.get("config_hash"), attrs.get("n_tiles"))
-
-
-def _tile_codecs(codec: str, *, jpeg_quality: int, jpeg_subsampling: str, zstd_level: int) -> dict[str, Any]:
-    if codec == "jpeg":
-        return {
-            "serializer": JpegCodec(quality=jpeg_quality, subsampling=jpeg_subsampling),
-            "compressors": None,
-        }  # type: ignore[arg-type]
-    if codec == "zstd":
-        return {"serializer": BytesCodec(), "compressors": ZstdCodec(level=zstd_level)}
-    raise ValueError(f"unknown tile codec {codec!r}; allowed: jpeg, zstd, none")
 
 
 def create_slide_store(
@@ -66,13 +98,17 @@ def create_slide_store(
     jpeg_subsampling: str = "444",
     zstd_level: int = 3,
     attrs: dict[str, Any],
-    options: storage.Options = None,
+    options: fileio.Options = None,
 ) -> zarr.Group:
-    """Create an empty store (removing any previous one) with ``complete`` set to False."""
-    storage.remove(path, options)
-    group = zarr.open_group(storage.zarr_store(path, options), mode="w", zarr_format=3)
+    """Create an empty store (removing any previous one) with ``complete`` set to False; its
+    ``tiles`` array is stored with the tile codec ``codec`` (:mod:`pathopipe.store.tile_codecs`)."""
+    codecs = tiles_array_codecs(
+        codec, {"jpeg_quality": jpeg_quality, "jpeg_subsampling": jpeg_subsampling, "zstd_level": zstd_level}
+    )
+    fileio.remove(path, options)
+    group = zarr.open_group(fileio.zarr_store(path, options), mode="w", zarr_format=3)
     group.update_attributes({**attrs, "schema_version": SCHEMA_VERSION, "complete": False})
-    if codec != "none":
+    if codecs is not None:
         shard = max(1, min(tiles_per_shard, max(n_tiles, 1)))
         group.create_array(
             TILES,
@@ -82,9 +118,7 @@ def create_slide_store(
             shards=(shard, tile_size, tile_size, 3),
             fill_value=255,
             dimension_names=("tile", "y", "x", "channel"),
-            **_tile_codecs(
-                codec, jpeg_quality=jpeg_quality, jpeg_subsampling=jpeg_subsampling, zstd_level=zstd_level
-            ),
+            **codecs,
         )
     return group
 
@@ -141,26 +175,26 @@ def check_codecs(array: zarr.Array, where: str) -> zarr.Array:
 
 
 def open_store_array(
-    path: str | Path, name: str, options: storage.Options = None, *, mode: Literal["r", "r+"] = "r"
+    path: str | Path, name: str, options: fileio.Options = None, *, mode: Literal["r", "r+"] = "r"
 ) -> zarr.Array:
     """The array ``name`` (e.g. ``coords``, ``features/<key>/features``) of the store at ``path``,
     checked to use only safe codecs."""
-    location = storage.join(path, *name.split("/"))
-    return check_codecs(zarr.open_array(storage.zarr_store(location, options), mode=mode), location)
+    location = fileio.join(path, *name.split("/"))
+    return check_codecs(zarr.open_array(fileio.zarr_store(location, options), mode=mode), location)
 
 
 def open_store_group(
-    path: str | Path, options: storage.Options = None, *, mode: Literal["r", "r+"] = "r"
+    path: str | Path, options: fileio.Options = None, *, mode: Literal["r", "r+"] = "r"
 ) -> zarr.Group:
     """The root group of the store at ``path``."""
-    return zarr.open_group(storage.zarr_store(path, options), mode=mode)
+    return zarr.open_group(fileio.zarr_store(path, options), mode=mode)
 
 
-def open_tiles_for_write(path: str | Path, options: storage.Options = None) -> zarr.Array:
+def open_tiles_for_write(path: str | Path, options: fileio.Options = None) -> zarr.Array:
     return open_store_array(path, TILES, options, mode="r+")
 
 
-def mark_complete(path: str | Path, summary: dict[str, Any], options: storage.Options = None) -> None:
+def mark_complete(path: str | Path, summary: dict[str, Any], options: fileio.Options = None) -> None:
     """Record the summary, then set ``complete`` (the last write to the store)."""
     group = open_store_group(path, options, mode="r+")
     group.update_attributes({**summary, "complete": False})

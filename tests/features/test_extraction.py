@@ -9,15 +9,10 @@ import zarr
 
 from pathopipe.config import load_config
 from pathopipe.errors import UnknownNameError
-from pathopipe.features import WeightsError, create_extractor, resolve_model
+from pathopipe.features import ExtractionSettings, WeightsError, create_extractor, resolve_model
 from pathopipe.parallel import tile_slides
 from pathopipe.parallel.extraction import extract_features, jobs_from_out
-from pathopipe.stages.extraction import (
-    ExtractionSettings,
-    extract_rows,
-    feature_status,
-    prepare_features,
-)
+from pathopipe.stages.extraction import extract_rows, feature_status, prepare_features
 
 
 def _reference_features(model_name: str, tiles: np.ndarray, *, seed: int = 0) -> np.ndarray:

@@ -16,11 +16,12 @@ from typer.testing import CliRunner
 import pathopipe
 from pathopipe.cli.app import app
 from pathopipe.config import load_config
-from pathopipe.loader import COHORT, open_run, pack_run
+from pathopipe.loader import open_run, pack_run
+from pathopipe.loader.torch import FeatureBagDataset, TileDataset
+from pathopipe.output.layout import RunLayout
 from pathopipe.parallel.workflow import run_workflow
-from pathopipe.plot import feature_map, heatmap, overview, pca_colours, write_qc
+from pathopipe.report.qc import feature_map, heatmap, overview, pca_colours, write_qc
 from pathopipe.testing import write_synthetic_slide
-from pathopipe.torch import FeatureBagDataset, TileDataset
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = ("noop", "timm-resnet18")
@@ -99,7 +100,7 @@ def test_cohort_offsets_map_rows_back_to_their_slide(run_dir):
 def test_pack_then_open_run_gives_identical_arrays_until_a_slide_changes(run_dir):
     before = {m: open_run(run_dir, use_cohort="never").cohort(m) for m in MODELS}
     path = pack_run(run_dir, chunk_rows=32)
-    assert path == run_dir / COHORT and zarr.open_group(path, mode="r").attrs["complete"] is True
+    assert path == run_dir / RunLayout.COHORT and zarr.open_group(path, mode="r").attrs["complete"] is True
     run = open_run(run_dir)
     for model in MODELS:
         packed = run.cohort(model)
@@ -210,7 +211,7 @@ def test_qc_pictures(run_dir):
 
 def test_data_format_doc_code_runs_against_a_real_store(run_dir, tmp_path, monkeypatch):
     """Every ```python block of docs/data-format.md, run in order with OUT set to this run."""
-    if not (run_dir / COHORT).exists():
+    if not (run_dir / RunLayout.COHORT).exists():
         pack_run(run_dir)
     text = (REPO / "docs" / "data-format.md").read_text()
     settings = 'out = "OUT"'

@@ -11,9 +11,10 @@ import pytest
 
 from pathopipe.config import load_config
 from pathopipe.output import read_manifest_records
+from pathopipe.output.layout import RunLayout
 from pathopipe.output.verify import verify_run
 from pathopipe.parallel.workflow import run_workflow
-from pathopipe.store.layout import read_status, slide_store_path
+from pathopipe.store.layout import read_status
 from pathopipe.testing import write_synthetic_slide
 
 
@@ -51,7 +52,7 @@ def test_a_full_disk_fails_slides_truthfully_and_a_rerun_finishes(tmp_path, smal
         assert (
             "No space left on device" in r.error and "cannot write shard" in r.error and str(out) in r.error
         )
-        assert not read_status(slide_store_path(out, r.slide_id)).complete
+        assert not read_status(RunLayout(out).slide_store(r.slide_id)).complete
     manifest = {r.slide_id: r.status for r in read_manifest_records(out)}
     assert manifest == {r.slide_id: r.status for r in first.records}
     assert verify_run(out).ok  # every slide marked done is whole
@@ -128,7 +129,7 @@ def test_ctrl_c_stops_the_run_truthfully_and_a_rerun_finishes(tmp_path, dask_cli
     done = [r for r in records if r.status == "done"]
     assert done and len(done) < 12
     for r in done:
-        assert read_status(slide_store_path(out, r.slide_id)).complete
+        assert read_status(RunLayout(out).slide_store(r.slide_id)).complete
     assert verify_run(out).ok
     cfg = load_config(workflow, ["cluster.dashboard=false"])
     again = run_workflow([slides], out, cfg, client=dask_client)
@@ -195,7 +196,7 @@ def test_losing_the_scheduler_stops_the_run_without_blaming_slides(tmp_path):
     assert not [r for r in records if r.status == "failed"]  # the slides are not to blame
     done = [r for r in records if r.status == "done"]
     assert 0 < len(done) < 8
-    assert all(read_status(slide_store_path(out, r.slide_id)).complete for r in done)
+    assert all(read_status(RunLayout(out).slide_store(r.slide_id)).complete for r in done)
     address, procs = _start_dask(tmp_path, "second")
     try:
         command[command.index("--set") + 1] = f"cluster.address={address}"

@@ -21,7 +21,7 @@ from pathopipe.output import RunLock, lock_holder, read_manifest_records, run_st
 from pathopipe.parallel import local_client
 from pathopipe.parallel._driver import SlideStage, run_slides
 from pathopipe.parallel.run import plan_jobs
-from pathopipe.parallel.tiling import tiling_stage
+from pathopipe.parallel.stages import tiling_stage
 from pathopipe.parallel.workflow import run_workflow
 from pathopipe.testing import write_synthetic_slide
 

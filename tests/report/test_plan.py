@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 
 from pathopipe.cli.app import app
 from pathopipe.config import load_config
+from pathopipe.fileio import total_bytes as store_bytes
 from pathopipe.parallel.plan import plan_workflow
 from pathopipe.parallel.workflow import run_workflow
 from pathopipe.report.forecast import calibrate, fit_line
-from pathopipe.stages.tiling import store_bytes
 from pathopipe.testing import write_synthetic_slide
 
 SETTINGS = ["tiling.target_mpp=0.5", "tiling.min_tissue_fraction=0.3", "cluster.n_workers=2",

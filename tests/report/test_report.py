@@ -10,11 +10,11 @@ from typer.testing import CliRunner
 
 from pathopipe.cli.app import app
 from pathopipe.config import load_config
+from pathopipe.fileio import total_bytes as store_bytes
 from pathopipe.output.metrics import read_metrics
 from pathopipe.parallel.workflow import run_workflow
 from pathopipe.report import format_number, load_costs
 from pathopipe.report.costs import annual_own, annual_rent
-from pathopipe.stages.tiling import store_bytes
 from pathopipe.testing import write_synthetic_slide
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tifffile
 
+from pathopipe._process import reset as reset_process_state
 from pathopipe.errors import TilingError
 from pathopipe.slide import open_slide
-from pathopipe.slide._tiff import clear_caches
 from pathopipe.tiling import choose_resample, plan_tile_spec, read_tiles
 
 # the documented tolerance of resample "jpeg-dct" against "area" (docs/architecture.md):
@@ -122,7 +122,7 @@ def test_border_and_off_grid_regions_are_averaged(aperio_slide):
 
 def test_each_source_tile_is_decoded_once_at_scale(aperio_slide):
     coords = _grid(6001, 4003, 448, 448)  # aligned with nothing: 448 px regions on 256 px tiles
-    clear_caches()
+    reset_process_state()
     with open_slide(aperio_slide.path, backend="tiff", options={"tiff": {"threads": 2}}) as slide:
         slide.downscale_method(0, 2)  # its check decodes one tile
         before = slide.decoded
@@ -155,18 +155,18 @@ def test_a_tile_cut_short_decodes_in_both_modes():
     """libjpeg's warnings pass in both decoders, so both resample modes accept the same tiles."""
     import imagecodecs
 
-    from pathopipe.slide._tiff import _decode_jpeg_scaled, _jpeg_prefix
+    from pathopipe.slide._tiff_jpeg import decode_jpeg_scaled, jpeg_prefix
 
     rng = np.random.default_rng(0)
     data = imagecodecs.jpeg8_encode((rng.random((256, 256, 3)) * 255).astype(np.uint8), level=90)
     cut = data[: len(data) * 3 // 4]
-    prefix = _jpeg_prefix(None, (None, 2))
+    prefix = jpeg_prefix(None, (None, 2))
     assert imagecodecs.jpeg8_decode(cut).shape == (256, 256, 3)
-    assert _decode_jpeg_scaled(prefix, cut, (128, 128, 3), None).shape == (128, 128, 3)
-    whole = _decode_jpeg_scaled(prefix, data, (256, 256, 3), None)
+    assert decode_jpeg_scaled(prefix, cut, (128, 128, 3), None).shape == (128, 128, 3)
+    whole = decode_jpeg_scaled(prefix, data, (256, 256, 3), None)
     np.testing.assert_array_equal(whole, imagecodecs.jpeg8_decode(data))
     with pytest.raises(ValueError, match="not a JPEG"):
-        _decode_jpeg_scaled(prefix, b"\0" * 64 + data[64:], (128, 128, 3), None)
+        decode_jpeg_scaled(prefix, b"\0" * 64 + data[64:], (128, 128, 3), None)
 
 
 def test_threads_mixing_scaled_and_full_reads_share_a_small_cache_safely(aperio_slide):
@@ -190,7 +190,7 @@ def test_threads_mixing_scaled_and_full_reads_share_a_small_cache_safely(aperio_
         with open_slide(aperio_slide.path, backend="tiff", options=options) as slide:
             return read(slide, *job)
 
-    clear_caches()
+    reset_process_state()
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(work, jobs))
     for got, want in zip(results, expected, strict=True):

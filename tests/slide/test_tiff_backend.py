@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tifffile
 
+from pathopipe._process import reset as reset_process_state
 from pathopipe.config import RunConfig, config_hash
 from pathopipe.errors import SlideReadError
 from pathopipe.slide import open_slide
-from pathopipe.slide._tiff import clear_caches
 
 
 def _whole_level(path: Path | str, level: int) -> np.ndarray:
@@ -94,7 +94,7 @@ def test_batch_reads_decode_each_source_tile_once(aperio_slide):
     # an unaligned 224 px grid over 256 px source tiles: neighbours share source tiles
     xs, ys = np.meshgrid(np.arange(37, 2000, 224), np.arange(11, 1500, 224))
     coords = np.stack([xs.ravel(), ys.ravel()], axis=1)
-    clear_caches()  # the process-wide cache may hold tiles other tests decoded
+    reset_process_state()  # the process-wide cache may hold tiles other tests decoded
     with open_slide(aperio_slide.path, backend="tiff", options={"tiff": {"threads": 2}}) as slide:
         batch = slide.read_regions(coords, 0, (224, 224))
         lv = slide._levels[0]
@@ -115,7 +115,7 @@ def test_aligned_batches_decode_straight_into_the_output(aperio_slide):
     xs, ys = np.meshgrid(np.arange(0, 6001, 256), np.arange(2048, 4003, 256))
     grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
     coords = np.concatenate([grid[:3], [[512, 2048]], grid[3:]])  # (512, 2048) twice, close together
-    clear_caches()
+    reset_process_state()
     with open_slide(aperio_slide.path, backend="tiff", options={"tiff": {"threads": 2}}) as slide:
         batch = slide.read_regions(coords, 0, (256, 256))
         # every tile decoded once: straight into the output, or (border tiles and the tile asked

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from pathopipe import open_run, storage
+from pathopipe import fileio, open_run
 from pathopipe.config import load_config
 from pathopipe.errors import BackendUnavailableError, StoreError
 from pathopipe.output import read_manifest_records
@@ -54,7 +54,7 @@ def _config(tmp_path, server, *overrides):
 
 
 def _all_objects(server, prefix: str) -> dict[str, bytes]:
-    fs, inner = storage.filesystem(prefix, server.storage_options)
+    fs, inner = fileio.filesystem(prefix, server.storage_options)
     fs.invalidate_cache()
     return {name: fs.cat_file(name) for name in fs.find(inner)}
 
@@ -88,7 +88,7 @@ def test_s3_slides_to_s3_output_match_a_local_run(tmp_path, s3, dask_client):
     from pathopipe.loader import pack_run
 
     pack_run(tmp_path / "local")
-    fs, _ = storage.filesystem("s3://results/", server.storage_options)
+    fs, _ = fileio.filesystem("s3://results/", server.storage_options)
     fs.put(str(tmp_path / "local"), "results/copied", recursive=True)
     copied = open_run("s3://results/copied", storage_options=server.storage_options, use_cohort="always")
     packed = copied.cohort("noop")
@@ -117,15 +117,15 @@ def test_s3_slides_to_s3_output_match_a_local_run(tmp_path, s3, dask_client):
     from pathopipe.report import write_report
 
     paths = write_report("s3://results/run1", options=server.storage_options)
-    summary = json.loads(storage.read_bytes(paths["json"], server.storage_options))
+    summary = json.loads(fileio.read_bytes(paths["json"], server.storage_options))
     traffic = summary["object_storage"]
     assert traffic["slides"] == 3
     assert traffic["requests_total"] == int(table.storage_requests[table.run_id == table.run_id.max()].sum())
     assert traffic["bytes_read_per_slide"] > 0 and traffic["bytes_written_per_slide"] > 0
-    markdown = storage.read_bytes(paths["md"], server.storage_options).decode()
+    markdown = fileio.read_bytes(paths["md"], server.storage_options).decode()
     assert "## Object storage" in markdown and "requests_per_slide" in markdown
     assert summary["storage"]["stored_bytes_total"] == sum(
-        storage.total_bytes(f"s3://results/run1/slides/{s}.zarr", server.storage_options)
+        fileio.total_bytes(f"s3://results/run1/slides/{s}.zarr", server.storage_options)
         for s in remote_run.slide_ids
     )
 
@@ -229,8 +229,8 @@ def test_a_second_run_on_the_same_s3_output_is_refused(tmp_path, s3):
 def test_missing_s3_extra_is_a_clear_error():
     code = (
         "import sys; sys.modules['s3fs'] = None\n"
-        "from pathopipe import storage\n"
-        "try:\n    storage.filesystem('s3://bucket/x')\n"
+        "from pathopipe import fileio\n"
+        "try:\n    fileio.filesystem('s3://bucket/x')\n"
         "except Exception as err:\n    print(type(err).__name__, err)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -3,7 +3,7 @@ import pytest
 import zarr
 
 from pathopipe.store import create_slide_store, open_tiles_for_write
-from pathopipe.store.shards import _chunk_encoder, _layout_ok, read_tiles, write_tiles
+from pathopipe.store.shards import read_tiles, tile_layout, write_tiles
 
 
 def _tiles(n, size=32, seed=0):
@@ -20,8 +20,8 @@ def test_fast_shards_read_back_like_zarr_written_ones(tmp_path, codec):
     for path in (fast, slow):
         create_slide_store(path, n_tiles=10, tile_size=32, codec=codec, tiles_per_shard=4, attrs={})
     array = open_tiles_for_write(fast)
-    sharding = _layout_ok(array)
-    assert sharding is not None and _chunk_encoder(sharding) is not None  # the fast path applies
+    layout = tile_layout(array)
+    assert layout is not None and layout.encoder() is not None  # the fast path applies
     for start in (0, 4, 8):  # the last shard is partial (2 of 4 tiles)
         write_tiles(array, start, tiles[start : start + 4])
     open_tiles_for_write(slow)[:] = tiles
@@ -65,7 +65,7 @@ def test_rows_inside_shards_and_threaded_decode_equal_zarr(tmp_path, threads):
     # the same store through fsspec (what object storage uses): index and row ranges by request
     store = zarr.storage.FsspecStore.from_url(f"file://{path}", read_only=True)
     remote = zarr.open_array(store, path="tiles")
-    assert _layout_ok(remote) is not None
+    assert tile_layout(remote) is not None
     np.testing.assert_array_equal(read_tiles(remote, 15, 33, threads=threads), array[15:33])
 
 

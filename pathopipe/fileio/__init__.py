@@ -7,8 +7,8 @@ stores open as ``LocalStore`` or ``FsspecStore``, and sizes and listings work on
 
 Credentials come from the standard places (environment, ``~/.aws``) or from ``storage.options``
 in the configuration; they are passed to fsspec only and never written anywhere. Filesystems
-are cached per process (each Dask worker builds its own), and every S3 request is counted
-(:func:`io_counters`) so reports can price requests and egress.
+are cached per process (each Dask worker builds its own; :mod:`pathopipe._process`), and every
+S3 request is counted (:func:`io_counters`) so reports can price requests and egress.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pathopipe._process import process_dict, shared
 from pathopipe.errors import BackendUnavailableError, StoreError
 
 __all__ = [
@@ -87,32 +88,17 @@ class IOCounters:
             }
 
 
-_COUNTERS = IOCounters()  # per process, like the decoded-tile cache: each worker counts its own
-_FILESYSTEMS: dict[tuple[Any, ...], Any] = {}
-_FS_LOCK = threading.Lock()
+def process_counters() -> IOCounters:
+    """This process's object-storage counters (each worker counts its own)."""
+    return shared("io-counters", "s3", IOCounters)
 
 
 def io_counters() -> dict[str, int]:
     """Object-storage requests and bytes of this process so far (S3; local I/O is not counted)."""
-    return _COUNTERS.snapshot()
+    return process_counters().snapshot()
 
 
-def _counting_session() -> Any:
-    """An aiobotocore session whose clients count every request and the bytes sent and received."""
-    import aiobotocore.session
-
-    def before_send(request: Any = None, **_: Any) -> None:
-        length = request.headers.get("Content-Length") if request is not None else None
-        _COUNTERS.add(requests=1, written=int(length) if length and request.method in ("PUT", "POST") else 0)
-
-    def after_get(http_response: Any = None, parsed: Any = None, **_: Any) -> None:
-        if parsed and http_response is not None and http_response.status_code in (200, 206):
-            _COUNTERS.add(read=int(parsed.get("ContentLength") or 0))
-
-    session = aiobotocore.session.AioSession()
-    session.register("before-send.s3", before_send)
-    session.register("after-call.s3.GetObject", after_get)
-    return session
+_FS_LOCK = threading.Lock()
 
 
 def _missing_extra(protocol: str, err: ImportError) -> BackendUnavailableError:
@@ -130,24 +116,31 @@ def filesystem(url: str, options: Options = None, *, asynchronous: bool = False)
 
     protocol = url.split("://", 1)[0]
     opts = dict(options or {})
+    # the pid: a forked child builds its own (a filesystem's event loop and sockets are its parent's)
     key = (protocol, json.dumps(opts, sort_keys=True, default=str), asynchronous, os.getpid())
+    cache = process_dict("filesystems")
     with _FS_LOCK:
-        fs = _FILESYSTEMS.get(key)
+        fs = cache.get(key)
         if fs is None:
             try:
-                cls = fsspec.get_filesystem_class(protocol)
+                cls = _counting_class(protocol) or fsspec.get_filesystem_class(protocol)
             except ImportError as err:
                 raise _missing_extra(protocol, err) from None
             except ValueError as err:
                 raise StoreError(f"{url}: unknown storage protocol {protocol!r} ({err})") from None
             if asynchronous:
                 opts["asynchronous"] = True
-            fs = cls(**opts, skip_instance_cache=True)  # our own instance: counting is ours alone
-            if protocol in ("s3", "s3a") and getattr(fs, "session", False) is None:
-                # set after construction, so the filesystem still pickles by its arguments
-                fs.session = _counting_session()
-            _FILESYSTEMS[key] = fs
+            fs = cache[key] = cls(**opts, skip_instance_cache=True)  # our own instance, counted alone
     return fs, fs._strip_protocol(url)
+
+
+def _counting_class(protocol: str) -> Any:
+    """For S3, pathopipe's ``S3FileSystem`` whose requests are counted; else None."""
+    if protocol not in ("s3", "s3a"):
+        return None
+    from pathopipe.fileio._s3 import CountingS3FileSystem
+
+    return CountingS3FileSystem
 
 
 def zarr_store(path: str | os.PathLike[str], options: Options = None, *, read_only: bool = False) -> Any:

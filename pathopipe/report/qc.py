@@ -138,7 +138,7 @@ def write_qc(
     (under ``OUT/report/qc`` by default). Returns the files written."""
     if out is None and isinstance(run.path, str):
         raise StoreError(f"{run.path}: QC pictures of an object-storage run need a local folder (out=...)")
-    target = out or Path(run.path) / "report" / "qc"
+    target = out or Path(run.layout.qc)
     chosen = run.models if models is None else [m for m in models if m in run.models]
     having = {model: set(run.slides_with(model)) for model in chosen}
     written = []
