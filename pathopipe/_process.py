@@ -74,7 +74,7 @@ def shared(kind: str, key: Hashable, make: Callable[[], T]) -> T:
         found = _process.setdefault(kind, {})
         if key not in found:
             found[key] = make()
-        return found[key]  # type: ignore[no-any-return]
+        return found[key]  # type: ignore[no-any-return, unused-ignore]
 
 
 def thread_dict(kind: str) -> dict[Any, Any]:

@@ -10,14 +10,13 @@ import copy
 import hashlib
 import json
 import os
-import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, ValidationError, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pathopipe._config_errors import format_validation, known_name
 from pathopipe._registry import did_you_mean
 from pathopipe.errors import ConfigError
 from pathopipe.tissue import OtsuTissueConfig, TissueConfig
@@ -100,7 +99,7 @@ class SlideConfig(_Model):
     def _known_backend(cls, value: str) -> str:
         from pathopipe.slide import slide_backends
 
-        return _known(slide_backends, value, also=("auto",))
+        return known_name(slide_backends, value, also=("auto",))
 
 
 class TilingConfig(_Model):
@@ -154,7 +153,7 @@ class StoreConfig(_Model):
     def _known_codec(cls, value: str) -> str:
         from pathopipe.store.tile_codecs import tile_codecs
 
-        return _known(tile_codecs, value, choice=True)
+        return known_name(tile_codecs, value, choice=True)
 
     def shard_size(self, n_tiles: int) -> int:
         """Tiles per shard for a slide of ``n_tiles`` tiles."""
@@ -229,7 +228,7 @@ class ClusterConfig(_Model):
     def _known_kind(cls, value: str) -> str:
         from pathopipe.parallel.cluster import cluster_kinds
 
-        return _known(cluster_kinds, value, choice=True)
+        return known_name(cluster_kinds, value, choice=True)
 
 
 class FeaturesConfig(_Model):
@@ -343,80 +342,6 @@ def _apply_override(data: dict[str, Any], override: str) -> dict[str, Any]:
     return _deep_merge(data, update)
 
 
-def _known(registry: Any, value: str, *, also: tuple[str, ...] = (), choice: bool = False) -> str:
-    """``value`` if ``registry`` has an entry of that name (or it is one of ``also``), else an
-    error listing them; ``choice``: worded as pydantic words a choice among a few literals."""
-    if value in also or value in registry:
-        return value
-    names = [*also, *registry.names()]
-    if choice:
-        quoted = [repr(n) for n in names]
-        expected = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
-        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
-    raise ValueError(
-        f"unknown {registry.kind} {value!r}; allowed: {', '.join(names)}{did_you_mean(value, names)}"
-    )
-
-
-def section_models(annotation: Any) -> dict[str, type[BaseModel]]:
-    """A section's models by tag: ``{"": model}`` for a plain model, one per ``method`` for a
-    discriminated union (``tissue``), {} for anything else."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return {"": annotation}
-    found = {}
-    for member in typing.get_args(annotation):
-        model, *meta = typing.get_args(member) or (member,)
-        tag = next((m.tag for m in meta if hasattr(m, "tag")), None)
-        if isinstance(model, type) and issubclass(model, BaseModel) and tag is not None:
-            found[str(tag)] = model
-    return found
-
-
-def _config_key(loc: tuple[Any, ...]) -> tuple[tuple[str, ...], list[str]]:
-    """The key a user wrote for an error at ``loc`` (union tags left out), and the keys allowed
-    beside its last part."""
-    model: type[BaseModel] | None = RunConfig
-    key: list[str] = []
-    parts = [str(p) for p in loc]
-    i = 0
-    while i < len(parts) - 1 and model is not None:
-        field = model.model_fields.get(parts[i])
-        key.append(parts[i])
-        members = section_models(getattr(field, "annotation", None))
-        tagged = any(isinstance(m, Discriminator) for m in getattr(field, "metadata", ()))
-        if "" in members:
-            model = members[""]
-            i += tagged and i + 1 < len(parts) - 1  # a union of one: its tag is not part of the key
-        elif i + 1 < len(parts) - 1 and parts[i + 1] in members:
-            model = members[parts[i + 1]]
-            i += 1  # the tag of a union member is not part of the key
-        else:
-            model = None
-        i += 1
-    key += parts[i:]
-    return tuple(key), list(model.model_fields) if model is not None else []
-
-
-def _format_validation(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
-    for item in err.errors():
-        key, allowed = _config_key(tuple(item["loc"]))
-        dotted = ".".join(key)
-        if item["type"] == "extra_forbidden":
-            parent = key[:-1]
-            hint = did_you_mean(
-                key[-1], allowed, n=1, show=lambda near, at=parent: repr(".".join((*at, near)))
-            )
-            lines.append(f"  unknown key {dotted!r}; allowed here: {', '.join(allowed)}{hint}")
-        elif item["type"] == "union_tag_invalid":
-            context = item.get("ctx", {})
-            lines.append(f"  {dotted}.method: unknown method {context.get('tag')!r}; allowed: "
-                         f"{context.get('expected_tags')}")  # fmt: skip
-        else:
-            lines.append(f"  {dotted}: {item['msg']} (got {item.get('input')!r})")
-    return "\n".join(lines)
-
-
 CLUSTER_PROFILES = Path(__file__).resolve().parent / "cluster_profiles"
 
 
@@ -472,4 +397,4 @@ def load_config(
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation(err, source)) from None
+        raise ConfigError(format_validation(err, source, RunConfig)) from None

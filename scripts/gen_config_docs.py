@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from pathopipe.config import RunConfig, section_models
+from pathopipe._config_errors import section_models
+from pathopipe.config import RunConfig
 
 
 def _registries() -> dict[str, object]:

@@ -6,5 +6,9 @@ source scripts/_setup.sh
 echo "== ruff"
 ruff check .
 ruff format --check .
+echo "== mypy (strict on pathopipe/)"
+mypy
+echo "== package shape"
+python scripts/check_structure.py
 echo "== pytest"
 exec python -m pytest "$@"

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pathopipe.errors import ClusterLostError, PathopipeError
+from pathopipe.output.manifest import SlideRecord
 
 EXIT_OK, EXIT_SLIDES_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 0, 1, 2, 3  # documented in README.md
 EXIT_CLUSTER_LOST = 4  # the Dask scheduler went away mid-run
@@ -49,7 +50,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def summary_table(records: list) -> Table:
+def summary_table(records: list[SlideRecord]) -> Table:
     table = Table("slide", "status", "tiles", "stored MB", "seconds")
     table.add_column("note", max_width=48, no_wrap=True, overflow="ellipsis")
     for column in table.columns[:-1]:
@@ -84,7 +85,7 @@ def start_progress(console_: Console, progress: bool, what: str) -> tuple[Any, A
 
     holder: list[RunProgress] = []
 
-    def started(info: dict) -> None:
+    def started(info: dict[str, Any]) -> None:
         cluster = info["cluster"]
         link = f", dashboard {cluster['dashboard']}" if cluster.get("dashboard") else ""
         console_.print(

@@ -73,7 +73,8 @@ class FeatureHead(torch.nn.Module):
         self.output = output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        model, mode = self.model, self.output
+        model: Any = self.model  # a timm model: its layers are attributes
+        mode = self.output
         if mode == "pooled":
             return model(x)
         if mode == "resnet-layer3-pool":  # CLAM's truncated ResNet-50
@@ -109,6 +110,7 @@ class FeatureExtractor:
         # own random state is left as it was
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
+            model: torch.nn.Module
             if spec.architecture == NOOP:
                 model = CentrePixel()
             else:
@@ -125,7 +127,7 @@ class FeatureExtractor:
             self.weights = WeightsSource("pretrained" if weights == "pretrained" else "file", str(path),
                                          sha256_file(path))  # fmt: skip
             load_strict(model, read_state_dict(path), source=str(path), classifier=classifier)
-        model.eval().to(self.device, memory_format=torch.channels_last)
+        model.eval().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.head = FeatureHead(model, spec.output)
         # static shapes: smaller batches are padded to the largest seen, so no recompiles
         self.model = torch.compile(self.head, dynamic=False) if compile else self.head

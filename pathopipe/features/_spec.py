@@ -76,7 +76,7 @@ def _timm_spec(architecture: str) -> ModelSpec:
         hint = did_you_mean(architecture, timm.list_models(), show=lambda near: f"timm/{near}")
         raise UnknownNameError(f"timm has no model {architecture!r}{hint}")
     cfg = get_pretrained_cfg(architecture)
-    cfg_dict = cfg.to_dict() if cfg is not None else {}
+    cfg_dict = cfg.to_dict() if cfg is not None else {}  # type: ignore[no-untyped-call]
     return ModelSpec(
         key="timm-" + re.sub(r"[^A-Za-z0-9._-]", "_", architecture),
         architecture=architecture,

@@ -72,6 +72,7 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {str(path)!r} does not exist")
+    state: Any
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

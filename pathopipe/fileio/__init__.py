@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pathopipe._process import process_dict, shared
+from pathopipe._process import process_dict
 from pathopipe.errors import BackendUnavailableError, StoreError
+from pathopipe.fileio._counters import IOCounters, process_counters
 
 __all__ = [
     "IOCounters",
@@ -62,35 +63,6 @@ def join(base: str | os.PathLike[str], *parts: str) -> str:
     if is_url(text):
         return "/".join([text.rstrip("/"), *(p.strip("/") for p in parts)])
     return os.path.join(text, *parts)
-
-
-class IOCounters:
-    """Requests and bytes this process exchanged with object storage (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests = 0
-        self.bytes_read = 0
-        self.bytes_written = 0
-
-    def add(self, requests: int = 0, read: int = 0, written: int = 0) -> None:
-        with self._lock:
-            self.requests += requests
-            self.bytes_read += read
-            self.bytes_written += written
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return {
-                "requests": self.requests,
-                "bytes_read": self.bytes_read,
-                "bytes_written": self.bytes_written,
-            }
-
-
-def process_counters() -> IOCounters:
-    """This process's object-storage counters (each worker counts its own)."""
-    return shared("io-counters", "s3", IOCounters)
 
 
 def io_counters() -> dict[str, int]:

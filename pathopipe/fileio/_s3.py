@@ -7,7 +7,7 @@ from typing import Any
 import aiobotocore.session
 from s3fs import S3FileSystem
 
-from pathopipe.fileio import process_counters
+from pathopipe.fileio._counters import process_counters
 
 __all__ = ["CountingS3FileSystem"]
 

@@ -23,12 +23,15 @@ from pathopipe.store.layout import (
     COORDS,
     FEATURES,
     OFFSETS,
+    attrs_of,
     check_codecs,
+    child_array,
     feature_array,
     feature_group,
     metadata_path,
     open_store_array,
     open_store_group,
+    read_array,
 )
 
 if TYPE_CHECKING:
@@ -100,7 +103,7 @@ class Cohort:
         i = self.index(slide)
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
 
-    def _array(self, path: str) -> zarr.Array:
+    def _array(self, path: str) -> zarr.Array[Any]:
         array = self._open.get(path)
         if array is None:
             array = zarr.open_array(fileio.zarr_store(path, self._options), mode="r")
@@ -113,7 +116,9 @@ class Cohort:
         if key not in self._open:
             self._open[key] = None if fileio.is_url(path) else ShardedRows.open(path)
         reader = self._open[key]
-        return reader.read(rows.start, rows.stop) if reader is not None else self._array(path)[rows]
+        return (
+            reader.read(rows.start, rows.stop) if reader is not None else read_array(self._array(path), rows)
+        )
 
     def bag(self, slide: str | int) -> tuple[np.ndarray, np.ndarray]:
         """One slide's (features (N, D), coords (N, 2)) as numpy arrays, read directly."""
@@ -122,11 +127,11 @@ class Cohort:
             rows = self.rows(i)
             return self._rows_of(self._paths[0], rows), self._rows_of(self._paths[1], rows)
         store = self._paths[i]
-        return (self._array(fileio.join(store, feature_array(self.model)))[:],
-                self._array(fileio.join(store, COORDS))[:])  # fmt: skip
+        return (read_array(self._array(fileio.join(store, feature_array(self.model)))),
+                read_array(self._array(fileio.join(store, COORDS))))  # fmt: skip
 
 
-def _lazy(array: zarr.Array, name: str) -> da.Array:
+def _lazy(array: zarr.Array[Any], name: str) -> da.Array:
     import dask.array as dsa
 
     return dsa.from_array(array, chunks=array.chunks, name=name, asarray=True)
@@ -154,11 +159,12 @@ def cohort_from_stores(
 
 def open_packed_cohort(packed: str | Path, model: str, options: fileio.Options = None) -> Cohort:
     group = open_store_group(fileio.join(packed, model), options)
-    attrs = dict(group.attrs)
-    features = check_codecs(group[FEATURES], fileio.join(packed, model, FEATURES))
-    coords = check_codecs(group[COORDS], fileio.join(packed, model, COORDS))
-    slide_ids = tuple(entry["slide_id"] for entry in attrs["slides"])
-    return Cohort(model, slide_ids, group[OFFSETS][:], _lazy(features, f"pathopipe-cohort-{packed}-{model}"),
+    attrs = attrs_of(group)
+    features = check_codecs(child_array(group, FEATURES), fileio.join(packed, model, FEATURES))
+    coords = check_codecs(child_array(group, COORDS), fileio.join(packed, model, COORDS))
+    slide_ids = tuple(str(entry["slide_id"]) for entry in attrs["slides"])
+    return Cohort(model, slide_ids, read_array(child_array(group, OFFSETS)),
+                  _lazy(features, f"pathopipe-cohort-{packed}-{model}"),
                   _lazy(coords, f"pathopipe-cohort-coords-{packed}-{model}"), "packed",
                   (fileio.join(packed, model, FEATURES), fileio.join(packed, model, COORDS)),
                   _options=dict(options or {}))  # fmt: skip
@@ -171,7 +177,9 @@ def packed_is_current(run: Run, model: str) -> bool:
         root = open_store_group(packed, run.options)
         if root.attrs.get("complete") is not True:
             return False
-        entries = open_store_group(fileio.join(packed, model), run.options).attrs["slides"]
+        entries: list[dict[str, Any]] = attrs_of(open_store_group(fileio.join(packed, model), run.options))[
+            "slides"
+        ]
     except (FileNotFoundError, KeyError, zarr.errors.NodeNotFoundError):
         return False
     current = run.slides_with(model)

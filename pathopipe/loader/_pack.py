@@ -41,7 +41,7 @@ def pack_run(
     """
     if fileio.is_url(out):
         raise StoreError(
-            f"{out}: pack writes cohort.zarr beside the stores, on a local output folder only; "
+            f"{out}: pack writes {RunLayout.COHORT} beside the stores, on a local output folder only; "
             "object-storage runs are read per slide (open_run(...).cohort(model))"
         )
     run = open_run(out, use_cohort="never")

@@ -32,6 +32,7 @@ from pathopipe.store.layout import (
     feature_group,
     metadata_path,
     open_store_array,
+    read_array,
     read_attrs,
 )
 from pathopipe.store.shards import read_tiles
@@ -70,7 +71,7 @@ class Run:
             self.layout.slides, self.options
         ):
             raise StoreError(
-                f"{self.path} is not a pathopipe output (no manifest.csv or slides/); "
+                f"{self.path} is not a pathopipe output (no {RunLayout.MANIFEST} or {RunLayout.SLIDES}/); "
                 "give the --out directory of `pathopipe run` or `pathopipe tile`"
             )
         if use_cohort not in ("auto", "always", "never"):
@@ -130,7 +131,7 @@ class Run:
         """Attributes of a slide's ``features/<model>`` group ({} when absent)."""
         return feature_attrs(self.store(slide_id), model, self.options)
 
-    def _array(self, slide_id: str, name: str) -> zarr.Array:
+    def _array(self, slide_id: str, name: str) -> zarr.Array[Any]:
         return open_store_array(self.store(slide_id), name, self.options)
 
     def _require_slide(self, slide_id: str) -> Path | str:
@@ -157,7 +158,7 @@ class Run:
     def coords(self, slide_id: str) -> np.ndarray:
         """(N, 2) int64 level-0 (x, y) of each tile's top-left corner."""
         self._require_slide(slide_id)
-        return self._array(slide_id, COORDS)[:]
+        return read_array(self._array(slide_id, COORDS))
 
     def features(self, slide_id: str, model: str) -> xr.Dataset:
         """Features of one slide as an ``xarray.Dataset`` backed lazily by dask.
@@ -175,8 +176,8 @@ class Run:
         lazy = da.from_array(
             array, chunks=array.chunks, name=f"pathopipe-features-{store}-{model}", asarray=True
         )
-        xy = self._array(slide_id, COORDS)[:]
-        fraction = self._array(slide_id, TISSUE_FRACTION)[:]
+        xy = read_array(self._array(slide_id, COORDS))
+        fraction = read_array(self._array(slide_id, TISSUE_FRACTION))
         mpp = float(attrs["mpp"])
         return xr.Dataset(
             {"features": (("tile", "feature"), lazy)},
@@ -219,7 +220,7 @@ class Run:
         chunks = (rows, *((s,) for s in array.shape[1:]))
         options = self.options
 
-        def load(block_info: dict | None = None) -> np.ndarray:
+        def load(block_info: dict[Any, Any] | None = None) -> np.ndarray:
             (start, stop), *_ = block_info[None]["array-location"]  # type: ignore[index]
             return read_tiles(open_store_array(store, TILES, options), start, stop)
 

@@ -67,7 +67,7 @@ def _as_run(run: Run | str | Path) -> Run:
     return run if isinstance(run, Run) else open_run(run)
 
 
-class FeatureBagDataset(Dataset):
+class FeatureBagDataset(Dataset[dict[str, Any]]):
     """One bag per slide: ``{"features": (N, D) float32, "coords": (N, 2) int64, "label", "slide_id"}``.
 
     ``labels`` (a CSV path or a mapping) selects the slides that have one; slides without a
@@ -132,7 +132,7 @@ class FeatureBagDataset(Dataset):
         return bag
 
 
-class TileDataset(Dataset):
+class TileDataset(Dataset[dict[str, Any]]):
     """Every stored tile of the run's slides: ``{"image", "slide_id", "index", "coords"}``.
 
     ``image`` is ``transform(tile)`` for an (H, W, 3) uint8 numpy tile, or by default a
@@ -148,8 +148,9 @@ class TileDataset(Dataset):
     ) -> None:
         run = _as_run(run)
         chosen = slide_ids if slide_ids is not None else run.slide_ids
-        self.stores = [str(run.store(s)) for s in chosen if (run.store(s) / TILES).exists()]
-        self.slide_ids = [s for s in chosen if (run.store(s) / TILES).exists()]
+        stored = [s for s in chosen if Path(run.store(s), TILES).exists()]
+        self.stores = [str(run.store(s)) for s in stored]
+        self.slide_ids = stored
         counts = [open_store_array(store, COORDS).shape[0] for store in self.stores]
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.transform = transform
@@ -161,7 +162,7 @@ class TileDataset(Dataset):
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
-    def _array(self, path: str) -> zarr.Array:
+    def _array(self, path: str) -> zarr.Array[Any]:
         array = self._open.get(path)
         if array is None:
             array = self._open[path] = check_codecs(zarr.open_array(path, mode="r"), path)

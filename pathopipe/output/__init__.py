@@ -1,6 +1,7 @@
 """The run output folder: run.json, the manifest, and the lock against concurrent runs."""
 
-from pathopipe.output.lock import LeaseLock, RunLock, RunLockedError, lock_holder, run_lock
+from pathopipe.errors import RunLockedError
+from pathopipe.output.lock import LeaseLock, RunLock, lock_holder, run_lock
 from pathopipe.output.manifest import (
     MANIFEST_COLUMNS,
     SlideRecord,

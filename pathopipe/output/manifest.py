@@ -7,7 +7,7 @@ import io
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pathopipe import fileio
 from pathopipe.output.layout import RunLayout
@@ -69,7 +69,7 @@ def read_manifest_records(out: str | Path, options: fileio.Options = None) -> li
         return []
     records = []
     for row in rows:
-        values: dict = {name: row.get(name, "") for name in MANIFEST_COLUMNS}
+        values: dict[str, Any] = {name: row.get(name, "") for name in MANIFEST_COLUMNS}
         for name in ("n_tiles", "bytes", "source_bytes"):
             values[name] = int(values[name]) if values[name] not in ("", None) else None
         values["seconds"] = float(values["seconds"]) if values["seconds"] not in ("", None) else None

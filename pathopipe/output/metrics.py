@@ -124,7 +124,7 @@ def write_metrics(
     import pyarrow.parquet as pq
 
     steps = sorted({name for row in rows for name in row.steps})
-    columns: dict[str, list] = {name: [] for name in METRICS_COLUMNS}
+    columns: dict[str, list[Any]] = {name: [] for name in METRICS_COLUMNS}
     for name in steps:
         columns[f"step_{name}"] = []
     for row in rows:

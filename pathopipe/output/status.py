@@ -67,7 +67,7 @@ def run_status(out: str | Path, options: fileio.Options = None) -> RunStatus:
         info = json.loads(fileio.read_bytes(RunLayout(out).run_json, options))
     except FileNotFoundError:
         raise ConfigError(
-            f"{out} holds no pathopipe run (no run.json); give the --out folder of a run"
+            f"{out} holds no pathopipe run (no {RunLayout.RUN_JSON}); give the --out folder of a run"
         ) from None
     records = read_manifest_records(out, options)
     owner = lock_holder(out, options)
@@ -83,7 +83,7 @@ def run_status(out: str | Path, options: fileio.Options = None) -> RunStatus:
         out=out,
         state=state,
         slides=int(info.get("slides", len(records))),
-        counts=dict(counts),
+        counts={str(status): n for status, n in counts.items()},
         tiles=sum(r.n_tiles or 0 for r in complete),
         bytes=sum(r.bytes or 0 for r in complete),
         started=info.get("started"),

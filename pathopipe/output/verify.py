@@ -30,7 +30,10 @@ from pathopipe.store.layout import (
     SCHEMA_VERSION,
     TILES,
     TISSUE_FRACTION,
+    child_array,
+    child_group,
     open_store_group,
+    read_array,
     unsafe_codecs,
 )
 from pathopipe.store.sharding import EMPTY, ShardIndex, ShardLayout, index_size
@@ -83,16 +86,16 @@ class StoreFiles:
         return fileio.read_bytes(fileio.join(self.store, name), self.options)
 
 
-def _chunk_files(array: zarr.Array, name: str) -> Iterator[tuple[tuple[int, ...], str]]:
+def _chunk_files(array: zarr.Array[Any], name: str) -> Iterator[tuple[tuple[int, ...], str]]:
     """Every (chunk or shard) grid index of ``array`` and the file (relative to the store) it must be in."""
     grid_shape = array.shards or array.chunks
     counts = [-(-s // c) for s, c in zip(array.shape, grid_shape, strict=True)]
     for index in np.ndindex(*counts):
-        yield index, f"{name}/{array.metadata.encode_chunk_key(index)}"  # type: ignore[union-attr]
+        yield index, f"{name}/{array.metadata.encode_chunk_key(index)}"
 
 
 def _check_chunks_present(
-    array: zarr.Array, files: StoreFiles, name: str, report: Callable[[str], None]
+    array: zarr.Array[Any], files: StoreFiles, name: str, report: Callable[[str], None]
 ) -> bool:
     missing = [path for _, path in _chunk_files(array, name) if not files.exists(path)]
     if missing:
@@ -100,7 +103,9 @@ def _check_chunks_present(
     return not missing
 
 
-def _check_tiles(array: zarr.Array, files: StoreFiles, report: Callable[[str], None], decode: bool) -> None:
+def _check_tiles(
+    array: zarr.Array[Any], files: StoreFiles, report: Callable[[str], None], decode: bool
+) -> None:
     layout = ShardLayout.of(array.metadata)
     if layout is None or layout.chunk_rows != 1:  # not pathopipe's shard layout: files, then zarr decodes
         if _check_chunks_present(array, files, TILES, report) and decode:
@@ -141,7 +146,7 @@ def _check_tiles(array: zarr.Array, files: StoreFiles, report: Callable[[str], N
                     break
 
 
-def _safe(array: zarr.Array, report: Callable[[str], None]) -> bool:
+def _safe(array: zarr.Array[Any], report: Callable[[str], None]) -> bool:
     """Only arrays with pathopipe's codecs are read (decoding others could run the store's code)."""
     unsafe = unsafe_codecs(array)
     if unsafe:
@@ -215,13 +220,13 @@ def verify_store(
     n = attrs.get("n_tiles")
     if n_tiles is not None and n_tiles != n:
         reporter("attrs.n_tiles")(f"{n}, but the manifest says {n_tiles}")
-    coords = group[COORDS]
+    coords = child_array(group, COORDS)
     arrays += 1
     if coords.shape != (n, 2):
         reporter(COORDS)(f"shape {coords.shape}, expected ({n}, 2) from attrs.n_tiles")
         return problems, arrays
     if _safe(coords, reporter(COORDS)) and _check_chunks_present(coords, files, COORDS, reporter(COORDS)):
-        xy = coords[:]
+        xy = read_array(coords)
         width, height = attrs.get("dimensions", [None, None])
         if (
             len(xy)
@@ -229,13 +234,13 @@ def verify_store(
             and ((xy < 0).any() or (xy[:, 0] >= width).any() or (xy[:, 1] >= height).any())
         ):
             reporter(COORDS)(f"tile corners outside the {width} x {height} px slide")
-    fraction = group.get(TISSUE_FRACTION)
+    fraction = child_array(group, TISSUE_FRACTION) if TISSUE_FRACTION in group else None
     if fraction is not None:
         arrays += 1
         if fraction.shape != (n,):
             reporter(TISSUE_FRACTION)(f"shape {fraction.shape}, expected ({n},)")
     if attrs.get("tile_codec", "jpeg") != "none":
-        tiles = group.get(TILES)
+        tiles = child_array(group, TILES) if TILES in group else None
         size = attrs.get("tile_size")
         if tiles is None:
             reporter(TILES)(f"absent, but the store's codec is {attrs.get('tile_codec')!r}")
@@ -246,7 +251,7 @@ def verify_store(
             elif _safe(tiles, reporter(TILES)):
                 _check_tiles(tiles, files, reporter(TILES), decode)
     if FEATURES in group:
-        for key, sub in group[FEATURES].groups():
+        for key, sub in child_group(group, FEATURES).groups():
             arrays += _check_features(sub, files, key, n, reporter(f"{FEATURES}/{key}"))
     return problems, arrays
 

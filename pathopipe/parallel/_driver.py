@@ -55,7 +55,7 @@ class SlideStage:
     config_hash: str
     prepare: Callable[[SlideJob], Any]
     work: Callable[[Any, int, int], Any]
-    finish: Callable[[Any, list], dict]
+    finish: Callable[[Any, list[Any]], dict[str, Any]]
     status: Callable[[SlideJob], StoreStatus]
     size: Callable[[SlideJob], int]
     resources: dict[str, float] | None = None  # Dask resources of prepare and work tasks, e.g. {"GPU": 1}
@@ -76,8 +76,8 @@ class _SlideState:
     ran: bool = False  # some stage ran (not every stage skipped)
     plan: Any = None
     pending: int = 0
-    results: list | None = None
-    futures: dict[str, Future] | None = None  # work tasks still running
+    results: list[Any] | None = None
+    futures: dict[str, Future[Any]] | None = None  # work tasks still running
     timings: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -187,7 +187,7 @@ class SlideRun:
 
     def submit(
         self, state: _SlideState, role: str, fn: Callable[..., Any], *args: Any, name: str, retries: int = 0
-    ) -> Future:
+    ) -> Future[Any]:
         stage = self.stages[state.stage]
         resources = (stage.resources or self.default_resources) if role in ("prepare", "work") else None
         slide_id = state.job.slide_id
@@ -199,7 +199,7 @@ class SlideRun:
             pure=False, retries=retries, resources=resources,
             priority=state.stage,  # later stages first: finish started slides, bound what waits
         )  # fmt: skip
-        self.roles[fut.key] = (role, slide_id)
+        self.roles[str(fut.key)] = (role, slide_id)
         self.queue.add(fut)
         return fut
 
@@ -251,9 +251,9 @@ class SlideRun:
             return None
         return self.complete(state)
 
-    def finished(self, fut: Future, value: Any) -> None:
+    def finished(self, fut: Future[Any], value: Any) -> None:
         """A task ended (done, failed or cancelled): record it and move its slide on."""
-        role, slide_id = self.roles.pop(fut.key)
+        role, slide_id = self.roles.pop(str(fut.key))
         state = self.states[slide_id]
         if state.record.status == "failed":
             return
@@ -282,12 +282,12 @@ class SlideRun:
             self.emit(ProgressEvent("planned", slide_id, tiles=result.n_tiles, stage=stage.name))
             for i, (start, stop) in enumerate(result.ranges()):
                 work = self.submit(state, "work", stage.work, result, start, stop, name=str(i), retries=1)
-                state.futures[work.key] = work  # type: ignore[index]
+                state.futures[str(work.key)] = work  # type: ignore[index]
             state.pending = len(state.futures)  # type: ignore[arg-type]
         elif role == "work":
             # release the key: a finished shard's result is in hand, so a worker lost later
             # does not make Dask recompute it (and expose it to that worker's next crash)
-            state.futures.pop(fut.key, None)  # type: ignore[union-attr]
+            state.futures.pop(str(fut.key), None)  # type: ignore[union-attr]
             state.results.append(result)  # type: ignore[union-attr]
             state.pending -= 1
             self.emit(ProgressEvent("tiles", slide_id, tiles=result.n_tiles, stage=stage.name))

@@ -9,14 +9,16 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask
 from distributed import Client, LocalCluster
 
 from pathopipe._registry import Registry
-from pathopipe.config import ClusterConfig
 from pathopipe.errors import BackendUnavailableError, ConfigError
+
+if TYPE_CHECKING:
+    from pathopipe.config import ClusterConfig
 
 
 def worker_environment() -> dict[str, str]:
@@ -103,7 +105,8 @@ def _missing_extra(what: str, extra: str, err: ImportError) -> BackendUnavailabl
     )
 
 
-cluster_kinds: Registry[Callable[[ClusterConfig], AbstractContextManager[Client]]] = Registry(
+ClusterStarter = Callable[["ClusterConfig"], AbstractContextManager[Client]]
+cluster_kinds: Registry[ClusterStarter] = Registry(
     "cluster kind", entry_point_group="pathopipe.cluster_kinds"
 )
 
@@ -166,7 +169,7 @@ def _wait_for_first_worker(client: Client, timeout: float, where: str) -> None:
 def slurm_client(config: ClusterConfig) -> Iterator[Client]:
     """Workers as SLURM jobs, scaled adaptively between ``minimum_jobs`` and ``maximum_jobs``."""
     try:
-        from dask_jobqueue import SLURMCluster
+        from dask_jobqueue import SLURMCluster  # type: ignore[attr-defined]
     except ImportError as err:
         raise _missing_extra("the slurm cluster profile (dask-jobqueue)", "slurm", err) from err
     s = config.slurm

@@ -19,7 +19,9 @@ from pathopipe.report.forecast import calibrate, forecast, forecast_cost
 from pathopipe.stages.tiling import count_tiles
 
 
-def _count(client: Client, paths: list[Path], config: RunConfig) -> tuple[list[dict], list[dict]]:
+def _count(
+    client: Client, paths: Sequence[Path | str], config: RunConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     futures = {client.submit(count_tiles, str(p), config, pure=False): sid
                for sid, p in zip(slide_ids(paths), paths, strict=True)}  # fmt: skip
     counts, failed = [], []

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathopipe.output.layout import RunLayout
+
 __all__ = ["Section", "build_sections", "format_number"]
 
 
@@ -62,7 +64,7 @@ def build_sections(summary: dict[str, Any], plots: dict[str, str]) -> list[Secti
         Section(
             "Run",
             f"Output folder `{summary['out']}`, run `{summary['run_id']}` (the latest run in "
-            "metrics.parquet; a resumed run reports its own tasks).",
+            f"{RunLayout.METRICS}; a resumed run reports its own tasks).",
             [(k, v) for k, v in _flat(run)],
         )
     ]

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from pathopipe.errors import StoreError
-from pathopipe.store.layout import COORDS, MASK, THUMBNAIL, open_store_array
+from pathopipe.store.layout import COORDS, MASK, THUMBNAIL, attrs_of, open_store_array, read_array
 
 if TYPE_CHECKING:
     from pathopipe.loader import Run
@@ -32,14 +32,14 @@ GRID_COLOUR = (20, 60, 200)  # blue tile outlines
 def _thumbnail(run: Run, slide_id: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     store = run.store(slide_id)
     thumbnail = open_store_array(store, THUMBNAIL)
-    dsx, dsy = thumbnail.attrs["downsample"]
-    mask = open_store_array(store, MASK)[:]
-    return thumbnail[:], mask, (float(dsx), float(dsy))
+    dsx, dsy = attrs_of(thumbnail)["downsample"]
+    mask = read_array(open_store_array(store, MASK))
+    return read_array(thumbnail), mask, (float(dsx), float(dsy))
 
 
 def _tile_boxes(run: Run, slide_id: str, downsample: tuple[float, float]) -> np.ndarray:
     """(N, 4) int boxes x0, y0, x1, y1 of the tiles on the thumbnail (at least one pixel)."""
-    coords = open_store_array(run.store(slide_id), COORDS)[:].astype(np.float64)
+    coords = read_array(open_store_array(run.store(slide_id), COORDS)).astype(np.float64)
     size = float(run.slide_attrs(slide_id)["tile_size_level0"])
     dsx, dsy = downsample
     x0, y0 = np.floor(coords[:, 0] / dsx), np.floor(coords[:, 1] / dsy)

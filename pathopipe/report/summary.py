@@ -22,7 +22,7 @@ from typing import Any
 from pathopipe import fileio
 from pathopipe.errors import ConfigError
 from pathopipe.output.layout import RunLayout
-from pathopipe.output.manifest import read_manifest_records
+from pathopipe.output.manifest import SlideRecord, read_manifest_records
 from pathopipe.output.metrics import read_metrics
 from pathopipe.report.costs import CostProfile, cost_model, hardware_for
 from pathopipe.store.layout import FEATURES, METADATA
@@ -105,10 +105,14 @@ def _utilisation(rows: Any, workers: dict[str, int], span: float) -> dict[str, f
 
 
 def _storage(
-    out: str, records: list, slides_per_day: float | None, options: fileio.Options
+    out: str, records: list[SlideRecord], slides_per_day: float | None, options: fileio.Options
 ) -> dict[str, Any]:
     complete = [r for r in records if r.status in ("done", "skipped")]
-    tile_bytes, feature_bytes, source_bytes, stored, tiles = [], {}, [], [], 0
+    tile_bytes: list[int] = []
+    feature_bytes: dict[str, list[int]] = {}
+    source_bytes: list[int] = []
+    stored: list[int] = []
+    tiles = 0
     for r in complete:
         store = RunLayout(out).slide_store(r.slide_id)
         whole = fileio.total_bytes(store, options)

@@ -76,7 +76,7 @@ def open_slide(
     for name in names:
         cls = slide_backends.get(name)
         try:
-            reader = cls(path, options=backend_options(name, options.get(name)))
+            reader = cls(path, options=backend_options(name, options.get(name)))  # type: ignore[call-arg]
         except ConfigError:
             raise
         except Exception as err:  # noqa: BLE001 - every backend failure is reported to the user

@@ -44,7 +44,7 @@ class LocalBytes:
             if len(data) != stop - start:
                 raise OSError(f"file ends at byte {start + len(data)}, tile data runs to {stop}")
             out.append(data)
-        return out
+        return list(out)
 
     def close(self) -> None:
         os.close(self._fd)
@@ -65,7 +65,7 @@ class FsspecBytes:
                 raise data
             if len(data) != stop - start:
                 raise OSError(f"object ends at byte {start + len(data)}, tile data runs to {stop}")
-        return out
+        return list(out)
 
     def close(self) -> None:
         pass

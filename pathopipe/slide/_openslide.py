@@ -45,7 +45,7 @@ class OpenSlideReader(SlideReader):
             bgra = argb.view(np.uint8).reshape(height, width, 4)
         else:  # public API: RGBA image, un-premultiplied
             rgba = np.asarray(self._slide.read_region(location, level, size))
-            bgra = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
+            bgra = np.asarray(cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA), dtype=np.uint8)
         if self._inside(location, level, size):
             return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGB, dst=out)
         # outside the slide the pixels are transparent: composite onto white

@@ -22,9 +22,8 @@ tolerance): a different low-pass filter, not an error.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Hashable, Sequence
+from dataclasses import replace
 
 import numpy as np
 from pydantic import Field
@@ -38,14 +37,11 @@ from pathopipe.slide._tiff_jpeg import (
     DCT_FACTORS,
     decode_jpeg_scaled,
     have_simplejpeg,
-    jpeg_colorspaces,
-    jpeg_prefix,
 )
+from pathopipe.slide._tiff_levels import Geometry, Level, read_level
 from pathopipe.slide._tile_cache import shared_cache
 
 # TIFF compression codes decoded here; anything else falls back to another backend
-COMPRESSIONS = {1: "none", 5: "lzw", 7: "jpeg", 8: "deflate", 32946: "deflate"}
-PHOTOMETRICS = {2: "rgb", 6: "ycbcr"}  # ycbcr only inside JPEG, where the decoder converts it
 VENDORS = (None, "generic", "aperio")  # tiffslide's vendor names whose levels match OpenSlide's
 DEFAULT_CACHE_MB = 128
 
@@ -61,62 +57,6 @@ class TiffOptions(RemoteOptions):
 
 def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
-
-
-@dataclass(frozen=True)
-class _Geometry:
-    """A level's pixel grid of source tiles, at full resolution or decoded 1/factor."""
-
-    width: int
-    height: int
-    tile_width: int
-    tile_height: int
-    across: int
-
-    def tile_shape(self) -> tuple[int, int, int]:
-        return (self.tile_height, self.tile_width, 3)
-
-
-@dataclass(frozen=True)
-class _Level:
-    """Where one pyramid level's source tiles are and how to decode them."""
-
-    width: int
-    height: int
-    tile_width: int
-    tile_height: int
-    across: int
-    offsets: np.ndarray
-    counts: np.ndarray
-    decode: Callable[..., Any]
-    jpegtables: bytes | None
-    jpeg_colorspaces: tuple[Any, Any] | None  # (colorspace, outcolorspace) when JPEG
-    jpeg_prefix: bytes | None  # replaces a tile's SOI for simplejpeg (see _jpeg_prefix)
-
-    def geometry(self, factor: int = 1) -> _Geometry:
-        """The source-tile grid of this level decoded at 1/factor (whole scaled pixels only)."""
-        return _Geometry(self.width // factor, self.height // factor, self.tile_width // factor,
-                         self.tile_height // factor, self.across)  # fmt: skip
-
-
-def _check_page(page: Any, level: int) -> None:
-    """Refuse layouts this backend does not decode exactly (another backend then opens the slide)."""
-    problems = []
-    if not page.is_tiled:
-        problems.append("not tiled (stripped pages)")
-    if page.compression not in COMPRESSIONS:
-        problems.append(f"compression {int(page.compression)} (supported: {sorted(COMPRESSIONS)})")
-    if page.photometric not in PHOTOMETRICS or (page.photometric == 6 and page.compression != 7):
-        problems.append(f"photometric {int(page.photometric)} with compression {int(page.compression)}")
-    if page.samplesperpixel != 3 or page.bitspersample != 8 or page.planarconfig != 1:
-        problems.append(
-            f"{page.samplesperpixel} samples of {page.bitspersample} bits, planar config "
-            f"{int(page.planarconfig)} (need 3 x 8-bit interleaved RGB)"
-        )
-    if getattr(page, "imagedepth", 1) != 1:
-        problems.append("volumetric tiles")
-    if problems:
-        raise ValueError(f"level {level}: " + "; ".join(problems))
 
 
 @slide_backends.register(
@@ -155,7 +95,7 @@ class TiffTileReader(SlideReader):
             if props.get("tiffslide.series-axes") != "YXS":
                 raise ValueError(f"image axes {props.get('tiffslide.series-axes')!r} (need RGB pages, YXS)")
             series = self._slide.ts_tifffile.series[props["tiffslide.series-index"]]
-            self._levels = tuple(self._level(series, i) for i in range(len(series.levels)))
+            self._levels = tuple(read_level(series, i) for i in range(len(series.levels)))
             info = info_from_handle(path, self.backend, self._slide, props, "tiffslide")
             info = replace(info, vendor=info.vendor or "generic-tiff")  # OpenSlide's name for it
             self._bytes = FsspecBytes(path, storage_options) if remote else LocalBytes(path)
@@ -173,27 +113,6 @@ class TiffTileReader(SlideReader):
         self._white: dict[tuple[int, int], np.ndarray] = {}
         self._methods: dict[tuple[int, int], str] = {}  # (level, factor) -> downscale method
 
-    @staticmethod
-    def _level(series: Any, index: int) -> _Level:
-        level = series.levels[index]
-        if len(level.pages) != 1:
-            raise ValueError(f"level {index} has {len(level.pages)} pages (need one page per level)")
-        page = level.pages[0]
-        _check_page(page, index)
-        return _Level(
-            width=int(page.imagewidth),
-            height=int(page.imagelength),
-            tile_width=int(page.tilewidth),
-            tile_height=int(page.tilelength),
-            across=-(-int(page.imagewidth) // int(page.tilewidth)),
-            offsets=np.asarray(page.dataoffsets, dtype=np.int64),
-            counts=np.asarray(page.databytecounts, dtype=np.int64),
-            decode=page.decode,
-            jpegtables=page.jpegtables,
-            jpeg_colorspaces=jpeg_colorspaces(page),
-            jpeg_prefix=jpeg_prefix(page.jpegtables, jpeg_colorspaces(page)),
-        )
-
     # -- geometry --------------------------------------------------------------------------
 
     def _level_origin(self, location: tuple[int, int], level: int) -> tuple[int, int]:
@@ -204,7 +123,7 @@ class TiffTileReader(SlideReader):
         ds = self.info.level_downsamples[level]
         return round(x / ds), round(y / ds)
 
-    def _tiles_of(self, lv: _Level | _Geometry, x: int, y: int, w: int, h: int) -> range | list[int]:
+    def _tiles_of(self, lv: Level | Geometry, x: int, y: int, w: int, h: int) -> list[int]:
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, lv.width), min(y + h, lv.height)
         if x0 >= x1 or y0 >= y1:
             return []
@@ -218,7 +137,7 @@ class TiffTileReader(SlideReader):
         return (self._key, level, index) if factor == 1 else (self._key, level, index, factor)
 
     def _decode_one(
-        self, lv: _Level, index: int, data: bytes, out: np.ndarray | None, factor: int = 1
+        self, lv: Level, index: int, data: bytes, out: np.ndarray | None, factor: int = 1
     ) -> np.ndarray:
         shape = (lv.tile_height // factor, lv.tile_width // factor, 3)
         try:
@@ -232,7 +151,7 @@ class TiffTileReader(SlideReader):
                                                 outcolorspace=outcolorspace, out=out)  # fmt: skip
             else:
                 segment = lv.decode(data, index, jpegtables=lv.jpegtables)[0]
-                tile = segment.reshape(segment.shape[-3:]) if segment is not None else None
+                tile = segment.reshape(segment.shape[-3:]) if segment is not None else None  # type: ignore[assignment]
         except Exception as err:
             raise ValueError(
                 f"source tile {index} (offset {int(lv.offsets[index])}, {len(data)} bytes) does not "
@@ -395,7 +314,7 @@ class TiffTileReader(SlideReader):
         level: int,
         origins: list[tuple[int, int]],
         size: tuple[int, int],
-        region_tiles: dict[int, Sequence[int]],
+        region_tiles: dict[int, list[int]],
         step: Sequence[int],
         uses: dict[int, int],
         out: np.ndarray,
@@ -454,7 +373,8 @@ class TiffTileReader(SlideReader):
         origins = [self._level_origin(loc, level) for loc in locations]
         # regions on the scaled pixel grid and inside the level's whole scaled pixels
         inside_x, inside_y = lv.width // factor * factor, lv.height // factor * factor
-        scaled, whole = [], []
+        scaled: list[int] = []
+        whole: list[int] = []
         for i, (x, y) in enumerate(origins):
             on_grid = x >= 0 and y >= 0 and x % factor == 0 and y % factor == 0
             (scaled if on_grid and x + size[0] <= inside_x and y + size[1] <= inside_y else whole).append(i)

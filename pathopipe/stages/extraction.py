@@ -38,7 +38,9 @@ from pathopipe.store.layout import (
     COORDS,
     FEATURES,
     TILES,
+    attrs_of,
     check_codecs,
+    child_array,
     feature_array,
     feature_group,
     open_store_array,
@@ -173,9 +175,9 @@ def prepare_features(
             f"slide store {job.store} is missing or incomplete; run `pathopipe tile` on the slide first"
         )
     group = open_store_group(job.store, job.storage_options, mode="r+")
-    attrs = dict(group.attrs)
+    attrs = attrs_of(group)
     streaming = TILES not in group  # store.codec none: read the tiles from the slide
-    n_tiles = int(group[COORDS].shape[0])
+    n_tiles = int(child_array(group, COORDS).shape[0])
     if streaming:
         if not fileio.exists(attrs["source_path"], job.storage_options):
             raise StoreError(

@@ -110,7 +110,9 @@ class ShardResult:
         return {"tiles": self.n_tiles, "bytes_written": self.bytes_written, "steps": steps}
 
 
-def _store_attrs(job: SlideJob, reader_info: Any, spec: TileSpec, config: RunConfig, chash: str) -> dict:
+def _store_attrs(
+    job: SlideJob, reader_info: Any, spec: TileSpec, config: RunConfig, chash: str
+) -> dict[str, Any]:
     info = reader_info
     return {
         "slide_id": job.slide_id,
@@ -332,7 +334,7 @@ def check_all_written(slide_id: str, results: list[Any], expected: int, what: st
 def finish_slide(plan: TilePlan, results: list[ShardResult]) -> dict[str, Any]:
     """Check every tile was written, record the summary and mark the store complete."""
     check_all_written(plan.job.slide_id, results, plan.n_tiles if plan.write_tiles else 0, "tiles")
-    summary = {
+    summary: dict[str, Any] = {
         "n_tiles": plan.n_tiles,
         "seconds_prepare": plan.seconds,
         "seconds_open_slide": sum(r.open_seconds for r in results),

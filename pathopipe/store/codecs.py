@@ -9,7 +9,7 @@ tiles of a pathopipe store wherever pathopipe is installed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import imagecodecs
 import numpy as np
@@ -43,7 +43,7 @@ def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
 def encode_jpeg(image: np.ndarray, *, quality: int, subsampling: Subsampling = "444") -> bytes:
     """Baseline JPEG of an (H, W, 3) or (H, W) uint8 image (libjpeg-turbo)."""
     sampling = _SUBSAMPLING[subsampling] if image.ndim == 3 and image.shape[2] == 3 else None
-    return imagecodecs.jpeg8_encode(np.ascontiguousarray(image), level=quality, subsampling=sampling)
+    return bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(image), level=quality, subsampling=sampling))
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class JpegCodec(ArrayBytesCodec):
             "configuration": {"quality": self.quality, "subsampling": self.subsampling},
         }
 
-    def validate(self, *, shape: tuple[int, ...], dtype: ZDType, chunk_grid: ChunkGrid) -> None:
+    def validate(self, *, shape: tuple[int, ...], dtype: ZDType[Any, Any], chunk_grid: ChunkGrid) -> None:
         if dtype.to_native_dtype() != np.dtype("uint8"):
             raise ValueError(f"{JPEG_CODEC_NAME} stores uint8 images, not {dtype}")
         chunk_shape = getattr(chunk_grid, "chunk_shape", None)
@@ -91,7 +91,7 @@ class JpegCodec(ArrayBytesCodec):
             image = image[..., None]
         if image.shape != (h, w, c):
             raise ValueError(f"decoded JPEG tile has shape {image.shape}, expected {(h, w, c)}")
-        return chunk_spec.prototype.nd_buffer.from_ndarray_like(image.reshape(chunk_spec.shape))
+        return chunk_spec.prototype.nd_buffer.from_ndarray_like(image.reshape(chunk_spec.shape))  # type: ignore[arg-type]
 
     async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
         h, w, c = _image_shape(chunk_spec.shape)

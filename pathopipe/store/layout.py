@@ -155,14 +155,14 @@ def _codec_names(codecs: Any) -> list[str]:
     return names
 
 
-def unsafe_codecs(array: zarr.Array) -> list[str]:
+def unsafe_codecs(array: zarr.Array[Any]) -> list[str]:
     """Codecs of ``array`` outside :data:`SAFE_CODECS` (a zarr v2 array counts as unsafe)."""
     if array.metadata.zarr_format != 3:
         return [f"zarr format {array.metadata.zarr_format}"]
-    return sorted(set(_codec_names(array.metadata.codecs)) - SAFE_CODECS)  # type: ignore[union-attr]
+    return sorted(set(_codec_names(array.metadata.codecs)) - SAFE_CODECS)
 
 
-def check_codecs(array: zarr.Array, where: str) -> zarr.Array:
+def check_codecs(array: zarr.Array[Any], where: str) -> zarr.Array[Any]:
     """``array``, after checking that decoding it runs no code a store could bring along."""
     unsafe = unsafe_codecs(array)
     if unsafe:
@@ -176,7 +176,7 @@ def check_codecs(array: zarr.Array, where: str) -> zarr.Array:
 
 def open_store_array(
     path: str | Path, name: str, options: fileio.Options = None, *, mode: Literal["r", "r+"] = "r"
-) -> zarr.Array:
+) -> zarr.Array[Any]:
     """The array ``name`` (e.g. ``coords``, ``features/<key>/features``) of the store at ``path``,
     checked to use only safe codecs."""
     location = fileio.join(path, *name.split("/"))
@@ -190,7 +190,33 @@ def open_store_group(
     return zarr.open_group(fileio.zarr_store(path, options), mode=mode)
 
 
-def open_tiles_for_write(path: str | Path, options: fileio.Options = None) -> zarr.Array:
+def read_array(array: zarr.Array[Any], selection: Any = slice(None)) -> np.ndarray:
+    """``array[selection]`` as a numpy array (what zarr returns is typed as any array-like)."""
+    return np.asarray(array[selection])
+
+
+def child_array(group: zarr.Group, name: str) -> zarr.Array[Any]:
+    """The array ``name`` of ``group``; :class:`StoreError` when it is a group."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise StoreError(f"{group.store_path}/{name} is a group where an array was expected")
+    return node
+
+
+def child_group(group: zarr.Group, name: str) -> zarr.Group:
+    """The group ``name`` of ``group``; :class:`StoreError` when it is an array."""
+    node = group[name]
+    if not isinstance(node, zarr.Group):
+        raise StoreError(f"{group.store_path}/{name} is an array where a group was expected")
+    return node
+
+
+def attrs_of(node: zarr.Group | zarr.Array[Any]) -> dict[str, Any]:
+    """A group's or array's attributes as a plain dict."""
+    return dict(node.attrs)
+
+
+def open_tiles_for_write(path: str | Path, options: fileio.Options = None) -> zarr.Array[Any]:
     return open_store_array(path, TILES, options, mode="r+")
 
 

@@ -207,9 +207,9 @@ class ShardLayout:
 
             def decode_jpeg(data: memoryview | bytes, out: np.ndarray) -> None:
                 if out.shape[-1] == 1:
-                    out[..., 0] = imagecodecs.jpeg8_decode(data)
+                    out[..., 0] = imagecodecs.jpeg8_decode(data)  # type: ignore[arg-type]
                 else:
-                    imagecodecs.jpeg8_decode(data, out=out)
+                    imagecodecs.jpeg8_decode(data, out=out)  # type: ignore[arg-type]
 
             return decode_jpeg
         zstd = None
@@ -263,6 +263,7 @@ class ShardBytes:
             return index
         from zarr.abc.store import SuffixByteRequest
 
+        assert self._store is not None
         found = sync(self._store.get(key, default_buffer_prototype(), byte_range=SuffixByteRequest(size)))
         if found is None:
             return None
@@ -281,6 +282,8 @@ class ShardBytes:
                 os.close(fd)
         else:
             from zarr.abc.store import RangeByteRequest
+
+            assert self._store is not None
 
             got = sync(
                 self._store.get(key, default_buffer_prototype(), byte_range=RangeByteRequest(start, stop))

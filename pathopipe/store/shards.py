@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -24,10 +25,11 @@ from zarr.storage import FsspecStore
 
 from pathopipe._process import decode_pool
 from pathopipe.errors import CorruptShardError
+from pathopipe.store.layout import read_array
 from pathopipe.store.sharding import EMPTY, ChunkDecoder, ShardBytes, ShardLayout, encode_shard
 
 
-def tile_layout(array: zarr.Array) -> ShardLayout | None:
+def tile_layout(array: zarr.Array[Any]) -> ShardLayout | None:
     """The shard layout of a tile (or row) array this module reads and writes itself, or None
     (then zarr does: another layout, or a store that is neither local nor fsspec)."""
     if not ShardBytes.supports(array.store):
@@ -35,11 +37,11 @@ def tile_layout(array: zarr.Array) -> ShardLayout | None:
     return ShardLayout.of(array.metadata)
 
 
-def _store_key(array: zarr.Array, key: str) -> str:
+def _store_key(array: zarr.Array[Any], key: str) -> str:
     return f"{array.path}/{key}" if array.path else key
 
 
-def write_tiles(array: zarr.Array, start: int, tiles: np.ndarray) -> int | None:
+def write_tiles(array: zarr.Array[Any], start: int, tiles: np.ndarray) -> int | None:
     """Write ``tiles`` at rows ``start:start+len(tiles)``, which must be one whole shard; returns
     the shard's bytes (None when zarr wrote it).
 
@@ -84,7 +86,7 @@ def write_tiles(array: zarr.Array, start: int, tiles: np.ndarray) -> int | None:
 
 
 def read_tiles(
-    array: zarr.Array, start: int, stop: int, out: np.ndarray | None = None, *, threads: int = 1
+    array: zarr.Array[Any], start: int, stop: int, out: np.ndarray | None = None, *, threads: int = 1
 ) -> np.ndarray:
     """Tiles ``[start, stop)``, decoded directly from the shards when the layout allows.
 
@@ -98,13 +100,13 @@ def read_tiles(
     layout = tile_layout(array)
     if layout is None or layout.chunk_rows != 1:
         if out is None:
-            return array[start:stop]
+            return read_array(array, slice(start, stop))
         out[...] = array[start:stop]
         return out
     per_shard = layout.shard_rows
     if out is None:
         out = np.empty((stop - start, *array.shape[1:]), dtype=array.dtype)
-    source = ShardBytes(array.store)
+    source = ShardBytes(array.store)  # type: ignore[arg-type]
     work: list[tuple[memoryview, np.ndarray]] = []  # (encoded chunk, its row of out)
     for shard in range(start // per_shard, (stop - 1) // per_shard + 1 if stop > start else 0):
         key = _store_key(array, layout.shard_key(shard))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import tifffile
@@ -23,9 +23,10 @@ class BadSlide:
     why: str  # what the file is and why that outcome is right
 
 
-def _tiled(path: Path, image: np.ndarray, **options: object) -> Path:
+def _tiled(path: Path, image: np.ndarray, **options: Any) -> Path:
     """A two-level tiled pyramid (level 1 = every 4th pixel) with 0.25 µm/px resolution tags."""
-    common = {"tile": (256, 256), "resolution": (4e4, 4e4), "resolutionunit": "CENTIMETER", "metadata": None}
+    common: dict[str, Any] = {"tile": (256, 256), "resolution": (4e4, 4e4), "resolutionunit": "CENTIMETER",
+                              "metadata": None}  # fmt: skip
     with tifffile.TiffWriter(path) as tif:
         tif.write(image, **common, **options)
         tif.write(np.ascontiguousarray(image[::4, ::4]), subfiletype=1, **common, **options)
@@ -54,7 +55,7 @@ def write_bad_slides(folder: str | os.PathLike[str], *, seed: int = 0) -> list[B
             f"truncated-{label}.svs", "failed", f"the file cut at {fraction:.0%}: tile data missing"
         ).write_bytes(data[: int(len(data) * fraction)])
     with tifffile.TiffFile(good.path) as tif:
-        page = tif.series[0].levels[0].pages[0]
+        page: Any = tif.series[0].levels[0].pages[0]
         across = -(-page.imagewidth // page.tilewidth)
         row = -(-page.imagelength // page.tilelength) // 2
         band = range(row * across, (row + 1) * across)  # the middle row of tiles, across the tissue

@@ -37,12 +37,12 @@ class S3Server:
     def create_bucket(self, name: str) -> None:
         import s3fs
 
-        s3fs.S3FileSystem(**self.storage_options).mkdir(name)  # type: ignore[arg-type]
+        s3fs.S3FileSystem(**self.storage_options).mkdir(name)
 
     def upload(self, local: str | os.PathLike[str], url: str) -> None:
         import s3fs
 
-        s3fs.S3FileSystem(**self.storage_options).put_file(os.fspath(local), url)  # type: ignore[arg-type]
+        s3fs.S3FileSystem(**self.storage_options).put_file(os.fspath(local), url)
 
 
 def _free_port() -> int:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import imagecodecs
@@ -40,7 +40,7 @@ class SyntheticSlide:
 def _encode(tile: np.ndarray, quality: int) -> bytes:
     # RGB-coded JPEG (Adobe marker, no YCbCr transform), as Aperio writes it: OpenSlide
     # decodes tiles by the TIFF Photometric tag, which is RGB.
-    return imagecodecs.jpeg8_encode(tile, level=quality, colorspace="RGB", outcolorspace="RGB")
+    return bytes(imagecodecs.jpeg8_encode(tile, level=quality, colorspace="RGB", outcolorspace="RGB"))
 
 
 def _init_worker(scene: TissueScene) -> None:
@@ -72,7 +72,13 @@ def _render_row(args: tuple[int, int, int, int, int]) -> tuple[list[bytes], np.n
 
 
 class _InlineExecutor(Executor):
-    def map(self, fn, *iterables, timeout=None, chunksize=1):  # type: ignore[override]
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
         return map(fn, *iterables)
 
 
@@ -128,7 +134,7 @@ def write_synthetic_slide(
     bigtiff = width * height * 3 // 8 > 2**31
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    tiff_opts: dict = {"photometric": "rgb", "metadata": None}
+    tiff_opts: dict[str, Any] = {"photometric": "rgb", "metadata": None}
     if layout == "generic" and mpp is not None:
         tiff_opts |= {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"}
 

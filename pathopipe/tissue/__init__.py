@@ -14,9 +14,16 @@ from pydantic import BaseModel, Discriminator, Tag
 
 from pathopipe.tissue import _otsu as _otsu
 from pathopipe.tissue._otsu import OtsuTissueConfig
-from pathopipe.tissue._registry import tissue_detectors
+from pathopipe.tissue._registry import TissueParams, tissue_detectors
 
-__all__ = ["OtsuTissueConfig", "TissueConfig", "detect_tissue", "list_detectors", "tissue_detectors"]
+__all__ = [
+    "OtsuTissueConfig",
+    "TissueConfig",
+    "TissueParams",
+    "detect_tissue",
+    "list_detectors",
+    "tissue_detectors",
+]
 
 DEFAULT_METHOD = "otsu"
 
@@ -35,7 +42,7 @@ def _union() -> Any:
 
 
 if TYPE_CHECKING:
-    TissueConfig = BaseModel
+    TissueConfig = TissueParams
 else:
     TissueConfig = _union()  # every registered detector's parameters, by ``method``
 

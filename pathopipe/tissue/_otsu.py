@@ -10,18 +10,15 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from pathopipe.tissue._registry import tissue_detectors
+from pathopipe.tissue._registry import TissueParams, tissue_detectors
 
 
-class OtsuTissueConfig(BaseModel):
+class OtsuTissueConfig(TissueParams):
     """Parameters of the ``otsu`` detector."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     method: Literal["otsu"] = "otsu"
-    mask_mpp: float = Field(8.0, gt=0, le=256, description="resolution of the mask, µm per pixel")
     median_blur_um: float = Field(24.0, ge=0, description="median filter size before thresholding, µm")
     min_saturation: int = Field(
         20, ge=0, le=255, description="floor for the Otsu threshold (0-255): blank glass finds no tissue"

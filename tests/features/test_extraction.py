@@ -173,6 +173,7 @@ def test_streaming_from_the_slide_equals_stored_zstd_tiles(tmp_path, dask_client
         np.testing.assert_array_equal(features["features"][:], reference)
 
 
+@pytest.mark.slow
 def test_gpu_tasks_run_only_on_workers_offering_gpu(tiled_out):
     """Placement on CPU: one plain worker, one started as users do with `--resources GPU=1`."""
     import os

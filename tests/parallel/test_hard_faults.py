@@ -94,6 +94,7 @@ def _wait_for_a_done_slide(proc: subprocess.Popen, out: Path, timeout: float = 1
     assert proc.poll() is None, proc.communicate()
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_run_truthfully_and_a_rerun_finishes(tmp_path, dask_client):
     import signal
     import sys
@@ -167,6 +168,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_losing_the_scheduler_stops_the_run_without_blaming_slides(tmp_path):
     import signal
     import sys

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pathopipe.config import ClusterConfig, load_config
 from pathopipe.output.metrics import read_metrics
 from pathopipe.parallel import local_client
@@ -20,6 +22,7 @@ def _largest_worker_peak(slide, out) -> tuple[int, int]:
     return int(read_metrics(out / "metrics.parquet")["peak_rss_bytes"].max()), record.n_tiles
 
 
+@pytest.mark.slow
 def test_worker_peak_memory_does_not_grow_with_the_slide(tmp_path):
     small = write_synthetic_slide(tmp_path / "small.svs", width=2_000, height=2_000, seed=11, workers=2)
     large = write_synthetic_slide(tmp_path / "large.svs", width=14_000, height=12_000, seed=11, workers=2)

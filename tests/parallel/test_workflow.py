@@ -105,6 +105,7 @@ def _complete_store_stamps(out: Path) -> dict[str, int]:
     return stamps
 
 
+@pytest.mark.slow
 def test_sigkill_client_then_rerun_completes_identically(cohort, tmp_path):
     slides = tmp_path / "slides"
     slides.mkdir()
@@ -238,6 +239,7 @@ def test_status_command_and_slide_lists(cohort, tmp_path):
     assert bad.exit_code == 2 and "did you mean 'slurm'" in bad.output
 
 
+@pytest.mark.slow
 def test_address_profile_joins_a_running_scheduler(cohort, tmp_path):
     """A real `dask scheduler` and `dask worker` started as processes; pathopipe joins them."""
     bin_dir = Path(sys.executable).parent

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from pathopipe.cli.app import app
 
 
+@pytest.mark.slow
 def test_bench_tries_layouts_and_batch_sizes_and_reports_the_best(tmp_path):
     out = tmp_path / "calibration"
     result = CliRunner().invoke(app, [

@@ -59,6 +59,7 @@ def _all_objects(server, prefix: str) -> dict[str, bytes]:
     return {name: fs.cat_file(name) for name in fs.find(inner)}
 
 
+@pytest.mark.slow
 def test_s3_slides_to_s3_output_match_a_local_run(tmp_path, s3, dask_client):
     server, local_slides = s3
     cfg = _config(tmp_path, server)
@@ -165,6 +166,7 @@ def test_wrong_endpoint_or_missing_bucket_fails_before_any_work(tmp_path, s3, da
     assert SECRET not in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_killed_s3_run_is_finished_by_a_rerun(tmp_path, s3):
     """Credentials from the environment; the client and its workers are SIGKILLed mid-run."""
     server, _ = s3
