@@ -92,3 +92,12 @@ def test_models_and_extract_commands(tmp_path, generic_slide):
     assert read_manifest(out / "features-timm-resnet18+noop.csv")[0]["status"] == "done"
     bad = runner.invoke(app, ["extract", str(out), "-m", "resnet50_trnc"])
     assert bad.exit_code == 2 and "did you mean 'resnet50_trunc'" in bad.output
+    # options taken as tile and run take them: a config's features:, then --set, then the flags
+    workflow = tmp_path / "features.yaml"
+    workflow.write_text("features:\n  models: [noop]\n  device: cpu\n  dtype: float32\n")
+    again = runner.invoke(app, ["extract", str(out), "-c", str(workflow), "--set", "features.batch_size=8",
+                                "--no-progress", "--force"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert read_manifest(out / "features-noop.csv")[0]["status"] == "done"
+    none = runner.invoke(app, ["extract", str(out), "--no-progress"])
+    assert none.exit_code == 2 and "give the models" in none.output
