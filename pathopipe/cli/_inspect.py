@@ -44,7 +44,7 @@ def info(
 def backends() -> None:
     """List every pluggable part: slide backends (in the order `auto` tries them), tissue
     detectors, tile codecs, cluster kinds and profiles, model presets; with the extra each needs."""
-    from pathopipe.config import cluster_profile_path, list_cluster_profiles, load_config
+    from pathopipe.config import list_cluster_profiles, load_config
     from pathopipe.features import model_presets
     from pathopipe.parallel.cluster import cluster_kinds
     from pathopipe.slide import slide_backends
@@ -56,28 +56,30 @@ def backends() -> None:
 
     def rows(kind: str, registry: Any, describe: Any = None) -> None:
         for entry in registry:
-            needs = escape(f"pip install 'pathopipe[{entry.extra}]'") if entry.extra else ""
+            needs = escape(f"[{entry.extra}] extra") if entry.extra else ""
             if entry.plugin:
                 needs = f"plug-in {entry.plugin}"
             table.add_row(kind, entry.name, needs, describe(entry) if describe else entry.description)
 
     order = auto_order()
-    rows("slide backend", sorted(slide_backends, key=lambda e: order.index(e.name)),
-         lambda e: f"{e.description} (auto: {order.index(e.name) + 1}."
-                   f"{'' if e.metadata.get('urls') else ', local files only'})")  # fmt: skip
+    backends_in_order = sorted(slide_backends, key=lambda e: order.index(e.name))
+
+    def backend(entry: Any) -> str:
+        local = "" if entry.metadata.get("urls") else "; local files only"
+        return f"{entry.description} (auto: #{order.index(entry.name) + 1}{local})"
+
+    rows("slide backend", backends_in_order, backend)
     rows("tissue detector", tissue_detectors)
     rows("tile codec", tile_codecs)
     rows("cluster kind", cluster_kinds)
     for profile in list_cluster_profiles():
         kind = load_config(None, cluster_profile=profile).cluster.kind
-        table.add_row(
-            "cluster profile",
-            profile,
-            "",
-            f"--cluster {profile}: kind {kind} ({cluster_profile_path(profile)})",
-        )
+        table.add_row("cluster profile", profile, "", f"--cluster {profile}: kind {kind}")
     rows("model preset", model_presets)
     console.print(table)
+    console.print(
+        "Cluster profiles: configs/clusters/<name>.yaml, or give --cluster a .yaml path", highlight=False
+    )
     console.print(
         "Any timm model also works as a model: --model timm/<name> (`pathopipe models`)", highlight=False
     )

@@ -55,10 +55,6 @@ class _Presets(Registry[ModelSpec]):
                 self.add(spec.key, spec, description=spec.description, source=str(path))
         super().load_plugins()
 
-    def __contains__(self, name: object) -> bool:
-        self.load_plugins()
-        return super().__contains__(name)
-
 
 model_presets: Registry[ModelSpec] = _Presets("model preset", entry_point_group="pathopipe.models")
 

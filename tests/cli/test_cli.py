@@ -101,3 +101,13 @@ def test_models_and_extract_commands(tmp_path, generic_slide):
     assert read_manifest(out / "features-noop.csv")[0]["status"] == "done"
     none = runner.invoke(app, ["extract", str(out), "--no-progress"])
     assert none.exit_code == 2 and "give the models" in none.output
+
+
+def test_backends_lists_every_registry_with_what_each_needs():
+    result = runner.invoke(app, ["backends"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for kind, name in [("slide backend", "tiff"), ("tissue detector", "otsu"), ("tile codec", "zstd"),
+                       ("cluster kind", "slurm"), ("cluster profile", "local-cuda"),
+                       ("model preset", "resnet50_trunc")]:  # fmt: skip
+        assert any(kind in line and name in line for line in result.output.splitlines()), (kind, name)
+    assert "[slurm] extra" in result.output and "auto: #1" in result.output
