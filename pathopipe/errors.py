@@ -77,3 +77,12 @@ class UnknownNameError(NotFoundError):
 
 class ClusterLostError(PathopipeError, RuntimeError):
     """The connection to the Dask scheduler was lost mid-run (the run, not a slide, failed)."""
+
+
+class MissingProgramError(PathopipeError, OSError):
+    """An external program a command needs is not installed (headless Chromium for ``--pdf``);
+    the message names it and how to install or point to it."""
+
+
+class RenderError(PathopipeError, RuntimeError):
+    """An external renderer ran but did not produce its output (the message carries its own)."""

@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pathopipe"
 MAX_LINES = 450
 RUN_FILES = ("manifest.csv", "run.json", "metrics.parquet", ".pathopipe.lock", "bench.json", "cohort.zarr",
-             "report.html", "report.md", "summary.json", "dask-performance.html")  # fmt: skip
+             "report.html", "report.md", "summary.json", "dask-performance.html", "report.pdf",
+             "cost_curve.csv", "hardware_curve.csv", "failures.csv", "tiles_per_slide.csv",
+             "workers.csv")  # fmt: skip
 EXCEPTION_BASES = {"Exception", "BaseException", "ValueError", "OSError", "RuntimeError", "KeyError",
                    "TypeError", "ImportError", "LookupError", "IOError"}  # fmt: skip
 

@@ -36,24 +36,8 @@ print(f"  open_run: {len(run.slide_ids)} slides, models {run.models}; first bag 
       f"features {tuple(bag['features'].shape)}, coords {tuple(bag['coords'].shape)} ({bags.cohort.source} cohort)")
 PY
 echo
-echo "== pathopipe report $DEMO/run --slides-per-day 500 --costs configs/costs/example-cloud.yaml"
-pathopipe report "$DEMO/run" --slides-per-day 500 --costs configs/costs/example-cloud.yaml
-python - "$DEMO/run/report/summary.json" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))
-for name, st in s["stages"].items():
-    print(f"  {name:9s} {st['tiles']:6d} tiles  {st['tiles_per_busy_second']:8.1f} tiles per busy second  "
-          f"{st['core_seconds_per_slide'] or 0:7.2f} core-s per slide")
-c = s.get("capacity", {})
-print(f"  bottleneck: {s['bottleneck_stage']}; for 500 slides/day: {c.get('cpu_cores')} cores, {c.get('gpus')} GPUs")
-k = s.get("costs", {})
-print(f"  EXAMPLE prices: rent {k.get('rent_per_slide', 0):.3f} vs own {k.get('own_per_slide', 0):.3f} "
-      f"{k.get('currency')} per slide; break-even at {k.get('break_even_slides_per_day')} slides/day")
-PY
-echo
 echo "== outputs"
 echo "manifest: $DEMO/run/manifest.csv   run info: $DEMO/run/run.json   metrics: $DEMO/run/metrics.parquet"
-echo "report:   $DEMO/run/report/report.html (open in a browser; links the QC pictures in $DEMO/run/report/qc/)"
 python - "$DEMO/run" <<'PY'
 import sys, zarr
 from pathlib import Path
@@ -66,3 +50,13 @@ for store in sorted(Path(sys.argv[1], "slides").glob("*.zarr")):
           f"from level {a['read_level']} (read {a['read_size']} px{', ' + a['resample'] if a['resize_factor'] != 1 else ''})  "
           f"complete={a['complete']}  features {shape}")
 PY
+echo
+pdf=()
+if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "${PATHOPIPE_CHROMIUM:-}" ]; then
+  pdf=(--pdf)
+fi
+echo "== pathopipe report $DEMO/run --slides-per-day 500 --costs configs/costs/example-cloud.yaml --costs configs/costs/example-hospital.yaml ${pdf[*]}"
+echo "   (the decision summary: what 500 slides a day of this workflow need, and cost to buy, rent or own)"
+pathopipe report "$DEMO/run" --slides-per-day 500 --costs configs/costs/example-cloud.yaml \
+  --costs configs/costs/example-hospital.yaml "${pdf[@]}"
+echo "open $DEMO/run/report/report.html in a browser: the summary first, every figure behind it, plots and QC pictures"

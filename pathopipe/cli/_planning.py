@@ -121,7 +121,7 @@ def bench(
             out, cfg, slides=slides, size=(int(width), int(height)), layouts=parse_layouts(layouts),
             batch_sizes=batches, trial_slides=trial_slides, on_trial=tried,
         )  # fmt: skip
-        paths = write_report(out)
+        report = write_report(out)
     except PathopipeError as err:
         raise fail(str(err)) from None
     best, final = record["best"], record["final"]
@@ -131,4 +131,4 @@ def bench(
         f"({final['tiles_per_second']:,.1f} tiles/s)",
         highlight=False,
     )
-    console.print(f"report {paths['html']}", highlight=False)
+    console.print(f"report {report.paths['html']}", highlight=False)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from pathopipe import fileio
 from pathopipe.cli._common import EXIT_SLIDES_FAILED, app, console, fail, setup_logging
@@ -54,24 +55,127 @@ def status(
 @app.command()
 def report(
     out: Annotated[str, typer.Argument(help="output folder or URL (s3://...) of a run")],
-    costs: Annotated[Path | None, typer.Option(help="cost profile YAML (examples: configs/costs/)")] = None,
     slides_per_day: Annotated[
-        float | None, typer.Option(min=0, help="target volume for capacity, storage growth and costs")
+        float | None, typer.Option(min=0, help="target volume to size, store and price")
+    ] = None,
+    costs: Annotated[
+        list[Path] | None,
+        typer.Option(help="cost profile YAML (repeat to compare; examples: configs/costs/)"),
+    ] = None,
+    cohort: Annotated[
+        Path | None, typer.Option(help="`pathopipe plan --json` output: size for these slides' tile counts")
+    ] = None,
+    against: Annotated[
+        list[str] | None, typer.Option(help="another run's OUT to show side by side (repeat)")
+    ] = None,
+    pdf: Annotated[
+        bool, typer.Option("--pdf", help="also print the report as PDF, with headless Chromium")
+    ] = False,
+    peak_factor: Annotated[
+        float | None, typer.Option(min=1, help="peak-hour rate over the average [2]")
+    ] = None,
+    utilisation: Annotated[
+        float | None, typer.Option(min=0.01, max=1, help="busy share of hardware at the peak [0.7]")
+    ] = None,
+    retention_years: Annotated[
+        float | None, typer.Option(min=0.01, help="years outputs are kept [10]")
+    ] = None,
+    gpu_tflops: Annotated[
+        float | None,
+        typer.Option(min=0.01, help="one GPU's effective TFLOP/s, for GPU estimates of CPU runs [200]"),
+    ] = None,
+    cores_per_gpu: Annotated[
+        float | None,
+        typer.Option(min=0.01, help="CPU cores per GPU in a GPU server, for the bottleneck [16]"),
+    ] = None,
+    clinical_tissue_cm2: Annotated[
+        float | None,
+        typer.Option(min=0.0001, help="tissue on a clinical slide, for the small-slide check [1.5]"),
     ] = None,
 ) -> None:
-    """Write OUT/report/: report.html (self-contained), report.md and summary.json, from the
-    run's measured metrics, manifest and stores."""
-    from pathopipe.report import load_costs, write_report
+    """Write OUT/report/: report.html (self-contained), report.md, summary.json and CSV series
+    (with --pdf: report.pdf), from the run's measured metrics, manifest and stores; print the
+    decision summary."""
+    from pathopipe.report import SizingAssumptions, load_cohort, load_costs, write_report
 
+    given = {
+        "peak_factor": peak_factor,
+        "target_utilisation": utilisation,
+        "retention_years": retention_years,
+        "gpu_tflops": gpu_tflops,
+        "cores_per_gpu": cores_per_gpu,
+        "clinical_tissue_cm2": clinical_tissue_cm2,
+    }
     try:
-        profile = load_costs(costs) if costs else None
-        if profile is not None and not slides_per_day:
-            raise fail("--costs needs --slides-per-day (the volume to price)")
-        paths = write_report(out, costs=profile, slides_per_day=slides_per_day)
+        profiles = [load_costs(path) for path in costs or []]
+        assumptions = SizingAssumptions(**{k: v for k, v in given.items() if v is not None})
+        plan = load_cohort(cohort) if cohort else None
+        written = write_report(
+            out,
+            costs=profiles,
+            slides_per_day=slides_per_day,
+            assumptions=assumptions,
+            cohort=plan,
+            against=list(against or []),
+            pdf=pdf,
+        )
     except PathopipeError as err:
         raise fail(str(err)) from None
-    for kind, path in paths.items():
+    print_decision(written.summary)
+    for kind, path in written.paths.items():
         console.print(f"{kind:5s} {path}", highlight=False)
+
+
+def _value(value: Any, scale: float = 1.0) -> str:
+    from pathopipe.report import format_number
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and scale != 1:
+        value = value * scale
+    return format_number(value)
+
+
+def print_decision(summary: dict[str, Any]) -> None:
+    """The decision summary's rows on the console (the first section of report.html)."""
+    from pathopipe.report.decision import OPTION_NAMES
+
+    decision = summary["decision"]
+    console.print(f"[bold]{escape(decision['question'])}[/bold]", highlight=False)
+    console.print(escape(decision["basis"]), highlight=False)
+    if decision.get("answer"):
+        console.print(f"[bold]{escape(decision['answer'])}[/bold]", highlight=False)
+    rows = decision.get("hardware", []) + decision.get("storage", []) + decision["capacity"]
+    sentences = [r for r in rows if isinstance(r["value"], str)]  # the bottleneck and its remedy
+    table = Table("figure", "value", "unit", "provenance", box=None, pad_edge=False)
+    for row in (r for r in rows if not isinstance(r["value"], str)):
+        table.add_row(
+            escape(row["label"]), escape(_value(row["value"], row["scale"])), row["unit"], row["provenance"]
+        )
+    console.print(table)
+    for row in sentences:
+        console.print(
+            f"{escape(row['label'])}: {escape(row['value'])} ({row['provenance']})", highlight=False
+        )
+    if decision.get("costs"):
+        profiles = decision["costs"]["profiles"]
+        table = Table(
+            "per option",
+            *(f"{p['name']} ({p['currency']})" for p in profiles),
+            "unit",
+            box=None,
+            pad_edge=False,
+        )
+        for row in decision["costs"]["rows"]:
+            values = [row["values"][p["name"]] for p in profiles]
+            if row["key"] == "cheapest":
+                values = [OPTION_NAMES.get(v or "", "-") for v in values]
+            cells = [escape(_value(v, row["scale"])) for v in values]
+            table.add_row(escape(row["label"]), *cells, row["unit"])
+        console.print(table)
+    for line in decision.get("break_evens", []):
+        console.print(f"  {escape(line)}", highlight=False)
+    console.print(f"confidence: {escape(decision['confidence']['text'])}", highlight=False)
+    for warning in decision["warnings"]:
+        console.print(f"[yellow]warning[/yellow] {escape(warning['text'])}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -203,16 +203,36 @@ def read_bytes(path: str | os.PathLike[str], options: Options = None) -> bytes:
     return bytes(fs.cat_file(inner))
 
 
+def _new_file_mode(target: Path) -> int:
+    """The mode a plainly created file would get: the target's own when it exists, else 0o666
+    less the process's umask (read from /proc, so the umask itself is never changed)."""
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        pass
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes, options: Options = None) -> None:
-    """Replace a file atomically: readers see the old or the new content, never a part."""
+    """Replace a file atomically: readers see the old or the new content, never a part. The
+    file gets the permissions a plain write would give it (not the temporary file's 0600)."""
     if is_url(path):
         fs, inner = filesystem(os.fspath(path), options)
         fs.pipe_file(inner, data)  # one PUT: an object is replaced whole
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    mode = _new_file_mode(target)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

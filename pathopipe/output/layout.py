@@ -7,7 +7,8 @@
       features-<key>[+<key>].csv  extract-<key>[+<key>].json   (pathopipe extract)
       slides/<slide_id>.zarr      one store per slide (names inside: pathopipe.store.layout)
       cohort.zarr/                pathopipe pack
-      report/  report.html report.md summary.json dask-performance.html qc/
+      report/  report.html report.md summary.json report.pdf dask-performance.html qc/
+               cost_curve.csv hardware_curve.csv failures.csv tiles_per_slide.csv workers.csv
 
 ``OUT`` is a local folder or a URL (``s3://bucket/run``); paths are joined the way
 :func:`pathopipe.fileio.join` joins them, so every path here works for both.
@@ -44,6 +45,15 @@ class RunLayout:
     REPORT_HTML: ClassVar[str] = "report.html"
     REPORT_MD: ClassVar[str] = "report.md"
     SUMMARY_JSON: ClassVar[str] = "summary.json"
+    REPORT_PDF: ClassVar[str] = "report.pdf"
+    # the report's long series, beside it (name -> file)
+    REPORT_SERIES: ClassVar[dict[str, str]] = {
+        "cost_curve": "cost_curve.csv",
+        "hardware_curve": "hardware_curve.csv",
+        "failures": "failures.csv",
+        "tiles_per_slide": "tiles_per_slide.csv",
+        "workers": "workers.csv",
+    }
     QC: ClassVar[str] = "qc"
     PERFORMANCE_REPORT: ClassVar[str] = "dask-performance.html"
 

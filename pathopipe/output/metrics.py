@@ -45,6 +45,8 @@ class TaskMetrics:
     storage_bytes_written: int = 0
     gpu_busy_seconds: float = 0.0  # CUDA: time the task's model calls kept the GPU busy
     gpu_peak_memory_bytes: int = 0  # CUDA: torch's peak allocation during the task
+    # CPU work in helper threads beside the task's own (tile decoding overlapped with the model)
+    background_core_seconds: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)  # step name -> seconds
 
     @property
@@ -89,15 +91,26 @@ class Measured:
             report() if callable(report) else (result.get("metrics", {}) if isinstance(result, dict) else {})
         )
         metrics = TaskMetrics(
-            slide_id=slide_id, stage=self.stage, role=self.role, start=start, end=end,
-            host=socket.gethostname(), pid=os.getpid(), peak_rss_bytes=_peak_rss(),
-            tiles=int(extra.get("tiles", 0)), bytes_written=int(extra.get("bytes_written", 0)),
-            device=str(extra.get("device", "cpu")), threads=int(extra.get("threads", 1)),
-            storage_requests=io["requests"], storage_bytes_read=io["bytes_read"],
-            storage_bytes_written=io["bytes_written"], steps=dict(extra.get("steps", {})),
+            slide_id=slide_id,
+            stage=self.stage,
+            role=self.role,
+            start=start,
+            end=end,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            peak_rss_bytes=_peak_rss(),
+            tiles=int(extra.get("tiles", 0)),
+            bytes_written=int(extra.get("bytes_written", 0)),
+            device=str(extra.get("device", "cpu")),
+            threads=int(extra.get("threads", 1)),
+            storage_requests=io["requests"],
+            storage_bytes_read=io["bytes_read"],
+            storage_bytes_written=io["bytes_written"],
+            steps=dict(extra.get("steps", {})),
             gpu_busy_seconds=float(extra.get("gpu_busy_seconds", 0.0)),
             gpu_peak_memory_bytes=int(extra.get("gpu_peak_memory_bytes", 0)),
-        )  # fmt: skip
+            background_core_seconds=float(extra.get("background_core_seconds", 0.0)),
+        )
         return result, metrics
 
 
@@ -108,11 +121,29 @@ def _slide_id(args: tuple[Any, ...]) -> str:
 
 
 METRICS_COLUMNS = [
-    "run_id", "slide_id", "stage", "role", "start", "end", "seconds", "host", "pid", "worker",
-    "peak_rss_bytes", "ok", "tiles", "bytes_written", "device", "threads",
-    "storage_requests", "storage_bytes_read", "storage_bytes_written", "gpu_busy_seconds",
+    "run_id",
+    "slide_id",
+    "stage",
+    "role",
+    "start",
+    "end",
+    "seconds",
+    "host",
+    "pid",
+    "worker",
+    "peak_rss_bytes",
+    "ok",
+    "tiles",
+    "bytes_written",
+    "device",
+    "threads",
+    "storage_requests",
+    "storage_bytes_read",
+    "storage_bytes_written",
+    "gpu_busy_seconds",
     "gpu_peak_memory_bytes",
-]  # fmt: skip
+    "background_core_seconds",
+]
 
 
 def write_metrics(
@@ -159,11 +190,23 @@ def warm_parquet() -> None:
 def _schema(steps: list[str]) -> Any:
     import pyarrow as pa
 
-    types = {"start": pa.float64(), "end": pa.float64(), "seconds": pa.float64(), "pid": pa.int64(),
-             "peak_rss_bytes": pa.int64(), "ok": pa.bool_(), "tiles": pa.int64(),
-             "bytes_written": pa.int64(), "threads": pa.int64(), "storage_requests": pa.int64(),
-             "storage_bytes_read": pa.int64(), "storage_bytes_written": pa.int64(),
-             "gpu_busy_seconds": pa.float64(), "gpu_peak_memory_bytes": pa.int64()}  # fmt: skip
+    types = {
+        "start": pa.float64(),
+        "end": pa.float64(),
+        "seconds": pa.float64(),
+        "pid": pa.int64(),
+        "peak_rss_bytes": pa.int64(),
+        "ok": pa.bool_(),
+        "tiles": pa.int64(),
+        "bytes_written": pa.int64(),
+        "threads": pa.int64(),
+        "storage_requests": pa.int64(),
+        "storage_bytes_read": pa.int64(),
+        "storage_bytes_written": pa.int64(),
+        "gpu_busy_seconds": pa.float64(),
+        "gpu_peak_memory_bytes": pa.int64(),
+        "background_core_seconds": pa.float64(),
+    }
     fields = [pa.field(name, types.get(name, pa.string())) for name in METRICS_COLUMNS]
     return pa.schema(fields + [pa.field(f"step_{name}", pa.float64()) for name in steps])
 
@@ -174,8 +217,36 @@ def read_metrics(path: str | Path, options: fileio.Options = None) -> Any:
     import pyarrow.parquet as pq
 
     frame = pq.read_table(pa.BufferReader(fileio.read_bytes(path, options))).to_pandas()
-    for name in ("storage_requests", "storage_bytes_read", "storage_bytes_written", "gpu_busy_seconds",
-                 "gpu_peak_memory_bytes"):  # fmt: skip
+    for name in (
+        "storage_requests",
+        "storage_bytes_read",
+        "storage_bytes_written",
+        "gpu_busy_seconds",
+        "gpu_peak_memory_bytes",
+        "background_core_seconds",
+    ):
         if name not in frame:
             frame[name] = 0
     return frame
+
+
+def task_core_seconds(rows: Any, on_gpu: bool) -> Any:
+    """CPU core-seconds of each task (a metrics frame of one stage): on CPU its wall time x the
+    cores it keeps busy, beside a GPU its wall time outside the model calls; plus the work of its
+    helper threads (``background_core_seconds``)."""
+    own = (
+        (rows["seconds"] - rows["gpu_busy_seconds"]).clip(lower=0.0)
+        if on_gpu
+        else rows["seconds"] * rows["threads"]
+    )
+    return own + rows["background_core_seconds"].fillna(0.0)
+
+
+def task_gpu_seconds(rows: Any, on_gpu: bool) -> Any:
+    """GPU-seconds of each task: its wall time when the stage runs on a GPU (the task holds it)."""
+    return rows["seconds"] if on_gpu else rows["seconds"] * 0.0
+
+
+def model_build_seconds(rows: Any) -> Any:
+    """Seconds each task spent building models (``step_model_build``; 0 where none)."""
+    return rows["step_model_build"].fillna(0.0) if "step_model_build" in rows else rows["seconds"] * 0.0

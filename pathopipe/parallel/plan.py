@@ -14,8 +14,8 @@ from pathopipe.config import RunConfig
 from pathopipe.errors import ConfigError
 from pathopipe.ids import find_slides, slide_ids
 from pathopipe.parallel.cluster import start_cluster
-from pathopipe.report.costs import CostProfile
-from pathopipe.report.forecast import calibrate, forecast, forecast_cost
+from pathopipe.report.costs import CostProfile, forecast_cost
+from pathopipe.report.forecast import calibrate, forecast
 from pathopipe.stages.tiling import count_tiles
 
 

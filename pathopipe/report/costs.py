@@ -1,26 +1,72 @@
-"""Cost profiles (``configs/costs/*.yaml``) and the build-versus-buy arithmetic.
+"""Cost profiles (``configs/costs/*.yaml``) and the buy / rent / own arithmetic.
 
-Every cost is a formula of measured per-slide figures (core-seconds, GPU-seconds, bytes) and
-the profile's prices; :func:`cost_model` returns the numbers with the formulas as text.
+Every cost is a formula of a per-slide basis (core-seconds, GPU-seconds, stored bytes; see
+:mod:`pathopipe.report.sizing`), the sizing assumptions and the profile's prices:
+
+- **buy**: a service priced per slide, at least its yearly minimum; it keeps its own outputs;
+- **rent**: pay per busy core-hour and GPU-hour, and per stored TB-month for the retention;
+- **own**: servers sized for the peak, amortised, plus operations, power and storage bought.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pathopipe.errors import ConfigError
+from pathopipe.report.sizing import SizingAssumptions, hardware_for
 
-SECONDS_PER_DAY = 86_400
+if TYPE_CHECKING:
+    from pathopipe.report.forecast import Calibration
+
+__all__ = [
+    "OPTIONS",
+    "CostProfile",
+    "annual_costs",
+    "break_evens",
+    "cost_model",
+    "energy_per_slide",
+    "forecast_cost",
+    "load_costs",
+    "servers_for",
+]
+
 HOURS_PER_YEAR = 8_760
+OPTIONS = ("buy", "rent", "own")  # the three ways to get the work done, in the order shown
+CURVE = sorted({round(10 ** (k / 20)) for k in range(0, 101)})  # 1 to 100,000 slides a day
+SIZING_KEYS = {
+    "peak_factor": "--peak-factor",
+    "target_utilisation": "--utilisation",
+    "retention_years": "--retention-years",
+}
+
+FORMULAS = {
+    "buy": "max(price per slide × slides per year, minimum per year); the service keeps its outputs",
+    "rent": "slides per year × (core-seconds × core-hour price + GPU-seconds × GPU-hour price) ÷ 3,600 + "
+    "TB per year × TB-month price × 12 × retention years + TB per year × egress share × egress price; "
+    "compute is paid per busy hour (instances run only while there is work)",
+    "own": "servers × server price ÷ amortisation years × (1 + operations share) + servers × power kW × "
+    "8,760 × kWh price + TB per year × storage TB price; servers = the most of GPUs ÷ GPUs per server "
+    "and cores ÷ cores per server, sized for the peak",
+    "break_even": "the volume where two options cost the same per year, found on 1 to 100,000 slides a "
+    "day; the cheaper one above it is named",
+    "energy": "(core-seconds × W per busy core + GPU-seconds × W per busy GPU) × PUE ÷ 3.6 million; CO2 "
+    "= kWh × grid intensity",
+}
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BuyPrices(_Model):
+    price_per_slide: float = Field(ge=0, description="the service's price for one slide")
+    minimum_per_year: float = Field(0.0, ge=0, description="the contract's yearly minimum")
 
 
 class RentPrices(_Model):
@@ -32,34 +78,52 @@ class RentPrices(_Model):
 
 
 class OwnPrices(_Model):
-    server_price: float = Field(gt=0)
-    gpus_per_server: int = Field(ge=0)
-    cores_per_server: int = Field(ge=1)
-    amortisation_years: float = Field(gt=0)
-    power_kw: float = Field(ge=0, description="average draw of one server")
-    kwh_price: float = Field(ge=0)
-    operations_share: float = Field(0.25, ge=0, description="yearly operations, share of hardware per year")
+    server_price: float = Field(gt=0, description="one server")
+    gpus_per_server: int = Field(ge=0, description="GPUs in one server")
+    cores_per_server: int = Field(ge=1, description="CPU cores in one server")
+    amortisation_years: float = Field(gt=0, description="years the hardware is written off over")
+    power_kw: float = Field(ge=0, description="average draw of one server, kW")
+    kwh_price: float = Field(ge=0, description="one kWh")
+    operations_share: float = Field(
+        0.25, ge=0, description="yearly operations, share of the hardware cost per year"
+    )
     storage_tb_price: float = Field(ge=0, description="one TB of redundant storage, bought")
 
 
-class CostProfile(_Model):
-    """Prices for renting and for owning, and the sizing assumptions."""
+class EnergyFigures(_Model):
+    core_watts: float = Field(ge=0, description="draw of one busy CPU core, W")
+    gpu_watts: float = Field(ge=0, description="draw of one busy GPU, W")
+    pue: float = Field(1.0, ge=1, description="power usage effectiveness of the data centre")
+    grid_gco2_per_kwh: float | None = Field(None, ge=0, description="grid carbon intensity, g CO2 per kWh")
 
+
+class CostProfile(_Model):
+    """Prices for buying a service, renting and owning; named after its file."""
+
+    name: str = Field("profile", description="the profile's name (its file's stem)")
     example: bool = Field(False, description="true: example prices, to be replaced by real ones")
     currency: str = "USD"
+    buy: BuyPrices | None = None
     rent: RentPrices
     own: OwnPrices
-    retention_years: float = Field(10, gt=0)
-    target_utilisation: float = Field(0.7, gt=0, le=1)
-    peak_factor: float = Field(2.0, ge=1)
+    energy: EnergyFigures | None = None
 
 
 def load_costs(path: str | Path) -> CostProfile:
+    """A cost profile from YAML, named after the file's stem unless it says ``name:``."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"cost profile not found: {path} (examples: configs/costs/)") from None
+    moved = sorted(set(data) & set(SIZING_KEYS))
+    if moved:
+        flags = ", ".join(f"{k} -> {SIZING_KEYS[k]}" for k in moved)
+        raise ConfigError(
+            f"{path}: {', '.join(moved)} are sizing assumptions, no longer prices: remove them from the "
+            f"profile and give them to `pathopipe report` ({flags})"
+        )
+    data.setdefault("name", path.stem)
     try:
         return CostProfile.model_validate(data)
     except ValidationError as err:
@@ -67,79 +131,135 @@ def load_costs(path: str | Path) -> CostProfile:
         raise ConfigError(f"{path}: invalid cost profile: {problems}") from None
 
 
-def hardware_for(
-    slides_per_day: float, per_slide: dict[str, float], *, peak_factor: float, target_utilisation: float
+def servers_for(hardware: dict[str, Any], own: OwnPrices) -> int:
+    """Servers of the profile's shape that hold ``hardware``'s GPUs and cores."""
+    by_gpu = (
+        math.ceil(hardware["gpus"] / own.gpus_per_server) if hardware["gpus"] and own.gpus_per_server else 0
+    )
+    by_core = math.ceil(hardware["cpu_cores"] / own.cores_per_server) if hardware["cpu_cores"] else 0
+    if hardware["gpus"] and not own.gpus_per_server:
+        raise ConfigError("the load needs GPUs but the cost profile's own.gpus_per_server is 0")
+    return max(by_gpu, by_core, 1 if hardware["gpus"] or hardware["cpu_cores"] else 0)
+
+
+def annual_costs(
+    slides_per_day: float, basis: dict[str, float], profile: CostProfile, assumptions: SizingAssumptions
+) -> dict[str, float | None]:
+    """Cost per year of each option at ``slides_per_day`` (buy None without a ``buy:`` block)."""
+    slides = slides_per_day * 365
+    tb_per_year = slides * basis["stored_bytes"] / 1e12
+    buy = None
+    if profile.buy is not None:
+        buy = max(profile.buy.price_per_slide * slides, profile.buy.minimum_per_year if slides else 0.0)
+    r = profile.rent
+    compute = slides * (basis["core_seconds"] * r.core_hour + basis["gpu_seconds"] * r.gpu_hour) / 3600
+    # a year's new data is stored for the retention period: its storage bill, spread per year of intake
+    rent = compute + tb_per_year * (
+        r.tb_month * 12 * assumptions.retention_years + r.egress_fraction * r.egress_per_tb
+    )
+    o = profile.own
+    servers = servers_for(hardware_for(slides_per_day, basis, assumptions), o) if slides else 0
+    hardware = servers * o.server_price / o.amortisation_years
+    power = servers * o.power_kw * HOURS_PER_YEAR * o.kwh_price
+    own = hardware * (1 + o.operations_share) + power + tb_per_year * o.storage_tb_price
+    return {"buy": buy, "rent": rent, "own": own}
+
+
+def _crossing(low: float, high: float, gap: Any) -> float:
+    """Bisection on ``gap`` (a function of slides per day whose sign differs at the ends)."""
+    sign = gap(low) > 0
+    for _ in range(40):
+        middle = math.sqrt(low * high)
+        if (gap(middle) > 0) == sign:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def break_evens(
+    basis: dict[str, float], profile: CostProfile, assumptions: SizingAssumptions
+) -> list[dict[str, Any]]:
+    """For each pair of options, the first volume (slides per day, 1 to 100,000) where their
+    yearly costs cross, and the option cheaper above it; None where they do not cross."""
+    found = []
+    names = [n for n in OPTIONS if n != "buy" or profile.buy is not None]
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+
+            def gap(n: float, a: str = a, b: str = b) -> float:
+                costs = annual_costs(n, basis, profile, assumptions)
+                return float(costs[a] or 0.0) - float(costs[b] or 0.0)
+
+            crossing = None
+            for low, high in itertools.pairwise(CURVE):
+                if (gap(low) > 0) != (gap(high) > 0):
+                    crossing = _crossing(low, high, gap)
+                    break
+            above = None
+            if crossing is not None:
+                above = b if gap(crossing * 1.01) > 0 else a
+            found.append({"options": [a, b], "slides_per_day": crossing, "cheaper_above": above})
+    return found
+
+
+def energy_per_slide(basis: dict[str, float], energy: EnergyFigures | None) -> dict[str, float | None]:
+    """kWh (and g CO2 when the grid intensity is given) per slide, from busy seconds."""
+    if energy is None:
+        return {"kwh": None, "gco2": None}
+    joules = (
+        basis["core_seconds"] * energy.core_watts + basis["gpu_seconds"] * energy.gpu_watts
+    ) * energy.pue
+    kwh = joules / 3.6e6
+    gco2 = kwh * energy.grid_gco2_per_kwh if energy.grid_gco2_per_kwh is not None else None
+    return {"kwh": kwh, "gco2": gco2}
+
+
+def cost_model(
+    basis: dict[str, float], profile: CostProfile, slides_per_day: float, assumptions: SizingAssumptions
 ) -> dict[str, Any]:
-    """Cores and GPUs that process ``slides_per_day`` at the peak rate, busy ``target_utilisation``."""
-    peak_rate = slides_per_day * peak_factor / SECONDS_PER_DAY  # slides per second at peak
-    cores = peak_rate * per_slide["core_seconds"] / target_utilisation
-    gpus = peak_rate * per_slide["gpu_seconds"] / target_utilisation
+    """Per option: cost per year and per slide at ``slides_per_day``; the servers owning needs;
+    the cheapest option; the break-evens; energy per slide; the cost curve (1 to 100,000 a day)."""
+    yearly = annual_costs(slides_per_day, basis, profile, assumptions)
+    slides = slides_per_day * 365
+    priced = {k: v for k, v in yearly.items() if v is not None}
+    curve = [
+        {"slides_per_day": n, **annual_costs(n, basis, profile, assumptions)}
+        for n in sorted({*CURVE, round(slides_per_day)})
+        if n > 0
+    ]
     return {
-        "peak_slides_per_second": peak_rate,
-        "cpu_cores": math.ceil(cores) if cores > 0 else 0,
-        "gpus": math.ceil(gpus) if gpus > 0 else 0,
-        "formula": (
-            "cores = slides_per_day x peak_factor / 86400 x core_seconds_per_slide / target_utilisation; "
-            "GPUs = slides_per_day x peak_factor / 86400 x gpu_seconds_per_slide / target_utilisation "
-            "(rounded up)"
-        ),
+        "name": profile.name,
+        "currency": profile.currency,
+        "example_prices": profile.example,
+        "slides_per_day": slides_per_day,
+        "per_year": yearly,
+        "per_slide": {k: (v / slides if v is not None and slides else None) for k, v in yearly.items()},
+        "servers": servers_for(hardware_for(slides_per_day, basis, assumptions), profile.own),
+        "cheapest": min(priced, key=lambda k: priced[k]) if priced else None,
+        "break_evens": break_evens(basis, profile, assumptions),
+        "energy_per_slide": energy_per_slide(basis, profile.energy),
+        "curve": curve,
+        "prices": profile.model_dump(mode="json", exclude={"name", "example", "currency"}),
     }
 
 
-def annual_rent(slides_per_day: float, per_slide: dict[str, float], profile: CostProfile) -> float:
-    """Renting: pay per busy hour and per stored TB-month (a year's slides, kept for the retention)."""
-    r = profile.rent
-    slides = slides_per_day * 365
-    hourly = per_slide["core_seconds"] * r.core_hour + per_slide["gpu_seconds"] * r.gpu_hour
-    compute = slides * hourly / 3600
-    tb_per_year = slides * per_slide["stored_bytes"] / 1e12
-    # a year's new data is stored for the retention period: its storage bill, spread per year of intake
-    storage = tb_per_year * r.tb_month * 12 * profile.retention_years
-    egress = tb_per_year * r.egress_fraction * r.egress_per_tb
-    return compute + storage + egress
-
-
-def annual_own(slides_per_day: float, per_slide: dict[str, float], profile: CostProfile) -> float:
-    """Owning: servers sized for the peak, amortised, plus power and operations, plus storage bought."""
-    o = profile.own
-    hw = hardware_for(slides_per_day, per_slide, peak_factor=profile.peak_factor,
-                      target_utilisation=profile.target_utilisation)  # fmt: skip
-    by_gpu = math.ceil(hw["gpus"] / o.gpus_per_server) if hw["gpus"] and o.gpus_per_server else 0
-    by_core = math.ceil(hw["cpu_cores"] / o.cores_per_server) if hw["cpu_cores"] else 0
-    servers = max(by_gpu, by_core, 1 if slides_per_day > 0 else 0)
-    hardware = servers * o.server_price / o.amortisation_years
-    power = servers * o.power_kw * HOURS_PER_YEAR * o.kwh_price
-    tb_per_year = slides_per_day * 365 * per_slide["stored_bytes"] / 1e12
-    storage = tb_per_year * o.storage_tb_price  # bought once per year of intake, kept
-    return hardware * (1 + o.operations_share) + power + storage
-
-
-def cost_model(per_slide: dict[str, float], profile: CostProfile, slides_per_day: float) -> dict[str, Any]:
-    """Cost per slide and per year, renting and owning, the break-even volume and a cost curve."""
-    rent_year = annual_rent(slides_per_day, per_slide, profile)
-    own_year = annual_own(slides_per_day, per_slide, profile)
-    grid = sorted({*(round(10 ** (k / 20)) for k in range(0, 101)), round(slides_per_day)})
-    curve = [{"slides_per_day": n, "rent": annual_rent(n, per_slide, profile),
-              "own": annual_own(n, per_slide, profile)} for n in grid if n > 0]  # fmt: skip
-    break_even = next((p["slides_per_day"] for p in curve if p["own"] <= p["rent"]), None)
-    slides = slides_per_day * 365
+def forecast_cost(result: dict[str, Any], calibration: Calibration, profile: CostProfile) -> dict[str, Any]:
+    """What running the planned slides would cost when renting, from the forecast's slot-seconds
+    (an estimate from a forecast, at the profile's prices)."""
+    rent = profile.rent
+    core_seconds, gpu_seconds = calibration.resources(result["predicted_slot_seconds"])
+    compute = core_seconds / 3600 * rent.core_hour + gpu_seconds / 3600 * rent.gpu_hour
+    storage_month = result["predicted_bytes"] / 1e12 * rent.tb_month
     return {
+        "estimate": True,
         "example_prices": profile.example,
         "currency": profile.currency,
-        "slides_per_day": slides_per_day,
-        "rent_per_year": rent_year,
-        "own_per_year": own_year,
-        "rent_per_slide": rent_year / slides if slides else None,
-        "own_per_slide": own_year / slides if slides else None,
-        "break_even_slides_per_day": break_even,
-        "curve": curve,
-        "formulas": {
-            "rent": "slides/yr x (core_s x core_hour + gpu_s x gpu_hour)/3600 + TB/yr x tb_month x 12 x "
-            "retention_years + TB/yr x egress_fraction x egress_per_tb",
-            "own": "servers x server_price / amortisation_years x (1 + operations_share) + servers x "
-            "power_kw x 8760 x kwh_price + TB/yr x storage_tb_price; servers = max(GPUs / gpus_per_server, "
-            "cores / cores_per_server), sized for the peak",
-            "break_even": "smallest slides/day on the curve where owning costs no more than renting",
-        },
-        "profile": profile.model_dump(mode="json"),
+        "core_hours": core_seconds / 3600,
+        "gpu_hours": gpu_seconds / 3600,
+        "compute": compute,
+        "storage_per_month": storage_month,
+        "formula": "compute = core-seconds / 3600 x core_hour + GPU-seconds / 3600 x gpu_hour (a stage's "
+        "slot-seconds x the CPU cores its tasks keep busy; a GPU stage's slot-seconds are GPU-seconds); "
+        "storage per month = predicted bytes / 1e12 x tb_month",
     }

@@ -1,6 +1,10 @@
-"""The report as a document: titled sections of labelled figures, tables, plots and links,
-built from a run's summary (``summary.json``). :mod:`pathopipe.report.to_markdown` and
+"""The report as a document: titled sections of labelled tables, plots, notes and links, built
+from ``summary.json`` alone. :mod:`pathopipe.report.to_markdown` and
 :mod:`pathopipe.report.to_html` render the same sections, so both show every figure.
+
+The first section is the decision summary (:func:`decision_section`); the detail sections
+behind it, and the whole list, come from :mod:`pathopipe.report.sections`. No table holds more than
+:data:`MAX_ROWS` rows: longer series are written as CSV files beside the report and linked.
 """
 
 from __future__ import annotations
@@ -8,172 +12,150 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pathopipe.output.layout import RunLayout
+from pathopipe.report.decision import OPTION_NAMES
+from pathopipe.report.labels import label_for
+from pathopipe.report.numbers import format_number
 
-__all__ = ["Section", "build_sections", "format_number"]
+__all__ = [
+    "MAX_ROWS",
+    "Section",
+    "Table",
+    "capped",
+    "decision_section",
+    "figure_rows",
+    "format_number",
+    "scaled",
+]
+
+MAX_ROWS = 30
+TITLE = "pathopipe report: what this workload needs and costs"
 
 
-def format_number(value: Any) -> str:
-    """One way to print a number everywhere in the report (and in its tests)."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if value != value:  # NaN
-            return "nan"
-        magnitude = abs(value)
-        if magnitude >= 1000:
-            return f"{value:,.0f}"
-        if magnitude >= 1 or magnitude == 0:
-            return f"{value:.2f}"
-        return f"{value:.3g}"
-    return str(value)
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[Any]]
+    provenance: list[str] | None = None  # per row, shown as a last column
+    csv: str | None = None  # the whole series, relative to the report
+    more: int = 0  # rows left out here (in the CSV)
+    caption: str = ""
 
 
 @dataclass
 class Section:
     title: str
+    anchor: str
     text: str = ""
-    rows: list[tuple[str, Any]] = field(default_factory=list)  # label, value
-    table: tuple[list[str], list[list[Any]]] | None = None  # header, rows
-    plot: str | None = None  # SVG markup
+    tables: list[Table] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)  # SVG markup
+    notes: list[str] = field(default_factory=list)  # one line each
+    warnings: list[str] = field(default_factory=list)
     links: list[tuple[str, str]] = field(default_factory=list)  # label, path relative to the report
+    lead: str = ""  # an emphasised first paragraph
+    callout: str = ""  # an emphasised line before the warnings (the confidence)
+    answer: str = ""  # the decision in one sentence, after the text
+    decision: bool = False  # the first-screen summary (its own look)
 
 
-def _flatten(prefix: str, value: Any, rows: list[tuple[str, Any]]) -> None:
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, rows)
-    elif isinstance(value, list):
-        for i, sub in enumerate(value):
-            _flatten(f"{prefix}[{i}]", sub, rows)
-    else:
-        rows.append((prefix, value))
+def _at(summary: dict[str, Any], path: tuple[Any, ...]) -> Any:
+    value: Any = summary
+    for key in path:
+        if value is None:
+            return None
+        value = value[key] if isinstance(value, list) else value.get(key)
+    return value
 
 
-def _flat(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    rows: list[tuple[str, Any]] = []
-    _flatten(prefix, value, rows)
-    return rows
+def figure_rows(
+    summary: dict[str, Any],
+    paths: list[tuple[Any, ...]],
+    *,
+    header: str = "Figure",
+    provenance: str | None = None,
+) -> Table:
+    """A Figure / Value / Unit table of the figures at ``paths`` (those absent left out),
+    labelled, scaled and tagged with their provenance by :mod:`pathopipe.report.labels`
+    (or all with ``provenance``)."""
+    rows, tags = [], []
+    for path in paths:
+        value = _at(summary, path)
+        label = label_for(path)
+        if label is None:
+            raise KeyError(f"no label for summary key {'.'.join(map(str, path))}")
+        if value is None and path[-1] not in ("gpu_idle_fraction",):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and label.scale != 1:
+            value = value * label.scale
+        rows.append([label.text, value, label.unit])
+        tags.append(provenance or label.provenance)
+    return Table([header, "Value", "Unit"], rows, tags)
 
 
-def build_sections(summary: dict[str, Any], plots: dict[str, str]) -> list[Section]:
-    run = summary["run"]
-    sections = [
-        Section(
-            "Run",
-            f"Output folder `{summary['out']}`, run `{summary['run_id']}` (the latest run in "
-            f"{RunLayout.METRICS}; a resumed run reports its own tasks).",
-            [(k, v) for k, v in _flat(run)],
-        )
-    ]
-    stage_text = (
-        "Busy seconds: summed wall time of a stage's tasks. Core-seconds: busy seconds x the cores "
-        "a task keeps busy (1 for tiling, the torch threads of a CPU model). Tiles per busy second: "
-        "the rate of one task slot. Tiles per second: tiles over the stage's wall-clock span."
+def scaled(path: tuple[Any, ...], value: Any) -> Any:
+    """``value`` at its label's scale (bytes as MB, shares as %)."""
+    label = label_for(path)
+    if (
+        label is not None
+        and label.scale != 1
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    ):
+        return value * label.scale
+    return value
+
+
+def capped(table: Table, csv: str | None) -> Table:
+    """At most MAX_ROWS rows; the rest counted and left to ``csv``."""
+    if len(table.rows) > MAX_ROWS:
+        table.more = len(table.rows) - MAX_ROWS
+        table.rows = table.rows[:MAX_ROWS]
+        table.provenance = table.provenance[:MAX_ROWS] if table.provenance else None
+    table.csv = csv
+    return table
+
+
+def _decision_rows(rows: list[dict[str, Any]]) -> Table:
+    body = []
+    for row in rows:
+        value = row["value"]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and row["scale"] != 1:
+            value = value * row["scale"]
+        body.append([row["label"], value, row["unit"]])
+    return Table(["Figure", "Value", "Unit"], body, [r["provenance"] for r in rows])
+
+
+def _cost_table(costs: dict[str, Any]) -> Table:
+    profiles = costs["profiles"]
+    header = ["Per option", *(f"{p['name']} ({p['currency']})" for p in profiles), "Unit"]
+    body, tags = [], []
+    for row in costs["rows"]:
+        values = [row["values"][p["name"]] for p in profiles]
+        if row["scale"] != 1:
+            values = [v * row["scale"] if isinstance(v, (int, float)) else v for v in values]
+        if row["key"] == "cheapest":
+            values = [OPTION_NAMES.get(v, "-") if v else "-" for v in values]
+        body.append([row["label"], *values, row["unit"]])
+        distinct = sorted(set(row["provenance"].values()))
+        tags.append(" / ".join(distinct))
+    return Table(header, body, tags)
+
+
+def decision_section(summary: dict[str, Any]) -> Section:
+    """The first screen: the question, the answer per option, confidence and warnings."""
+    decision = summary["decision"]
+    section = Section(
+        "Decision summary", "decision", lead=decision["question"], text=decision["basis"], decision=True
     )
-    for name, stage in summary["stages"].items():
-        sections.append(Section(f"Stage `{name}`", stage_text, [(k, v) for k, v in _flat(stage)]))
-    sections.append(
-        Section(
-            "Bottleneck and utilisation",
-            "The bottleneck is the stage with the most busy seconds. Utilisation: a worker's busy "
-            "seconds over the run's span x its threads. GPU idle fraction: 1 - time in model calls / "
-            "(span x GPUs), on CUDA only.",
-            [
-                ("bottleneck_stage", summary["bottleneck_stage"]),
-                ("gpu_idle_fraction", summary["gpu_idle_fraction"]),
-                *_flat(summary["utilisation"], "utilisation"),
-            ],
-            plot=plots.get("timeline"),
-        )
-    )
-    sections.append(Section("Slides", "", list(_flat(summary["slides"])), plot=plots.get("tiles_per_slide")))
-    sections.append(
-        Section(
-            "Storage",
-            "Bytes on disk of the complete slide stores: tiles (everything but features) and each "
-            "model's features; growth per year = stored bytes per slide x slides per day x 365.",
-            list(_flat(summary["storage"])),
-        )
-    )
-    if summary.get("object_storage"):
-        sections.append(
-            Section(
-                "Object storage",
-                "Requests and bytes each slide exchanged with object storage (S3), counted by the "
-                "workers on every request: slide reads, store writes, metadata. Price egress with "
-                "bytes read and requests with the request counts.",
-                list(_flat(summary["object_storage"])),
-            )
-        )
-    sections.append(
-        Section(
-            "Per slide",
-            "Core-seconds and GPU-seconds per slide summed over the stages; stored bytes per slide.",
-            list(_flat(summary["per_slide"])),
-            plot=plots.get("steps"),
-        )
-    )
-    if summary.get("capacity"):
-        sections.append(Section("Capacity", summary["capacity"]["formula"], list(_flat(summary["capacity"]))))
-    if summary.get("costs"):
-        costs = summary["costs"]
-        note = (
-            "EXAMPLE prices (configs/costs/), to be replaced by real ones. "
-            if costs["example_prices"]
-            else ""
-        )
-        curve = costs["curve"]
-        sections.append(
-            Section(
-                "Build versus buy",
-                note + " ".join(f"{k}: {v}." for k, v in costs["formulas"].items()),
-                [
-                    (k, v)
-                    for k, v in _flat({k: v for k, v in costs.items() if k not in ("curve", "formulas")})
-                ],
-                table=(
-                    ["slides per day", "rent per year", "own per year"],
-                    [[p["slides_per_day"], p["rent"], p["own"]] for p in curve],
-                ),
-                plot=plots.get("costs"),
-            )
-        )
-    if summary.get("bench"):
-        bench = summary["bench"]
-        sections.append(
-            Section(
-                "Calibration (pathopipe bench)",
-                "Generated slides; each trial ran the workflow on the first trial_slides of them on a "
-                "fresh cluster; tiles per second from its first task to its last. The best trial's "
-                "settings ran the whole workflow this report describes.",
-                [(k, v) for k, v in _flat({k: v for k, v in bench.items() if k != "trials"})],
-                table=(
-                    ["workers", "threads per worker", "batch size", "tiles", "seconds", "tiles/s", "error"],
-                    [
-                        [
-                            t["workers"],
-                            t["threads_per_worker"],
-                            t["batch_size"],
-                            t["tiles"],
-                            t["seconds"],
-                            t["tiles_per_second"],
-                            t["error"],
-                        ]
-                        for t in bench["trials"]
-                    ],
-                ),
-            )
-        )
-    if summary.get("what_if"):
-        what_if = summary["what_if"]
-        sections.append(
-            Section(
-                "What-if for models not run (ESTIMATE)",
-                what_if["formula"],
-                [(k, v) for k, v in _flat({k: v for k, v in what_if.items() if k != "formula"})],
-            )
-        )
-    return sections
+    section.answer = decision.get("answer", "")
+    hardware = decision.get("hardware", []) + decision.get("storage", []) + decision["capacity"]
+    section.tables.append(_decision_rows(hardware))
+    section.tables[-1].caption = "Hardware and storage the load needs"
+    if decision.get("costs"):
+        section.tables.append(_cost_table(decision["costs"]))
+        section.tables[-1].caption = "Cost per option, for each cost profile"
+    if decision.get("assumptions"):
+        section.notes.append(f"Assumed: {decision['assumptions']}.")
+    section.notes += decision.get("break_evens", [])
+    section.callout = f"Confidence: {decision['confidence']['text']}."
+    section.warnings = [w["text"] for w in decision["warnings"]]
+    return section

@@ -38,8 +38,7 @@ from pathopipe import fileio
 from pathopipe.errors import ConfigError
 from pathopipe.output.layout import RunLayout
 from pathopipe.output.manifest import read_manifest_records
-from pathopipe.output.metrics import read_metrics
-from pathopipe.report.costs import CostProfile
+from pathopipe.output.metrics import model_build_seconds, read_metrics, task_core_seconds
 from pathopipe.store.layout import shard_ranges
 
 
@@ -191,9 +190,24 @@ class Calibration:
     slots: int
     slides: int
     devices: dict[str, str] = field(default_factory=dict)  # per stage: "cpu" or "cuda"
-    threads: dict[str, float] = field(default_factory=dict)  # per stage: cores a task keeps busy
+    # per stage: CPU core-seconds per slot-second (the cores a task keeps busy, helper threads
+    # included; beside a GPU, its time outside the model calls)
+    cores_per_slot: dict[str, float] = field(default_factory=dict)
     unexplained_seconds: float = 0.0  # the calibration's measured span - its simulated span
     startup_stage: str | None = None  # the stage whose first prepare on a worker builds the models
+    store: dict[str, Any] = field(default_factory=dict)  # the run's store settings (its shard sizes)
+
+    def shard_size(self, n_tiles: int) -> int:
+        """Tiles per work task for a slide of ``n_tiles`` tiles, as the calibration run laid them out."""
+        from pathopipe.config import StoreConfig
+
+        return StoreConfig.model_validate(self.store).shard_size(n_tiles)
+
+    def resources(self, slot_seconds: dict[str, float]) -> tuple[float, float]:
+        """CPU core-seconds and GPU-seconds of per-stage slot-seconds."""
+        cores = sum(s * self.cores_per_slot.get(stage, 1.0) for stage, s in slot_seconds.items())
+        gpus = sum(s for stage, s in slot_seconds.items() if self.devices.get(stage) == "cuda")
+        return cores, gpus
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -206,9 +220,10 @@ class Calibration:
             "slots": self.slots,
             "slides": self.slides,
             "devices": self.devices,
-            "threads": self.threads,
+            "cores_per_slot": self.cores_per_slot,
             "unexplained_seconds": self.unexplained_seconds,
             "startup_stage": self.startup_stage,
+            "store": self.store,
         }
 
 
@@ -228,12 +243,12 @@ def calibrate(out: str | Path) -> Calibration:
         raise ConfigError(f"calibration {out} has no slide done in its manifest")
     rows = rows.copy()
     # model builds happen once per worker process, not per slide: a start-up cost of its own
-    build = rows["step_model_build"].fillna(0.0) if "step_model_build" in rows else rows["seconds"] * 0
+    build = model_build_seconds(rows)
     rows["work_seconds"] = rows["seconds"] - build
     startup = float(build.groupby(rows["worker"]).sum().max()) if len(rows) else 0.0
     built = rows.loc[build > 0, "stage"]
     startup_stage = str(built.iloc[0]) if len(built) else None
-    stages, devices, threads = {}, {}, {}
+    stages, devices, cores = {}, {}, {}
     done = rows[rows["slide_id"].isin(list(tiles))]
     for stage in done.sort_values("start")["stage"].unique():  # in the order the run ran them
         group = done[done["stage"] == stage]
@@ -248,8 +263,11 @@ def calibrate(out: str | Path) -> Calibration:
             prepare=lines["prepare"], finish=lines["finish"], task=task, has_tasks=len(work) > 0,
             open_seconds=opening,
         )  # fmt: skip
-        devices[str(stage)] = str(work["device"].mode().iloc[0]) if len(work) else "cpu"
-        threads[str(stage)] = float(work["threads"].mean()) if len(work) else 1.0
+        device = str(work["device"].mode().iloc[0]) if len(work) else "cpu"
+        devices[str(stage)] = device
+        steady = float((task_core_seconds(group, device == "cuda") - model_build_seconds(group)).sum())
+        slot_seconds = float(group["work_seconds"].sum())
+        cores[str(stage)] = steady / slot_seconds if slot_seconds > 0 else 1.0
     sizes = [(n or 0, fileio.total_bytes(layout.slide_store(sid))) for sid, n in tiles.items()]
     run = json.loads(Path(layout.run_json).read_text())
     slots = int(run.get("cluster", {}).get("threads") or 1)
@@ -278,35 +296,25 @@ def calibrate(out: str | Path) -> Calibration:
         slots=slots,
         slides=len(tiles),
         devices=devices,
-        threads=threads,
+        cores_per_slot=cores,
         unexplained_seconds=max(0.0, span - simulated),
         startup_stage=startup_stage,
+        store=dict(run.get("config", {}).get("store", {})),
     )
 
 
-def forecast_cost(result: dict[str, Any], calibration: Calibration, profile: CostProfile) -> dict[str, Any]:
-    """What running the planned slides would cost when renting, from the forecast's slot-seconds
-    (an estimate from a forecast, at the profile's prices)."""
-    rent = profile.rent
-    core_seconds = gpu_seconds = 0.0
-    for stage, seconds in result["predicted_slot_seconds"].items():
-        if calibration.devices.get(stage) == "cuda":
-            gpu_seconds += seconds
-        else:
-            core_seconds += seconds * calibration.threads.get(stage, 1.0)
-    compute = core_seconds / 3600 * rent.core_hour + gpu_seconds / 3600 * rent.gpu_hour
-    storage_month = result["predicted_bytes"] / 1e12 * rent.tb_month
+def slot_seconds(
+    tiles: list[int], calibration: Calibration, *, slots: int, shard_size: Callable[[int], int]
+) -> dict[str, float]:
+    """Predicted slot-seconds per stage of slides with these tile counts (model builds left out),
+    their work tasks laid out ``shard_size`` tiles each; each slide is opened on at most
+    min(its tasks, ``slots``) slots."""
+    tasks = [[b - a for a, b in shard_ranges(t, shard_size(t))] for t in tiles]
     return {
-        "estimate": True,
-        "example_prices": profile.example,
-        "currency": profile.currency,
-        "core_hours": core_seconds / 3600,
-        "gpu_hours": gpu_seconds / 3600,
-        "compute": compute,
-        "storage_per_month": storage_month,
-        "formula": "compute = core-seconds / 3600 x core_hour + GPU-seconds / 3600 x gpu_hour (slot-seconds "
-        "x threads per task on CPU stages); storage per month = predicted bytes / 1e12 x tb_month",
-    }
+        name: float(sum(model.seconds(t, sizes) + model.open_seconds * min(len(sizes), max(1, slots))
+                        for t, sizes in zip(tiles, tasks, strict=True)))
+        for name, model in calibration.stages.items()
+    }  # fmt: skip
 
 
 def forecast(
@@ -322,12 +330,7 @@ def forecast(
     tiles = [int(c["n_tiles"]) for c in counts]
     size = shard_size or (lambda n: max(n, 1))
     tasks = [[b - a for a, b in shard_ranges(t, size(t))] for t in tiles]
-    # slot-seconds: each slide is opened on at most min(its tasks, slots) slots
-    per_stage = {
-        name: float(sum(model.seconds(t, sizes) + model.open_seconds * min(len(sizes), max(1, slots))
-                        for t, sizes in zip(tiles, tasks, strict=True)))
-        for name, model in calibration.stages.items()
-    }  # fmt: skip
+    per_stage = slot_seconds(tiles, calibration, slots=slots, shard_size=size)
     laid_out = [[model.durations(t, sizes) for model in calibration.stages.values()]
                 for t, sizes in zip(tiles, tasks, strict=True)]  # fmt: skip
     names = list(calibration.stages)

@@ -1,14 +1,8 @@
-"""The report's numbers, all from what a run measured: ``OUT/metrics.parquet`` (one row per
-task), ``OUT/manifest.csv``, ``OUT/run.json`` and the bytes of the stores on disk.
-
-Definitions (also printed in the report):
-
-- a stage's *busy seconds*: the summed wall time of its tasks (prepare, work, finish);
-- *core-seconds*: busy seconds x the cores a task keeps busy (1 for tiling; the torch threads
-  for a CPU model); *GPU-seconds*: busy seconds of tasks running on a GPU;
-- *tiles per busy second*: tiles / busy seconds, the rate of one task slot (a worker thread,
-  or a GPU);
-- *per slide* figures divide by the slides that ran the stage in the reported run.
+"""``summary.json``: everything the report shows, as one JSON document with machine keys
+(schema :data:`SUMMARY_SCHEMA_VERSION`), from what a run measured (:mod:`pathopipe.report.measure`),
+sized for a load (:mod:`~pathopipe.report.sizing`), priced (:mod:`~pathopipe.report.costs`),
+compared with other runs (:mod:`~pathopipe.report.compare`) and read as a decision
+(:mod:`~pathopipe.report.decision`). Both documents render from it alone.
 """
 
 from __future__ import annotations
@@ -21,11 +15,24 @@ from typing import Any
 
 from pathopipe import fileio
 from pathopipe.errors import ConfigError
-from pathopipe.output.layout import RunLayout
-from pathopipe.output.manifest import SlideRecord, read_manifest_records
-from pathopipe.output.metrics import read_metrics
-from pathopipe.report.costs import CostProfile, cost_model, hardware_for
-from pathopipe.store.layout import FEATURES, METADATA
+from pathopipe.report import measure
+from pathopipe.report.checks import SMALL_SLIDE_SHARE
+from pathopipe.report.costs import CostProfile, cost_model
+from pathopipe.report.decision import build_decision
+from pathopipe.report.sizing import (
+    FORMULAS,
+    SizingAssumptions,
+    bottleneck,
+    capacity_of,
+    clinical_tiles,
+    fitted_basis,
+    gpu_estimate,
+    hardware_for,
+)
+
+__all__ = ["SUMMARY_SCHEMA_VERSION", "Cohort", "build_summary", "load_cohort"]
+
+SUMMARY_SCHEMA_VERSION = 1
 
 # FLOPs of one 224 px image (forward pass, 2 x multiply-adds), counted with
 # torch.utils.flop_counter on timm's architectures (scripts/count_flops.py).
@@ -39,268 +46,208 @@ GFLOPS_224 = {
     "ViT-g/14": 534.06,
 }
 
-
-def _stats(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"count": 0}
-    return {
-        "count": len(values),
-        "mean": statistics.fmean(values),
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-    }
+Cohort = dict[str, Any]  # {"source": path, "tiles": [n per slide], "failed": n}
 
 
-def _stage_summary(rows: Any, stage: str) -> dict[str, Any]:
-    work = rows[rows["role"] == "work"]
-    device = str(work["device"].mode().iloc[0]) if len(work) else "cpu"
-    busy = float(rows["seconds"].sum())
-    tiles = int(work["tiles"].sum())
-    on_gpu = device == "cuda"
-    core_seconds = 0.0 if on_gpu else float((rows["seconds"] * rows["threads"]).sum())
-    gpu_seconds = busy if on_gpu else 0.0
-    span = float(rows["end"].max() - rows["start"].min()) if len(rows) else 0.0
-    slides = int(rows.loc[rows["role"] == "finish", "slide_id"].nunique())
-    steps = {
-        column.removeprefix("step_"): float(rows[column].sum())
-        for column in rows.columns
-        if column.startswith("step_") and rows[column].notna().any()
-    }
-    gpu = (
-        {"gpu_busy_seconds": float(rows["gpu_busy_seconds"].sum()),
-         "gpu_peak_memory_bytes": int(rows["gpu_peak_memory_bytes"].max())}
-        if on_gpu else {}
-    )  # fmt: skip
-    return {
-        **gpu,
-        "stage": stage,
-        "device": device,
-        "slides": slides,
-        "tasks": len(rows),
-        "tiles": tiles,
-        "workers": int(rows["worker"].nunique()),
-        "busy_seconds": busy,
-        "core_seconds": core_seconds,
-        "gpu_seconds": gpu_seconds,
-        "wall_seconds": span,
-        "tiles_per_second": tiles / span if span else None,
-        "tiles_per_busy_second": tiles / busy if busy else None,
-        "tiles_per_core_second": tiles / core_seconds if core_seconds else None,
-        "tiles_per_gpu_second": tiles / gpu_seconds if gpu_seconds else None,
-        "core_seconds_per_slide": core_seconds / slides if slides else None,
-        "gpu_seconds_per_slide": gpu_seconds / slides if slides else None,
-        "bytes_written": int(work["bytes_written"].sum()),
-        "steps_seconds": steps,
-    }
-
-
-def _utilisation(rows: Any, workers: dict[str, int], span: float) -> dict[str, float]:
-    """Busy share of each worker's threads over the reported run's span."""
-    out = {}
-    for worker, group in rows.groupby("worker"):
-        threads = workers.get(str(worker), 1)
-        out[str(worker)] = float(group["seconds"].sum()) / (span * threads) if span else 0.0
-    return out
-
-
-def _storage(
-    out: str, records: list[SlideRecord], slides_per_day: float | None, options: fileio.Options
-) -> dict[str, Any]:
-    complete = [r for r in records if r.status in ("done", "skipped")]
-    tile_bytes: list[int] = []
-    feature_bytes: dict[str, list[int]] = {}
-    source_bytes: list[int] = []
-    stored: list[int] = []
-    tiles = 0
-    for r in complete:
-        store = RunLayout(out).slide_store(r.slide_id)
-        whole = fileio.total_bytes(store, options)
-        if not whole:
-            continue
-        features_dir = fileio.join(store, FEATURES)
-        per_model = {
-            name: fileio.total_bytes(fileio.join(features_dir, name), options)
-            for name in fileio.list_names(features_dir, options)
-            if name != METADATA
-        }
-        for key, size in per_model.items():
-            feature_bytes.setdefault(key, []).append(size)
-        stored.append(whole)
-        tile_bytes.append(whole - fileio.total_bytes(features_dir, options))
-        if r.source_bytes:
-            source_bytes.append(r.source_bytes)
-        tiles += r.n_tiles or 0
-    n = len(tile_bytes)
-    total = sum(stored)  # everything under the stores: tiles, coords, images, features
-    per_slide = total / n if n else 0.0
-    result = {
-        "slides": n,
-        "tiles": tiles,
-        "source_bytes_per_slide": statistics.fmean(source_bytes) if source_bytes else None,
-        "tile_store_bytes_total": sum(tile_bytes),
-        "tile_store_bytes_per_slide": sum(tile_bytes) / n if n else None,
-        "tile_store_bytes_per_tile": sum(tile_bytes) / tiles if tiles else None,
-        "feature_bytes_per_slide": {k: sum(v) / n for k, v in feature_bytes.items()},
-        "stored_bytes_total": total,
-        "stored_bytes_per_slide": per_slide,
-    }
-    if slides_per_day:
-        result["growth_bytes_per_year"] = per_slide * slides_per_day * 365
-    return result
-
-
-def _object_storage(rows: Any) -> dict[str, Any] | None:
-    """Requests and bytes exchanged with object storage, per slide (None when there were none)."""
-    columns = ("storage_requests", "storage_bytes_read", "storage_bytes_written")
-    if not len(rows) or not rows[list(columns)].to_numpy().any():
-        return None
-    per_slide = rows[rows["slide_id"] != ""].groupby("slide_id")[list(columns)].sum()
-    n = len(per_slide)
-    return {
-        "slides": n,
-        "requests_per_slide": float(per_slide["storage_requests"].mean()),
-        "bytes_read_per_slide": float(per_slide["storage_bytes_read"].mean()),
-        "bytes_written_per_slide": float(per_slide["storage_bytes_written"].mean()),
-        "requests_total": int(rows["storage_requests"].sum()),
-        "bytes_read_total": int(rows["storage_bytes_read"].sum()),
-        "bytes_written_total": int(rows["storage_bytes_written"].sum()),
-    }
-
-
-def _bench(out: str, options: fileio.Options) -> dict[str, Any] | None:
-    """``pathopipe bench``'s trials and choice, when ``out`` is a bench run."""
+def load_cohort(path: str | Path) -> Cohort:
+    """The slides a load is sized for: ``pathopipe plan --json``'s output (its ``per_slide``
+    tile counts)."""
+    path = Path(path)
     try:
-        record = json.loads(fileio.read_bytes(RunLayout(out).bench, options))
+        plan = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return None
-    generated = {k: v for k, v in record["generated_slides"].items() if k != "folder"}
-    keep = {k: record[k] for k in ("best", "trials", "trial_slides")}
-    return {**keep, "generated_slides": generated}
+        raise ConfigError(
+            f"cohort plan not found: {path} (write one with `pathopipe plan ... --json > {path}`)"
+        ) from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{path} is not JSON ({err}); give the output of `pathopipe plan ... --json`"
+        ) from None
+    rows = plan.get("per_slide") if isinstance(plan, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise ConfigError(
+            f"{path}: field 'per_slide' must be a non-empty list of slides with 'n_tiles' "
+            "(the output of `pathopipe plan ... --json`)"
+        )
+    tiles = []
+    for i, row in enumerate(rows):
+        value = row.get("n_tiles") if isinstance(row, dict) else None
+        if not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{path}: per_slide[{i}].n_tiles must be a tile count (>= 0), got {value!r}")
+        tiles.append(value)
+    return {"source": str(path), "tiles": tiles, "failed": len(plan.get("failed") or [])}
 
 
-def _what_if(features: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, Any] | None:
-    if not features or not features.get("tiles_per_busy_second"):
-        return None
-    models = run.get("config", {}).get("features", {}).get("models") or []
-    if len(models) != 1:
+def _gflops(workflow: dict[str, Any]) -> float | None:
+    """GFLOPs per tile of every model of the run together, or None when one cannot be counted."""
+    from pathopipe.features import ModelSpec, model_gflops, resolve_model
+
+    total = 0.0
+    for model in workflow["models"]:
+        try:
+            spec = (
+                ModelSpec.model_validate(model["spec"]) if model.get("spec") else resolve_model(model["key"])
+            )
+        except (ConfigError, ValueError):
+            return None
+        counted = model_gflops(spec)
+        if counted is None:
+            return None
+        model["gflops"] = counted
+        total += counted
+    return total
+
+
+def _what_if(features: dict[str, Any] | None, workflow: dict[str, Any]) -> dict[str, Any] | None:
+    if not features or not features.get("tiles_per_busy_second") or len(workflow["models"]) != 1:
         return None  # one pass over several models: their shares of the time are not separable
-    from pathopipe.features import model_gflops, resolve_model
-
-    resolved = resolve_model(models[0])
-    spec = resolved.model_dump(mode="json")
-    measured = model_gflops(resolved)
+    measured = workflow["models"][0].get("gflops")
     if not measured:
         return None
     rate = features["tiles_per_busy_second"]
     return {
         "estimate": True,
-        "measured_model": spec["key"],
+        "measured_model": workflow["models"][0]["key"],
         "measured_gflops": measured,
         "measured_tiles_per_busy_second": rate,
         "device": features["device"],
         "estimated_tiles_per_busy_second": {name: rate * measured / g for name, g in GFLOPS_224.items()},
         "gflops": GFLOPS_224,
-        "formula": "rate(model) = measured rate x GFLOPs(measured model) / GFLOPs(model): assumes the "
-        "device is compute-bound at the same efficiency (an estimate, not a measurement)",
+        "formula": "rate of a model = measured rate × GFLOPs of the measured model ÷ GFLOPs of the model: "
+        "assumes the device is compute-bound at the same efficiency (an estimate, not a measurement)",
     }
+
+
+def _small_slides(summary: dict[str, Any], assumptions: SizingAssumptions) -> dict[str, Any] | None:
+    clinical = clinical_tiles(summary["workflow"], assumptions)
+    median = summary["slides"]["tiles_per_slide"].get("median")
+    if clinical is None or median is None:
+        return None
+    return {
+        "median_tiles": median,
+        "clinical_tiles": clinical,
+        "clinical_tissue_cm2": assumptions.clinical_tissue_cm2,
+        "small": median < SMALL_SLIDE_SHARE * clinical,
+    }
+
+
+def _sizing(
+    summary: dict[str, Any],
+    out: str,
+    slides_per_day: float,
+    assumptions: SizingAssumptions,
+    cohort: Cohort | None,
+) -> dict[str, Any]:
+    stages, gflops = summary["stages"], summary["workflow"].get("gflops")
+    if cohort is not None:
+        basis = fitted_basis(out, cohort["tiles"])
+        described = {
+            "kind": "in the cohort plan",
+            "slides": len(cohort["tiles"]),
+            "median_tiles": statistics.median(cohort["tiles"]),
+            "source": cohort["source"],
+        }
+    else:
+        basis = summary["per_slide"]
+        described = {
+            "kind": "measured here",
+            "slides": summary["storage"]["slides"],
+            "median_tiles": summary["slides"]["tiles_per_slide"].get("median", 0),
+            "source": "",
+        }
+    features = stages.get("features")
+    estimate = bool(features and features["device"] == "cpu" and gflops)
+
+    def load_of(per_slide: dict[str, float]) -> dict[str, float]:
+        return gpu_estimate(per_slide, features or {}, gflops or 0.0, assumptions) if estimate else per_slide
+
+    per_slide = load_of(basis)
+    per_year = per_slide["stored_bytes"] * slides_per_day * 365
+    sizing: dict[str, Any] = {
+        "slides_per_day": slides_per_day,
+        "scenario": "gpu_estimate" if estimate else "as_measured",
+        "basis": described,
+        "per_slide": per_slide,
+        "hardware": hardware_for(slides_per_day, per_slide, assumptions),
+        "storage": {"bytes_per_year": per_year, "bytes_retained": per_year * assumptions.retention_years},
+        "bottleneck": bottleneck(stages, per_slide, estimate, assumptions),
+        "hardware_curve": [
+            {"slides_per_day": n, **hardware_for(n, per_slide, assumptions)}
+            for n in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)
+        ],
+        "formulas": FORMULAS,
+    }
+    if estimate:
+        sizing["per_slide_as_measured"] = basis
+        sizing["hardware_as_measured"] = hardware_for(slides_per_day, basis, assumptions)
+    small = summary.get("small_slides")
+    if cohort is None and small and small["small"] and not fileio.is_url(out):
+        clinical = load_of(fitted_basis(out, [small["clinical_tiles"]]))
+        sizing["clinical"] = {
+            "tiles": small["clinical_tiles"],
+            "per_slide": clinical,
+            "hardware": hardware_for(slides_per_day, clinical, assumptions),
+        }
+    return sizing
 
 
 def build_summary(
     out: str | Path,
     *,
-    costs: CostProfile | None = None,
+    costs: list[CostProfile] | None = None,
     slides_per_day: float | None = None,
+    assumptions: SizingAssumptions | None = None,
+    cohort: Cohort | None = None,
+    against: list[str | Path] | None = None,
     options: fileio.Options = None,
 ) -> dict[str, Any]:
     """Everything the report shows, as one JSON-able dict, from the run's own files (``out`` a
-    folder or a URL, reached with ``options``)."""
+    folder or a URL, reached with ``options``): sized for ``slides_per_day`` (of slides like the
+    run's, or like the ``cohort``'s), priced with each of ``costs``, compared with the runs in
+    ``against``."""
     out = os.fspath(out)
-    layout = RunLayout(out)
-    try:
-        run = json.loads(fileio.read_bytes(layout.run_json, options))
-        table = read_metrics(layout.metrics, options)
-    except FileNotFoundError:
+    assumptions = assumptions or SizingAssumptions()
+    profiles = list(costs or [])
+    names = [p.name for p in profiles]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"two cost profiles share a name ({', '.join(names)}): give each its own file name")
+    if profiles and not slides_per_day:
+        raise ConfigError("--costs needs --slides-per-day (the volume to price)")
+    if cohort is not None and not slides_per_day:
+        raise ConfigError("--cohort needs --slides-per-day (the volume of such slides to size for)")
+    if cohort is not None and fileio.is_url(out):
         raise ConfigError(
-            f"{out} has no {layout.RUN_JSON} or {layout.METRICS}; give the --out folder of a pathopipe run"
-        ) from None
-    run_id = str(table["run_id"].max())  # the latest run (a resumed run reports its own tasks)
-    rows = table[table["run_id"] == run_id]
-    records = read_manifest_records(out, options)
-    cluster = run.get("cluster", {})
-    span = float(rows["end"].max() - rows["start"].min()) if len(rows) else 0.0
-    stages = {
-        stage: _stage_summary(rows[rows["stage"] == stage], stage) for stage in sorted(set(rows["stage"]))
-    }
-    threads = {f"{w['host']}:{w.get('pid')}": w["nthreads"] for w in cluster.get("worker_list", [])}
-    utilisation = _utilisation(rows, threads, span)
-    features = stages.get("features")
-    gpu_idle = None
-    if features and features["device"] == "cuda" and span:
-        gpu_idle = max(0.0, 1 - features["gpu_busy_seconds"] / (span * max(1, cluster.get("gpus") or 1)))
-    stored = _storage(out, records, slides_per_day, options)
-    per_slide = {
-        "core_seconds": sum(s["core_seconds_per_slide"] or 0 for s in stages.values()),
-        "gpu_seconds": sum(s["gpu_seconds_per_slide"] or 0 for s in stages.values()),
-        "stored_bytes": stored["stored_bytes_per_slide"],
-    }
-    bottleneck = max(stages.values(), key=lambda s: s["busy_seconds"])["stage"] if stages else None
-    done = [r for r in records if r.status == "done"]
-    summary: dict[str, Any] = {
-        "out": str(out),
-        "run_id": run_id,
-        "run": {
-            "slides": run.get("slides"),
-            "status_counts": {s: sum(r.status == s for r in records) for s in ("done", "skipped", "failed")},
-            "wall_seconds": span,
-            "workers": cluster.get("workers"),
-            "threads": cluster.get("threads"),
-            "gpus": cluster.get("gpus"),
-            "cluster_kind": cluster.get("kind"),
-        },
-        "stages": stages,
-        "bottleneck_stage": bottleneck,
-        "utilisation": utilisation,
-        "gpu_idle_fraction": gpu_idle,
-        "slides": {
-            "tiles_per_slide": _stats(
-                [float(r.n_tiles or 0) for r in records if r.status in ("done", "skipped")]
-            ),
-            "seconds_per_slide": _stats([float(r.seconds) for r in done if r.seconds is not None]),
-        },
-        "storage": stored,
-        "object_storage": _object_storage(rows),
-        "per_slide": per_slide,
-        "what_if": _what_if(features, run),
-        "bench": _bench(out, options),
+            f"--cohort fits the run's tasks from a local folder; {out} is a URL: copy the run locally"
+        )
+    summary = {"schema_version": SUMMARY_SCHEMA_VERSION, **measure.run_facts(out, options)}
+    workflow = summary["workflow"]
+    needs_gflops = any(s["device"] == "cpu" for n, s in summary["stages"].items() if n == "features")
+    if workflow["models"] and (needs_gflops or len(workflow["models"]) == 1):
+        workflow["gflops"] = _gflops(workflow)
+    for model in workflow["models"]:
+        model.pop("spec", None)
+    summary["what_if"] = _what_if(summary["stages"].get("features"), workflow)
+    summary["assumptions"] = assumptions.model_dump(mode="json")
+    summary["small_slides"] = _small_slides(summary, assumptions)
+    run = summary["run"]
+    summary["capacity"] = {
+        "cpu_cores": run["threads"] or 0,
+        "gpus": run["gpus"] or 0,
+        "slides_per_day": capacity_of(
+            run["threads"] or 0, run["gpus"] or 0, summary["per_slide"], assumptions
+        ),
     }
     if slides_per_day:
-        fields = CostProfile.model_fields  # sizing assumptions: the profile's, or its defaults
-        peak = costs.peak_factor if costs else fields["peak_factor"].default
-        utilisation_target = costs.target_utilisation if costs else fields["target_utilisation"].default
-        summary["capacity"] = {
-            "slides_per_day": slides_per_day,
-            "peak_factor": peak,
-            "target_utilisation": utilisation_target,
-            **hardware_for(
-                slides_per_day, per_slide, peak_factor=peak, target_utilisation=utilisation_target
-            ),
-            "bottleneck_by_gpus": _bottleneck_by_gpus(per_slide, cluster),
+        sizing = _sizing(summary, out, slides_per_day, assumptions, cohort)
+        summary["sizing"] = sizing
+        summary["costs"] = {
+            p.name: cost_model(sizing["per_slide"], p, slides_per_day, assumptions) for p in profiles
         }
-        if costs is not None:
-            summary["costs"] = cost_model(per_slide, costs, slides_per_day)
+    if against:
+        from pathopipe.report.compare import compare_runs
+
+        summary["comparison"] = compare_runs(
+            summary, [os.fspath(a) for a in against], profiles, slides_per_day, assumptions, cohort, options
+        )
+    summary["decision"] = build_decision(summary)
     return summary
-
-
-def _bottleneck_by_gpus(per_slide: dict[str, float], cluster: dict[str, Any]) -> list[dict[str, Any]]:
-    """With the run's CPU cores fixed, the slide rate each number of GPUs allows, and the limit."""
-    cores = max(1, int(cluster.get("threads") or 1))
-    cpu_rate = cores / per_slide["core_seconds"] if per_slide["core_seconds"] else float("inf")
-    rows = []
-    for gpus in (1, 2, 4, 8):
-        gpu_rate = gpus / per_slide["gpu_seconds"] if per_slide["gpu_seconds"] else float("inf")
-        rate = min(cpu_rate, gpu_rate)
-        per_hour = rate * 3600 if rate != float("inf") else None
-        rows.append({"gpus": gpus, "cpu_cores": cores, "slides_per_hour": per_hour,
-                     "limited_by": "CPU" if cpu_rate <= gpu_rate else "GPU"})  # fmt: skip
-    return rows

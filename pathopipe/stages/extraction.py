@@ -121,6 +121,7 @@ class FeatureResult:
     threads: int = 1
     gpu_peak_memory_bytes: int = 0  # CUDA: torch's peak allocation during the task
     decode_threads: int = 1
+    decode_seconds: float = 0.0  # wall time of the batch reads in the prefetch thread (beside the model)
 
     @property
     def n_tiles(self) -> int:
@@ -142,6 +143,9 @@ class FeatureResult:
             # the model calls return host arrays, so each one ends when the GPU is done with it
             "gpu_busy_seconds": self.model_seconds if on_gpu else 0.0,
             "gpu_peak_memory_bytes": self.gpu_peak_memory_bytes,
+            # tile decoding overlapped with the model, on decode_threads threads (an upper bound
+            # when they are not all busy): CPU work the task's wall time does not show
+            "background_core_seconds": self.decode_seconds * self.decode_threads,
         }
 
 
@@ -282,12 +286,18 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     # other (the models' calls return host arrays, so a GPU is done copying a buffer when reused)
     buffers = batch_buffers((batch_size, tile_size, tile_size, 3), pinned=cuda is not None)
 
+    decoding = [0.0]  # seconds in read(); one read runs at a time
+
     def read(i: int) -> np.ndarray:
+        t = time.perf_counter()
         a, b = batches[i]
         out = buffers[i % 2][: b - a]
         if source is not None:
-            return source.read(coords[a - start : b - start], out=out)
-        return read_tiles(tiles, a, b, out=out, threads=threads)
+            batch = source.read(coords[a - start : b - start], out=out)
+        else:
+            batch = read_tiles(tiles, a, b, out=out, threads=threads)
+        decoding[0] += time.perf_counter() - t
+        return batch
 
     outs = [np.empty((stop - start, dim), dtype=np.float32) for dim in plan.dims]
     waited = modelled = 0.0
@@ -320,7 +330,8 @@ def extract_rows(plan: FeaturePlan, start: int, stop: int) -> FeatureResult:
     peak = int(torch.cuda.max_memory_allocated(cuda)) if cuda is not None else 0
     return FeatureResult(plan.job.slide_id, start, stop, waited, modelled, time.perf_counter() - t2,
                          device=device, bytes_written=written, threads=torch.get_num_threads(),
-                         gpu_peak_memory_bytes=peak, decode_threads=threads)  # fmt: skip
+                         gpu_peak_memory_bytes=peak, decode_threads=threads,
+                         decode_seconds=decoding[0])  # fmt: skip
 
 
 def finish_features(plan: FeaturePlan, results: list[FeatureResult]) -> dict[str, Any]:

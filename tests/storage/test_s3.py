@@ -117,14 +117,15 @@ def test_s3_slides_to_s3_output_match_a_local_run(tmp_path, s3, dask_client):
     # the report is written beside the run, with the object-storage traffic per slide
     from pathopipe.report import write_report
 
-    paths = write_report("s3://results/run1", options=server.storage_options)
+    paths = write_report("s3://results/run1", options=server.storage_options).paths
     summary = json.loads(fileio.read_bytes(paths["json"], server.storage_options))
     traffic = summary["object_storage"]
     assert traffic["slides"] == 3
     assert traffic["requests_total"] == int(table.storage_requests[table.run_id == table.run_id.max()].sum())
     assert traffic["bytes_read_per_slide"] > 0 and traffic["bytes_written_per_slide"] > 0
     markdown = fileio.read_bytes(paths["md"], server.storage_options).decode()
-    assert "## Object storage" in markdown and "requests_per_slide" in markdown
+    assert "## Object storage" in markdown and "| Requests per slide |" in markdown
+    assert fileio.exists("s3://results/run1/report/tiles_per_slide.csv", server.storage_options)
     assert summary["storage"]["stored_bytes_total"] == sum(
         fileio.total_bytes(f"s3://results/run1/slides/{s}.zarr", server.storage_options)
         for s in remote_run.slide_ids

@@ -1,0 +1,113 @@
+"""The conditions that change how far a report's figures can be trusted: random weights,
+calibration slides far smaller than clinical ones, GPU figures estimated from a CPU run, failed
+slides, example prices, too few tasks for a stable rate. Each warning says what to do, and the
+confidence line counts them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["MIN_WORK_TASKS", "SMALL_SLIDE_SHARE", "confidence", "find_warnings"]
+
+MIN_WORK_TASKS = 20  # fewer work tasks in a stage than this: its rate is not stable
+SMALL_SLIDE_SHARE = 0.2  # median tiles under this share of a clinical slide's: "small slides"
+
+
+def _warning(code: str, severity: str, text: str) -> dict[str, str]:
+    return {"code": code, "severity": severity, "text": text}
+
+
+def find_warnings(summary: dict[str, Any]) -> list[dict[str, str]]:
+    """The conditions that change how far the figures can be trusted, each with what to do.
+    Severity ``sizing`` (the hardware and costs may be far off), ``price`` or ``use``."""
+    found = []
+    random = [m["key"] for m in summary["workflow"]["models"] if m["weights"] == "random"]
+    if random:
+        found.append(
+            _warning(
+                "random_weights",
+                "use",
+                f"Features of {', '.join(random)} were computed with random weights: right for measuring "
+                "speed, useless for analysis. Give `--weights pretrained` or a weights file for real "
+                "features.",
+            )
+        )
+    small = summary.get("small_slides")
+    if small and small["small"]:
+        found.append(
+            _warning(
+                "small_slides",
+                "sizing",
+                "The slides measured are far smaller than a clinical slide: median "
+                f"{small['median_tiles']:,.0f} "
+                f"tiles per slide against about {small['clinical_tiles']:,} for "
+                f"{small['clinical_tissue_cm2']:g} "
+                "cm² of tissue (assumed). Fixed costs weigh more on small slides and the load is "
+                "extrapolated: "
+                "size on the real cohort with `pathopipe plan WORKFLOW --slides COHORT --json > plan.json`, "
+                "then `pathopipe report OUT --cohort plan.json`.",
+            )
+        )
+    sizing = summary.get("sizing") or {}
+    if sizing.get("scenario") == "gpu_estimate":
+        found.append(
+            _warning(
+                "gpu_estimated",
+                "sizing",
+                "The features stage ran on CPU only: its GPU figures are an ESTIMATE (the model's "
+                "GFLOPs at an "
+                f"assumed {summary['assumptions']['gpu_tflops']:g} TFLOP/s per GPU), not a measurement. "
+                "Measure on a GPU node (`pathopipe bench` there) and compare with `--against`.",
+            )
+        )
+    failed = summary["failures"]
+    if failed:
+        total = summary["run"]["slides"] or len(failed)
+        found.append(
+            _warning(
+                "failed_slides",
+                "sizing" if len(failed) > 0.1 * total else "use",
+                f"{len(failed)} of {total} slides failed (listed under Failed slides); the figures cover "
+                "only the slides that finished.",
+            )
+        )
+    if any(c["example_prices"] for c in (summary.get("costs") or {}).values()):
+        found.append(
+            _warning(
+                "example_prices",
+                "price",
+                "Prices are EXAMPLE figures (a cost profile with `example: true`), not quotes: replace them "
+                "with your own before deciding.",
+            )
+        )
+    few = {n: s["work_tasks"] for n, s in summary["stages"].items() if s["work_tasks"] < MIN_WORK_TASKS}
+    if few:
+        listed = ", ".join(f"{n} {k}" for n, k in few.items())
+        found.append(
+            _warning(
+                "few_tasks",
+                "sizing",
+                f"Few work tasks were measured ({listed}; {MIN_WORK_TASKS} or more give a stable rate): "
+                "rates may move by tens of percent between runs. Measure a longer run.",
+            )
+        )
+    return found
+
+
+def confidence(warnings: list[dict[str, str]]) -> dict[str, Any]:
+    """A level (high, medium, low) and its reasons: low with two or more sizing warnings."""
+    sizing = [w["code"] for w in warnings if w["severity"] == "sizing"]
+    price = [w["code"] for w in warnings if w["severity"] == "price"]
+    level = "low" if len(sizing) >= 2 else "medium" if sizing or price else "high"
+    reasons = {
+        "small_slides": "small calibration slides",
+        "gpu_estimated": "GPU figures estimated",
+        "failed_slides": "many failed slides",
+        "few_tasks": "few tasks measured",
+        "example_prices": "example prices",
+    }
+    because = [reasons[c] for c in sizing + price if c in reasons]
+    text = f"{level}: " + (
+        ", ".join(because) if because else "measured on enough slides and tasks, real prices"
+    )
+    return {"level": level, "reasons": because, "text": text}
