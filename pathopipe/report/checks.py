@@ -33,7 +33,8 @@ def find_warnings(summary: dict[str, Any]) -> list[dict[str, str]]:
             )
         )
     small = summary.get("small_slides")
-    if small and small["small"]:
+    cohort = (summary.get("sizing") or {}).get("basis", {}).get("kind") == "in the cohort plan"
+    if small and small["small"] and not cohort:  # a cohort plan sizes for its own slides
         found.append(
             _warning(
                 "small_slides",

@@ -59,7 +59,8 @@ def _basis_text(summary: dict[str, Any]) -> str:
         )
     basis = sizing["basis"]
     text = (
-        f"Sized from {basis['slides']:,} slides {basis['kind']} (median {basis['median_tiles']:,.0f} tiles "
+        f"Sized from {_count(basis['slides'], 'slide')} {basis['kind']} "
+        f"(median {basis['median_tiles']:,.0f} tiles "
         f"per slide{', ' + basis['source'] if basis.get('source') else ''})"
     )
     if sizing["scenario"] == "gpu_estimate":

@@ -230,19 +230,17 @@ def build_summary(
     summary["assumptions"] = assumptions.model_dump(mode="json")
     summary["small_slides"] = _small_slides(summary, assumptions)
     run = summary["run"]
-    summary["capacity"] = {
-        "cpu_cores": run["threads"] or 0,
-        "gpus": run["gpus"] or 0,
-        "slides_per_day": capacity_of(
-            run["threads"] or 0, run["gpus"] or 0, summary["per_slide"], assumptions
-        ),
-    }
+    summary["capacity"] = {"cpu_cores": run["threads"] or 0, "gpus": run["gpus"] or 0}
+    capacity_basis = summary["per_slide"]
     if slides_per_day:
         sizing = _sizing(summary, out, slides_per_day, assumptions, cohort)
+        capacity_basis = sizing.get("per_slide_as_measured", sizing["per_slide"])  # the slides sized for
         summary["sizing"] = sizing
         summary["costs"] = {
             p.name: cost_model(sizing["per_slide"], p, slides_per_day, assumptions) for p in profiles
         }
+    cores, gpus = summary["capacity"]["cpu_cores"], summary["capacity"]["gpus"]
+    summary["capacity"]["slides_per_day"] = capacity_of(cores, gpus, capacity_basis, assumptions)
     if against:
         from pathopipe.report.compare import compare_runs
 

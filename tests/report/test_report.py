@@ -326,9 +326,10 @@ def test_cohort_sizes_for_its_tile_counts(finished_run, tmp_path, dask_client):
         ]
     }
     (tmp_path / "big.json").write_text(json.dumps(big))
-    sized = _report(finished_run, "--slides-per-day", "1000", "--cohort", str(tmp_path / "big.json"))[
-        "sizing"
-    ]
+    cohort = _report(finished_run, "--slides-per-day", "1000", "--cohort", str(tmp_path / "big.json"))
+    sized = cohort["sizing"]
+    assert "small_slides" not in {w["code"] for w in cohort["decision"]["warnings"]}  # sized for the cohort
+    assert "small_slides" in {w["code"] for w in measured["decision"]["warnings"]}
     calibration = calibrate(finished_run)
     tiles = [row["n_tiles"] for row in big["per_slide"]]
     assert sized["per_slide"]["tiles"] == pytest.approx(sum(tiles) / len(tiles))
