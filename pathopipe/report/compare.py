@@ -91,7 +91,11 @@ def compare_runs(
 ) -> dict[str, Any]:
     """The reported run and each of ``others``, side by side (see the module's docstring)."""
     if cohort is not None:
-        tiles, reference = list(cohort["tiles"]), f"the {len(cohort['tiles']):,} slides of {cohort['source']}"
+        n = len(cohort["tiles"])
+        tiles, reference = (
+            list(cohort["tiles"]),
+            f"the {n:,} slide{'s' if n != 1 else ''} of {cohort['source']}",
+        )
     else:
         done = [r.n_tiles or 0 for r in read_manifest_records(summary["out"], options) if r.status == "done"]
         tiles, reference = done, f"the {len(done):,} slides of the reported run"

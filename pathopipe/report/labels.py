@@ -188,7 +188,7 @@ LABELS: dict[str, Label] = {
     "comparison.runs.*.hardware.gpus": Label("GPUs", "GPUs"),
     **{
         f"comparison.runs.*.stages.*.{k}": Label(
-            "{stage}: " + STAGE_FIGURES[k].text.lower(), STAGE_FIGURES[k].unit
+            "{stage}: " + STAGE_FIGURES[k].text[:1].lower() + STAGE_FIGURES[k].text[1:], STAGE_FIGURES[k].unit
         )
         for k in ("tiles_per_busy_second", "tiles_per_core_second", "tiles_per_gpu_second")
     },

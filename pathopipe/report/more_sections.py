@@ -32,15 +32,15 @@ def comparison_section(summary: dict[str, Any]) -> Section | None:
     ]
     tags = ["derived", "measured", "measured"]
 
-    def add(path: tuple[Any, ...]) -> None:
+    def add(path: tuple[Any, ...], unit: str | None = None, tag: str | None = None) -> None:
         values = [_at_run(r, path) for r in runs]
         if all(v is None for v in values):
             return
         full: tuple[Any, ...] = ("comparison", "runs", 0, *path)
         label = label_for(full)
         assert label is not None, path
-        rows.append([label.text, *(scaled(full, v) for v in values), label.unit])
-        tags.append(label.provenance)
+        rows.append([label.text, *(scaled(full, v) for v in values), unit or label.unit])
+        tags.append(tag or label.provenance)
 
     for key in ("workers", "cpu_cores", "gpus"):
         add(("hardware", key))
@@ -57,9 +57,10 @@ def comparison_section(summary: dict[str, Any]) -> Section | None:
     add(("capacity_slides_per_day",))
     for key in ("cpu_cores", "gpus"):
         add(("hardware_needed", key))
-    for profile in {p for r in runs for p in r.get("cost_per_slide", {})}:
+    for name, cost in (summary.get("costs") or {}).items():
+        tag = "example price" if cost["example_prices"] else "derived"
         for option in ("buy", "rent", "own"):
-            add(("cost_per_slide", profile, option))
+            add(("cost_per_slide", name, option), f"{cost['currency']} a slide", tag)
     section.tables.append(Table(["Figure", *(r["name"] for r in runs), "Unit"], rows, tags))
     differing = [r["name"] for r in runs if not r["same_workflow"]]
     if differing:

@@ -29,7 +29,10 @@ section.decision h2{margin-top:6px}.lead{font-size:15px;font-weight:600;margin:2
 .answer{font-size:15px;background:#eef4fa;padding:3px 8px;margin:4px 0}
 section.decision td:first-child{width:42%}section.decision td,section.decision th{padding:1px 5px}
 .notes{margin:4px 0;padding-left:18px}p{margin:4px 0}
-@media print{body{max-width:none;margin:0}table,figure,.warnings{break-inside:avoid}h2{break-after:avoid}}
+@page{size:A4 landscape;margin:10mm}
+@media print{body{max-width:none;margin:0;font-size:12px}table,figure,.warnings{break-inside:avoid}
+h2{break-after:avoid}svg{max-height:120mm}section.decision,section.decision td,section.decision th,
+section.decision .lead,section.decision .answer,section.decision code{font-size:9.5px}}
 """.replace("BORDER", DECISION_BORDER)
 
 
