@@ -33,7 +33,16 @@ def info(
         print(json.dumps(data, indent=2))
         return
     table = Table(title=str(slide), show_header=False)
-    for key in ("backend", "vendor", "dimensions", "mpp_x", "mpp_y", "mpp_source", "objective_power"):
+    for key in (
+        "backend",
+        "vendor",
+        "dimensions",
+        "mpp_x",
+        "mpp_y",
+        "mpp_source",
+        "mpp_rejected",
+        "objective_power",
+    ):
         table.add_row(key, str(data[key]))
     for i, (dims, ds) in enumerate(zip(data["level_dimensions"], data["level_downsamples"], strict=True)):
         table.add_row(f"level {i}", f"{dims[0]} x {dims[1]}  (downsample {ds:.4g})")

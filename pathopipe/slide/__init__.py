@@ -118,8 +118,9 @@ def _unsupported_samples(path: str) -> str | None:
 def require_mpp(info: SlideInfo) -> float:
     """The level-0 mpp, or a clear error telling how to provide one."""
     if info.mpp is None:
+        found = f" ({info.mpp_rejected})" if info.mpp_rejected else ""
         raise SlideMetadataError(
-            f"slide {info.path!r} has no resolution metadata (microns per pixel); "
+            f"slide {info.path!r} has no usable resolution metadata (microns per pixel){found}; "
             "set slide.assume_mpp (e.g. --set slide.assume_mpp=0.25) to tile it anyway"
         )
     return info.mpp

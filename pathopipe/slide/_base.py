@@ -10,16 +10,13 @@ import abc
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 
 from pathopipe.errors import SlideReadError
+from pathopipe.slide.resolution import MppSource, read_resolution
 
-MppSource = Literal["metadata", "tiff-resolution", "assumed"]
-
-# A TIFF resolution outside this range is a placeholder (72 dpi, 1 px/unit), not a scan.
-PLAUSIBLE_MPP = (0.01, 50.0)
 BACKGROUND_VALUE = 255  # pixels outside the slide read as white glass
 
 
@@ -38,6 +35,7 @@ class SlideInfo:
     mpp_source: MppSource | None
     objective_power: float | None
     properties: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    mpp_rejected: str | None = None  # a resolution found in the metadata and not trusted, and why
 
     @property
     def mpp(self) -> float | None:
@@ -50,8 +48,12 @@ class SlideInfo:
     def level_count(self) -> int:
         return len(self.level_dimensions)
 
+    def with_mpp(self, mpp: float, source: MppSource) -> SlideInfo:
+        """The same slide at a resolution given for it (``given``) or for the run (``assumed``)."""
+        return replace(self, mpp_x=mpp, mpp_y=mpp, mpp_source=source)
+
     def with_assumed_mpp(self, mpp: float) -> SlideInfo:
-        return replace(self, mpp_x=mpp, mpp_y=mpp, mpp_source="assumed")
+        return self.with_mpp(mpp, "assumed")
 
     def to_dict(self, *, with_properties: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -74,30 +76,12 @@ def parse_float(value: object) -> float | None:
     return number if math.isfinite(number) and number > 0 else None
 
 
-def mpp_from_properties(
-    props: Mapping[str, Any], prefix: str
-) -> tuple[float | None, float | None, MppSource | None]:
-    """Level-0 mpp from a backend's own properties, then from TIFF resolution tags."""
-    mx, my = parse_float(props.get(f"{prefix}.mpp-x")), parse_float(props.get(f"{prefix}.mpp-y"))
-    if mx and my:
-        return mx, my, "metadata"
-    unit = str(props.get("tiff.ResolutionUnit", "")).lower()
-    per_unit = {"centimeter": 1e4, "inch": 25400.0}.get(unit)
-    xres, yres = parse_float(props.get("tiff.XResolution")), parse_float(props.get("tiff.YResolution"))
-    if per_unit and xres and yres:
-        mx, my = per_unit / xres, per_unit / yres
-        lo, hi = PLAUSIBLE_MPP
-        if lo <= mx <= hi and lo <= my <= hi:
-            return mx, my, "tiff-resolution"
-    return None, None, None
-
-
 def info_from_handle(
     path: str, backend: str, handle: Any, props: Mapping[str, Any], prefix: str
 ) -> SlideInfo:
     """SlideInfo from an openslide-like handle (dimensions, level_dimensions, level_downsamples)
     and its properties, whose own keys start with ``prefix`` ("openslide" or "tiffslide")."""
-    mx, my, source = mpp_from_properties(props, prefix)
+    resolution = read_resolution(props, prefix)
     return SlideInfo(
         path=path,
         backend=backend,
@@ -105,11 +89,12 @@ def info_from_handle(
         dimensions=tuple(handle.dimensions),
         level_dimensions=tuple(tuple(d) for d in handle.level_dimensions),
         level_downsamples=tuple(float(d) for d in handle.level_downsamples),
-        mpp_x=mx,
-        mpp_y=my,
-        mpp_source=source,
+        mpp_x=resolution.mpp_x,
+        mpp_y=resolution.mpp_y,
+        mpp_source=resolution.source,
         objective_power=parse_float(props.get(f"{prefix}.objective-power")),
         properties={k: str(v) for k, v in props.items() if v is not None},
+        mpp_rejected=resolution.rejected,
     )
 
 

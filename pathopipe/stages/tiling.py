@@ -129,6 +129,7 @@ def _store_attrs(
         "mpp_y": info.mpp_y,
         "mpp_source": info.mpp_source,
         "mpp_assumed": info.mpp_source == "assumed",
+        "mpp_rejected": info.mpp_rejected,  # a resolution in the metadata not trusted, and why
         "target_mpp": spec.target_mpp,
         "effective_mpp": spec.effective_mpp,
         "tile_size": spec.tile_size,
@@ -233,7 +234,8 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         thumbnail, mask, (dsx, dsy) = survey.thumbnail, survey.mask, survey.downsample
         coords, fractions = survey.coords, survey.fractions
         if info.mpp_source == "assumed":
-            warnings.append(f"no resolution metadata; assumed {info.mpp} µm/px")
+            why = f" ({info.mpp_rejected})" if info.mpp_rejected else ""
+            warnings.append(f"no usable resolution metadata{why}; assumed {info.mpp} µm/px")
         if len(coords) == 0:
             warnings.append("no tissue tiles found (blank slide or tissue below min_tissue_fraction)")
         attrs = _store_attrs(job, info, spec, config, chash)

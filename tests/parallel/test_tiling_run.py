@@ -59,7 +59,7 @@ def test_store_layout_and_attrs(jpeg_run):
     attrs = dict(group.attrs)
     assert attrs["complete"] is True and attrs["schema_version"] == 1
     assert attrs["vendor"] == "aperio" and attrs["backend"] == "tiff"
-    assert attrs["mpp"] == pytest.approx(0.25) and attrs["mpp_source"] == "metadata"
+    assert attrs["mpp"] == pytest.approx(0.25) and attrs["mpp_source"] == "read"
     assert (attrs["target_mpp"], attrs["tile_size"], attrs["read_level"], attrs["read_size"]) == (
         0.5,
         224,

@@ -15,7 +15,7 @@ def test_metadata(aperio_slide, backend):
     assert info.vendor == "aperio"
     assert info.dimensions == (6001, 4003)
     assert info.level_dimensions == ((6001, 4003), (1500, 1000), (375, 250))
-    assert info.mpp == pytest.approx(0.25) and info.mpp_source == "metadata"
+    assert info.mpp == pytest.approx(0.25) and info.mpp_source == "read"
     assert info.objective_power == 40
 
 

@@ -9,7 +9,7 @@ from pathopipe.tiling import plan_grid, plan_tile_spec, tissue_fractions
 def _info(mpp=0.25, dims=((40000, 30000), (10000, 7500), (2500, 1875)), ds=(1.0, 4.0, 16.0)):
     return SlideInfo(
         path="x.svs", backend="test", vendor=None, dimensions=dims[0], level_dimensions=dims,
-        level_downsamples=ds, mpp_x=mpp, mpp_y=mpp, mpp_source="metadata" if mpp else None,
+        level_downsamples=ds, mpp_x=mpp, mpp_y=mpp, mpp_source="read" if mpp else None,
         objective_power=None,
     )  # fmt: skip
 
