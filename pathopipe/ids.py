@@ -18,13 +18,17 @@ logger = logging.getLogger(__name__)
 
 SLIDE_SUFFIXES = (
     ".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide", ".qptiff",
+    ".dcm", ".dicom",
 )  # fmt: skip
+DICOM_SUFFIXES = (".dcm", ".dicom")  # a DICOM WSI is a series of files: one slide per series
 _MULTI_SUFFIXES = (".ome.tif", ".ome.tiff")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _stem(path: Path) -> str:
     name = path.name
+    if name.lower().endswith(DICOM_SUFFIXES) and path.parent.name:
+        return path.parent.name  # a DICOM slide is its series, named by its folder
     for suffix in _MULTI_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
@@ -100,6 +104,33 @@ def _is_slide_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(SLIDE_SUFFIXES)
 
 
+def _is_dicom(name: str) -> bool:
+    return name.lower().endswith(DICOM_SUFFIXES)
+
+
+def dicom_series(files: Sequence[Path]) -> list[Path]:
+    """One file per DICOM series among ``files`` (of one folder), which OpenSlide opens as the
+    whole series (it reads the rest of the series from the same folder): a VOLUME image where
+    there is one. Files that are not readable DICOM stay slides of their own (they fail in
+    their own manifest row)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    series: dict[str, list[tuple[bool, Path]]] = {}
+    for path in sorted(files):
+        try:
+            header = pydicom.dcmread(
+                path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "ImageType"]
+            )
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            series[f"unreadable:{path}"] = [(True, path)]
+            continue
+        uid = str(header.get("SeriesInstanceUID") or f"no-series:{path}")
+        kind = [str(k).upper() for k in (header.get("ImageType") or [])]
+        series.setdefault(uid, []).append(("VOLUME" in kind, path))
+    return sorted(min(members, key=lambda m: (not m[0], m[1]))[1] for members in series.values())
+
+
 def find_remote_slides(url: str, options: Mapping[str, Any] | None = None) -> list[str]:
     """Slides under a URL: one object, every slide object under a prefix, or a glob's matches."""
     from pathopipe import fileio
@@ -118,6 +149,9 @@ def find_remote_slides(url: str, options: Mapping[str, Any] | None = None) -> li
             name for name in sorted(fs.find(inner))
             if _is_slide_name(name.rsplit("/", 1)[-1]) and "/." not in name[len(inner):]
         ]  # fmt: skip
+        # DICOM objects: one slide per folder (their headers are not read over the network)
+        first = {name.rsplit("/", 1)[0]: name for name in reversed(names) if _is_dicom(name)}
+        names = [n for n in names if not _is_dicom(n) or first[n.rsplit("/", 1)[0]] == n]
     return [f"{protocol}://{name}" for name in names]
 
 
@@ -125,7 +159,8 @@ def find_slides(
     inputs: Iterable[str | os.PathLike[str]], storage_options: Mapping[str, Any] | None = None
 ) -> list[Path | str]:
     """Slides from files, folders (searched recursively), glob patterns, CSV slide lists and URLs
-    (``s3://bucket/prefix/``: every slide object under it), sorted.
+    (``s3://bucket/prefix/``: every slide object under it), sorted. In a folder, DICOM files
+    (``.dcm``, ``.dicom``) count once per series (:func:`dicom_series`).
 
     Hidden files and folders are skipped; files given directly or listed in a CSV are taken
     whatever their suffix, so that a bad file named on purpose fails visibly (in its slide's row).
@@ -142,9 +177,11 @@ def find_slides(
         if path.is_dir():
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if _is_slide_name(name):
-                        found.append(Path(root) / name)
+                names = sorted(n for n in files if _is_slide_name(n))
+                found.extend(Path(root) / n for n in names if not _is_dicom(n))
+                dicom = [Path(root) / n for n in names if _is_dicom(n)]
+                if dicom:
+                    found.extend(dicom_series(dicom))
         elif path.suffix.lower() == ".csv" and path.is_file():
             found.extend(read_slide_list(path))
         elif path.exists():

@@ -1,0 +1,83 @@
+"""Multi-file slides in folders: a DICOM WSI series is one slide, named by its folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pathopipe.cli.app import app
+from pathopipe.ids import find_slides, slide_ids
+
+FORMATS = Path(__file__).resolve().parents[3] / "shared" / "slides" / "formats"
+
+
+def _dicom(path: Path, series: str, image_type: list[str]) -> None:
+    """A DICOM file with the header discovery reads (series UID, image type); no pixels."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.6"  # VL Whole Slide Microscopy Image
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID = series
+    ds.ImageType = image_type
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_a_dicom_series_is_one_slide_named_by_its_folder(tmp_path):
+    case = tmp_path / "case-17"
+    _dicom(case / "a_label.dcm", "1.2.3.1", ["ORIGINAL", "PRIMARY", "LABEL", "NONE"])
+    _dicom(case / "b_level0.dcm", "1.2.3.1", ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"])
+    _dicom(case / "c_level1.dcm", "1.2.3.1", ["DERIVED", "PRIMARY", "VOLUME", "RESAMPLED"])
+    _dicom(tmp_path / "case-18" / "x.dicom", "1.2.3.2", ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"])
+    (tmp_path / "case-19").mkdir()
+    (tmp_path / "case-19" / "broken.dcm").write_text("not DICOM\n")
+    found = find_slides([tmp_path])
+    # one file per series, a VOLUME image (OpenSlide reads the rest of the series from its folder)
+    assert found == [
+        case / "b_level0.dcm",
+        tmp_path / "case-18" / "x.dicom",
+        tmp_path / "case-19" / "broken.dcm",
+    ]
+    assert slide_ids(found) == ["case-17", "case-18", "case-19"]
+    # two series in one folder: two slides, told apart
+    _dicom(case / "d_other.dcm", "1.2.3.9", ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"])
+    two = [p for p in find_slides([case])]
+    assert two == [case / "b_level0.dcm", case / "d_other.dcm"]
+    ids = slide_ids(two)
+    assert len(set(ids)) == 2 and all(i.startswith("case-17-") for i in ids)
+
+
+@pytest.mark.real_slide
+def test_the_real_dicom_folders_tile_as_one_slide_each(tmp_path):
+    if not (FORMATS / "dicom-jpeg").exists():
+        pytest.skip(f"{FORMATS} not available")
+    found = find_slides([FORMATS / "dicom-boxes", FORMATS / "dicom-jpeg"])
+    assert [p.name for p in found] == ["boxes_0.dcm", "jpeg.dicom"]  # boxes_1.dcm: the same series' thumbnail
+    result = CliRunner().invoke(
+        app,
+        [
+            "tile",
+            str(FORMATS / "dicom-jpeg"),
+            "--out",
+            str(tmp_path / "out"),
+            "--workers",
+            "1",
+            "--set",
+            "tiling.target_mpp=16.783",
+            "--set",
+            "tiling.tile_size=32",
+            "--set",
+            "tiling.min_tissue_fraction=0.01",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = (tmp_path / "out" / "manifest.csv").read_text().splitlines()
+    assert len(manifest) == 2 and manifest[1].startswith("dicom-jpeg,") and ",done," in manifest[1]
