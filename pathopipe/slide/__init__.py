@@ -22,6 +22,7 @@ from pathopipe.slide import _openslide as _openslide
 from pathopipe.slide import _tiff as _tiff
 from pathopipe.slide import _tiffslide as _tiffslide
 from pathopipe.slide._base import SlideInfo, SlideReader
+from pathopipe.slide._reasons import plain_reason
 from pathopipe.slide._registry import auto_order, backend_options, slide_backends
 
 __all__ = [
@@ -80,7 +81,7 @@ def open_slide(
         except ConfigError:
             raise
         except Exception as err:  # noqa: BLE001 - every backend failure is reported to the user
-            causes[name] = f"{type(err).__name__}: {err}".strip()
+            causes[name] = plain_reason(err)
             continue
         if reader.info.mpp is None and assume_mpp is not None:
             reader.info = reader.info.with_assumed_mpp(float(assume_mpp))

@@ -59,6 +59,21 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+# tifffile's flags of TIFF vendors this reader leaves to OpenSlide (OME-TIFF: read by no backend yet)
+OTHER_VENDORS = {"ndpi": "a Hamamatsu NDPI", "philips": "a Philips TIFF", "scn": "a Leica SCN",
+                 "bif": "a Ventana BIF", "qpi": "a PerkinElmer QPI", "ome": "an OME-TIFF"}  # fmt: skip
+
+
+def _refuse_other_vendors(path: str) -> None:
+    """Refuse a local TIFF of a vendor this reader leaves to others, from its first page."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        found = [name for name in OTHER_VENDORS if getattr(tif, f"is_{name}", False)]
+    if found:
+        raise ValueError(f"{OTHER_VENDORS[found[0]]} file, which this reader leaves to the others")
+
+
 @slide_backends.register(
     "tiff",
     description="source-tile reader for TIFF pyramids (Aperio, generic): each tile decoded once",
@@ -79,6 +94,8 @@ class TiffTileReader(SlideReader):
         self.threads = options.threads or default_threads()
         storage_options, block_size = dict(options.storage_options), options.block_size
         remote = fileio.is_url(path)
+        if not remote:
+            _refuse_other_vendors(path)  # before tiffslide parses (and warns about) what it left partial
         # over a URL the header is parsed through a block cache; tile bytes are read below
         self._file = fileio.open_file(path, storage_options, block_size=block_size) if remote else None
         try:

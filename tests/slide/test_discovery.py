@@ -81,3 +81,26 @@ def test_the_real_dicom_folders_tile_as_one_slide_each(tmp_path):
     assert result.exit_code == 0, result.output
     manifest = (tmp_path / "out" / "manifest.csv").read_text().splitlines()
     assert len(manifest) == 2 and manifest[1].startswith("dicom-jpeg,") and ",done," in manifest[1]
+
+
+@pytest.mark.real_slide
+def test_unsupported_files_get_a_plain_reason_per_backend_and_no_raw_warnings():
+    import re
+    import warnings
+
+    from pathopipe.errors import SlideOpenError
+    from pathopipe.slide import open_slide
+
+    if not (FORMATS / "ome-4d-series.ome.tiff").exists():
+        pytest.skip(f"{FORMATS} not available")
+    with pytest.raises(SlideOpenError) as refused:
+        open_slide(FORMATS / "ome-4d-series.ome.tiff")
+    message = str(refused.value)
+    assert set(refused.value.causes) == {"tiff", "openslide", "tiffslide"}
+    assert "more than three dimensions" in message and "not a format it reads" in message
+    assert not re.findall(r"\b[A-Z][A-Za-z]+(?:Error|Exception)\b", message)  # no library exception names
+    with warnings.catch_warnings(record=True) as caught:  # this test's own capture
+        warnings.simplefilter("always")
+        with open_slide(FORMATS / "fluorescence-dapi.ndpi") as slide:
+            assert slide.info.backend == "openslide" and slide.info.vendor == "hamamatsu"
+    assert not [w for w in caught if "hamamatsu" in str(w.message)]  # tiffslide never parsed it
