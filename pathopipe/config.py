@@ -81,6 +81,10 @@ class SlideConfig(_Model):
     decode_threads: int = Field(
         0, ge=0, le=64, description="tiff backend: threads decoding a batch of source tiles (0: min(4, CPUs))"
     )
+    modality: Literal["brightfield", "fluorescence"] = Field(
+        "brightfield",
+        description="what the cohort is: slides of the other kind (dark or bright background) are refused",
+    )
 
     # settings that change speed and memory, never pixels (left out of the config hash)
     PERFORMANCE_ONLY: ClassVar[frozenset[str]] = frozenset({"cache_mb", "decode_threads"})
@@ -273,6 +277,8 @@ class RunConfig(_Model):
         data = self.model_dump(mode="json", include={"slide", "tissue", "tiling", "store"})
         for name in SlideConfig.PERFORMANCE_ONLY:
             del data["slide"][name]
+        if data["slide"]["modality"] == "brightfield":  # the default before it existed: old hashes hold
+            del data["slide"]["modality"]
         return data
 
 

@@ -48,6 +48,7 @@ from pathopipe.tiling import (
     tissue_fractions,
 )
 from pathopipe.tissue import detect_tissue
+from pathopipe.tissue.modality import check_modality, detection_image
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ class SlideSurvey:
     coords: np.ndarray
     fractions: np.ndarray
     steps: dict[str, float]
+    warnings: list[str]  # for the manifest (e.g. metadata that disagrees with the content)
 
 
 def survey_slide(reader: Any, config: RunConfig) -> SlideSurvey:
@@ -191,7 +193,10 @@ def survey_slide(reader: Any, config: RunConfig) -> SlideSurvey:
     mask_downsample = max(1.0, config.tissue.mask_mpp / spec.mpp_level0)
     thumbnail, (dsx, dsy) = read_downsampled(reader, mask_downsample)
     t_thumb = time.perf_counter()
-    mask = detect_tissue(thumbnail, mpp=spec.mpp_level0 * (dsx + dsy) / 2, config=config.tissue)
+    modality = config.slide.modality
+    warnings = check_modality(thumbnail, info.path, info.properties, modality)
+    mpp = spec.mpp_level0 * (dsx + dsy) / 2
+    mask = detect_tissue(detection_image(thumbnail, modality, mpp), mpp=mpp, config=config.tissue)
     t_tissue = time.perf_counter()
     grid = plan_grid(info, spec, edge=tiling.edge)
     fractions = tissue_fractions(mask, (dsx, dsy), grid.coords, spec.read_size * spec.level_downsample)
@@ -202,7 +207,7 @@ def survey_slide(reader: Any, config: RunConfig) -> SlideSurvey:
         "grid": time.perf_counter() - t_tissue,
     }
     return SlideSurvey(
-        info, spec, thumbnail, (dsx, dsy), mask, grid, grid.coords[keep], fractions[keep], steps
+        info, spec, thumbnail, (dsx, dsy), mask, grid, grid.coords[keep], fractions[keep], steps, warnings
     )
 
 
@@ -233,6 +238,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         info, spec, grid = survey.info, survey.spec, survey.grid
         thumbnail, mask, (dsx, dsy) = survey.thumbnail, survey.mask, survey.downsample
         coords, fractions = survey.coords, survey.fractions
+        warnings += survey.warnings
         if info.mpp_source == "assumed":
             why = f" ({info.mpp_rejected})" if info.mpp_rejected else ""
             warnings.append(f"no usable resolution metadata{why}; assumed {info.mpp} µm/px")
