@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from pathopipe.config import load_config
+from pathopipe.discovery import find_slides
 from pathopipe.errors import ConfigError
-from pathopipe.ids import find_slides, slide_ids
+from pathopipe.ids import slide_ids
 from pathopipe.output import read_manifest_records
 from pathopipe.output.verify import verify_run
 from pathopipe.parallel.workflow import run_workflow
@@ -76,7 +77,7 @@ def test_csv_slide_lists_are_validated_before_the_run(tmp_path, caplog):
     (tmp_path / "a.svs").write_bytes(b"x")
     listing = tmp_path / "list.csv"
     listing.write_text("path\na.svs\n/nonexistent/slide.svs\na.svs\n")
-    with caplog.at_level("WARNING", logger="pathopipe.ids"):
+    with caplog.at_level("WARNING", logger="pathopipe.slide_list"):
         found = find_slides([listing])
     assert found == sorted([tmp_path / "a.svs", Path("/nonexistent/slide.svs")])  # each once
     assert "list.csv:3: /nonexistent/slide.svs" in caplog.text and "missing or unreadable" in caplog.text

@@ -1,8 +1,9 @@
 import pytest
 
 from pathopipe.config import RunConfig, config_hash, load_config
+from pathopipe.discovery import find_slides
 from pathopipe.errors import ConfigError
-from pathopipe.ids import find_slides, slide_ids
+from pathopipe.ids import slide_ids
 
 
 def test_ids_are_safe_and_unique():

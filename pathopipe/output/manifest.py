@@ -29,6 +29,7 @@ class SlideRecord:
     warnings: str = ""
     stage: str = ""  # the stage that failed, or the last one reached
     timings: str = ""  # seconds per stage that ran, e.g. "tiles=3.10s features=12.40s"
+    settings: str = ""  # the slide list's per-slide settings, as JSON (mpp, annotations, label, ...)
 
 
 MANIFEST_COLUMNS = [f.name for f in fields(SlideRecord)]

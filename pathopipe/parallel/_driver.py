@@ -24,6 +24,7 @@ from pathopipe import fileio
 from pathopipe.errors import ClusterLostError, ConfigError
 from pathopipe.output import SlideRecord, read_manifest_records, write_manifest
 from pathopipe.output.metrics import Measured, TaskMetrics, warm_parquet, write_metrics
+from pathopipe.slide_list import settings_json
 from pathopipe.stages.tiling import SlideJob
 from pathopipe.store import StoreStatus
 
@@ -168,7 +169,8 @@ class SlideRun:
     def run(self) -> list[SlideRecord]:
         """Start every slide, then handle each task as it finishes until all slides are done."""
         for job in self.jobs:
-            record = SlideRecord(slide_id=job.slide_id, source=job.source, config_hash=self.chash)
+            record = SlideRecord(slide_id=job.slide_id, source=job.source, config_hash=self.chash,
+                                 settings=settings_json(job.settings))  # fmt: skip
             try:
                 record.source_bytes = fileio.size(job.source, job.storage_options)
             except OSError:

@@ -15,7 +15,8 @@ from distributed import Client
 
 from pathopipe import fileio
 from pathopipe.config import ClusterConfig
-from pathopipe.ids import find_slides, slide_ids
+from pathopipe.discovery import find_slide_entries
+from pathopipe.ids import assign_ids
 from pathopipe.output import SlideRecord, run_lock, write_run_json
 from pathopipe.output.layout import RunLayout
 from pathopipe.output.runinfo import host_facts
@@ -43,14 +44,17 @@ def plan_jobs(
     out: str | os.PathLike[str],
     storage_options: fileio.Options = None,
 ) -> list[SlideJob]:
-    """Find the slides under ``inputs`` (paths or URLs) and give each a stable id and store path."""
-    paths = find_slides(inputs, storage_options)
+    """Find the slides under ``inputs`` (paths, URLs, slide lists) and give each a stable id (the
+    slide list's where it gives one), its store path and its per-slide settings."""
+    entries = find_slide_entries(inputs, storage_options)
     opts = dict(storage_options or {})
     layout = RunLayout(out)
+    ids = assign_ids([e.path for e in entries], [e.slide_id for e in entries])
     return [
-        SlideJob(slide_id=sid, source=str(p), store=layout.slide_store(sid), storage_options=opts)
-        for sid, p in zip(slide_ids(paths), paths, strict=True)
-    ]
+        SlideJob(slide_id=sid, source=str(e.path), store=layout.slide_store(sid), storage_options=opts,
+                 settings=dict(e.settings))
+        for sid, e in zip(ids, entries, strict=True)
+    ]  # fmt: skip
 
 
 def cluster_info(client: Client, *, dashboard: bool = True) -> dict[str, Any]:

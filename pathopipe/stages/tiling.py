@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from pathopipe._process import thread_dict
 from pathopipe.config import RunConfig
 from pathopipe.errors import IncompleteStoreError, SlideMetadataError
 from pathopipe.slide import cached_slide, open_slide, read_downsampled
+from pathopipe.slide_list import settings_identity
 from pathopipe.store import (
     StoreStatus,
     create_slide_store,
@@ -62,6 +64,13 @@ class SlideJob:
     store: str
     # fsspec options for URL sources and stores (may hold credentials: never printed or written)
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # the slide list's settings for this slide (pathopipe.slide_list): mpp, annotations, label, ...
+    settings: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def identity(self) -> str | None:
+        """The hash of the settings that change this slide's tiles (None without them)."""
+        return settings_identity(self.settings)
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,8 @@ def _store_attrs(
         "tile_codec": config.store.model_dump(mode="json"),
         "config_hash": chash,
         "config": config.output_relevant(),
+        "slide_settings": dict(job.settings),  # from the slide list (mpp, annotations, label, ...)
+        "slide_identity": job.identity,
         "pathopipe_version": pathopipe.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -218,10 +229,24 @@ def reader_args(config: RunConfig) -> dict[str, Any]:
     return {"backend": slide.backend, "assume_mpp": slide.assume_mpp, "options": options}
 
 
-def count_tiles(source: str, config: RunConfig) -> dict[str, Any]:
+def apply_settings(reader: Any, settings: Mapping[str, Any]) -> list[str]:
+    """A slide list's mpp replaces the slide's own (recorded as ``given``); warnings when the
+    slide's metadata said otherwise."""
+    given = settings.get("mpp")
+    if given is None:
+        return []
+    read = reader.info.mpp if reader.info.mpp_source == "read" else None
+    reader.info = reader.info.with_mpp(float(given), "given")
+    if read is not None and abs(read - given) > 0.02 * given:
+        return [f"the slide list's mpp {given:g} µm/px used; the slide's metadata says {read:.4g}"]
+    return []
+
+
+def count_tiles(source: str, config: RunConfig, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Tiles the slide would give, without writing anything (for ``pathopipe plan``)."""
     t0 = time.perf_counter()
     with open_slide(source, **reader_args(config)) as reader:
+        apply_settings(reader, settings or {})
         survey = survey_slide(reader, config)
     size = fileio.size(source, config.storage.options)
     return {"source": source, "n_tiles": len(survey.coords), "source_bytes": size,
@@ -234,6 +259,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
     warnings: list[str] = []
     with open_slide(job.source, **reader_args(config)) as reader:
         t_open = time.perf_counter()
+        warnings += apply_settings(reader, job.settings)
         survey = survey_slide(reader, config)
         info, spec, grid = survey.info, survey.spec, survey.grid
         thumbnail, mask, (dsx, dsy) = survey.thumbnail, survey.mask, survey.downsample
@@ -324,7 +350,12 @@ def write_tile_shard(plan: TilePlan, start: int, stop: int) -> ShardResult:
 
 
 def tile_store_status(job: SlideJob) -> StoreStatus:
-    return read_status(job.store, job.storage_options)
+    """The store's status; not complete when it was made with other per-slide settings (a
+    changed mpp or annotations file redoes that slide)."""
+    status = read_status(job.store, job.storage_options)
+    if status.complete and status.slide_identity != job.identity:
+        return replace(status, complete=False)
+    return status
 
 
 def tile_store_bytes(job: SlideJob) -> int:

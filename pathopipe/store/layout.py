@@ -74,6 +74,7 @@ class StoreStatus:
     complete: bool
     config_hash: str | None
     n_tiles: int | None
+    slide_identity: str | None = None  # the hash of the per-slide settings it was made with
 
 
 def read_status(path: str | Path, options: fileio.Options = None) -> StoreStatus:
@@ -84,7 +85,13 @@ def read_status(path: str | Path, options: fileio.Options = None) -> StoreStatus
         return StoreStatus(fileio.exists(path, options), False, None, None)
     except (OSError, ValueError):
         return StoreStatus(True, False, None, None)
-    return StoreStatus(True, attrs.get("complete") is True, attrs.get("config_hash"), attrs.get("n_tiles"))
+    return StoreStatus(
+        True,
+        attrs.get("complete") is True,
+        attrs.get("config_hash"),
+        attrs.get("n_tiles"),
+        attrs.get("slide_identity"),
+    )
 
 
 def create_slide_store(

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pathopipe.cli.app import app
-from pathopipe.ids import find_slides, slide_ids
+from pathopipe.discovery import find_slides
+from pathopipe.ids import slide_ids
 
 FORMATS = Path(__file__).resolve().parents[3] / "shared" / "slides" / "formats"
 
