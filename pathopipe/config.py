@@ -106,6 +106,29 @@ class SlideConfig(_Model):
         return known_name(slide_backends, value, also=("auto",))
 
 
+class RegionsConfig(_Model):
+    """Regions of interest from each slide's annotations (QuPath GeoJSON, ASAP XML, label masks)."""
+
+    include: list[str] = Field(
+        default_factory=list, description="classes a kept tile lies in (empty: anywhere not excluded)"
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="classes cut out of the kept region (pen marks, ...)"
+    )
+    min_fraction: float = Field(
+        0.5, ge=0, le=1, description="share of a tile inside the included classes, outside the excluded ones"
+    )
+    folder: str | None = Field(
+        None,
+        description="annotations folder: <slide file stem>.geojson|.json|.xml|.png|.tif for slides the slide "
+        "list gives no annotations column",
+    )
+
+    def active(self) -> bool:
+        """Whether tiles are filtered by regions (annotations are then required)."""
+        return bool(self.include or self.exclude)
+
+
 class TilingConfig(_Model):
     """The tile grid, at a physical resolution."""
 
@@ -270,11 +293,15 @@ class RunConfig(_Model):
     features: FeaturesConfig = FeaturesConfig()
     cluster: ClusterConfig = ClusterConfig()
     storage: StorageConfig = StorageConfig()
+    regions: RegionsConfig = RegionsConfig()
 
     def output_relevant(self) -> dict[str, Any]:
         """The parts that change what is written to a slide store's tiles (not the cluster;
         features carry their own hash per model)."""
-        data = self.model_dump(mode="json", include={"slide", "tissue", "tiling", "store"})
+        data = self.model_dump(mode="json", include={"slide", "tissue", "tiling", "store", "regions"})
+        data["regions"].pop("folder")  # where files are found: their bytes are each slide's identity
+        if data["regions"] == RegionsConfig().model_dump(mode="json", exclude={"folder"}):
+            del data["regions"]  # no regions: the hash of runs made before they existed holds
         for name in SlideConfig.PERFORMANCE_ONLY:
             del data["slide"][name]
         if data["slide"]["modality"] == "brightfield":  # the default before it existed: old hashes hold

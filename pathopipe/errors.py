@@ -86,3 +86,8 @@ class MissingProgramError(PathopipeError, OSError):
 
 class RenderError(PathopipeError, RuntimeError):
     """An external renderer ran but did not produce its output (the message carries its own)."""
+
+
+class RegionsError(PathopipeError, ValueError):
+    """An annotations file is missing, of an unknown format or malformed; the message names
+    the file and what is wrong."""

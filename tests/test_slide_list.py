@@ -85,7 +85,9 @@ def test_settings_reach_the_manifest_and_the_stores_and_a_changed_mpp_redoes_tha
     rows = _rows(out)
     assert (rows["case-001"]["status"], rows["case-002"]["status"]) == ("skipped", "done")
     redone = zarr.open_group(out / "slides" / "case-002.zarr", mode="r").attrs
-    assert redone["mpp"] == 0.4 and int(redone["n_tiles"]) > tiles_before  # more µm per pixel: more tiles at 0.5
+    assert (
+        redone["mpp"] == 0.4 and int(redone["n_tiles"]) > tiles_before
+    )  # more µm per pixel: more tiles at 0.5
     # a given mpp that disagrees with the slide's metadata is used, and said
     listing.write_text("path,mpp\nplain.svs,0.3\n")
     told = CliRunner().invoke(app, ["tile", str(listing), "--out", str(tmp_path / "told"), *TILE])

@@ -11,22 +11,19 @@ from typing import Any
 from distributed import Client, as_completed
 
 from pathopipe.config import RunConfig
-from pathopipe.discovery import find_slide_entries
 from pathopipe.errors import ConfigError
-from pathopipe.ids import assign_ids
 from pathopipe.parallel.cluster import start_cluster
+from pathopipe.parallel.run import slide_settings
 from pathopipe.report.costs import CostProfile, forecast_cost
 from pathopipe.report.forecast import calibrate, forecast
-from pathopipe.slide_list import SlideEntry
 from pathopipe.stages.tiling import count_tiles
 
 
 def _count(
-    client: Client, entries: Sequence[SlideEntry], config: RunConfig
+    client: Client, slides: Sequence[tuple[str, Any, dict[str, Any]]], config: RunConfig
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    ids = assign_ids([e.path for e in entries], [e.slide_id for e in entries])
-    futures = {client.submit(count_tiles, str(e.path), config, dict(e.settings), pure=False): sid
-               for sid, e in zip(ids, entries, strict=True)}  # fmt: skip
+    futures = {client.submit(count_tiles, str(path), config, settings, pure=False): sid
+               for sid, path, settings in slides}  # fmt: skip
     counts, failed = [], []
     for fut in as_completed(futures):
         sid = futures[fut]
@@ -49,7 +46,7 @@ def plan_workflow(
     workflow) the forecast of running it on this cluster (with ``costs``: and its rent cost)."""
     if costs is not None and calibration is None:
         raise ConfigError("a cost forecast needs --calibration (the run whose figures it prices)")
-    entries = find_slide_entries(slides)
+    found = slide_settings(slides, config.storage.options, config.regions.folder)
     stages = ["tiles", "features"] if config.features.models else ["tiles"]
     model = calibrate(calibration) if calibration else None
     if model is not None:
@@ -62,7 +59,7 @@ def plan_workflow(
             )
 
     def run(c: Client) -> dict[str, Any]:
-        counts, failed = _count(c, entries, config)
+        counts, failed = _count(c, found, config)
         slots = sum(w["nthreads"] for w in c.scheduler_info(n_workers=-1)["workers"].values())
         result: dict[str, Any] = {
             "slides": len(counts),

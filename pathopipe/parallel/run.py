@@ -22,6 +22,7 @@ from pathopipe.output.layout import RunLayout
 from pathopipe.output.runinfo import host_facts
 from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
 from pathopipe.parallel.cluster import dashboard_link, start_cluster
+from pathopipe.regions import find_annotations
 from pathopipe.stages import warm_up
 from pathopipe.stages.tiling import SlideJob
 
@@ -43,18 +44,37 @@ def plan_jobs(
     inputs: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     storage_options: fileio.Options = None,
+    *,
+    annotations: str | os.PathLike[str] | None = None,
 ) -> list[SlideJob]:
     """Find the slides under ``inputs`` (paths, URLs, slide lists) and give each a stable id (the
-    slide list's where it gives one), its store path and its per-slide settings."""
-    entries = find_slide_entries(inputs, storage_options)
+    slide list's where it gives one), its store path and its per-slide settings; a slide the
+    list gives no annotations gets its file in the ``annotations`` folder, if there is one."""
     opts = dict(storage_options or {})
     layout = RunLayout(out)
-    ids = assign_ids([e.path for e in entries], [e.slide_id for e in entries])
     return [
-        SlideJob(slide_id=sid, source=str(e.path), store=layout.slide_store(sid), storage_options=opts,
-                 settings=dict(e.settings))
-        for sid, e in zip(ids, entries, strict=True)
+        SlideJob(slide_id=sid, source=str(path), store=layout.slide_store(sid), storage_options=opts,
+                 settings=settings)
+        for sid, path, settings in slide_settings(inputs, storage_options, annotations)
     ]  # fmt: skip
+
+
+def slide_settings(
+    inputs: Sequence[str | os.PathLike[str]],
+    storage_options: fileio.Options,
+    annotations: str | os.PathLike[str] | None,
+) -> list[tuple[str, Path | str, dict[str, Any]]]:
+    """(slide id, path, settings) of every slide found, annotations resolved from the folder."""
+    entries = find_slide_entries(inputs, storage_options)
+    ids = assign_ids([e.path for e in entries], [e.slide_id for e in entries])
+    found = []
+    for sid, entry in zip(ids, entries, strict=True):
+        settings = dict(entry.settings)
+        path = find_annotations(str(entry.path), sid, settings, annotations)
+        if path:
+            settings["annotations"] = path
+        found.append((sid, entry.path, settings))
+    return found
 
 
 def cluster_info(client: Client, *, dashboard: bool = True) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def run_workflow(
     options = config.storage.options
     if fileio.is_url(out):  # wrong endpoint, missing bucket or credentials: fail before any work
         fileio.check_bucket(out, options, write=True)
-    jobs = plan_jobs(slides, out, options)
+    jobs = plan_jobs(slides, out, options, annotations=config.regions.folder)
     chash = config_hash(config)
     tiling = tiling_stage(config, chash)
     # fail on unknown models or missing weights before any cluster starts

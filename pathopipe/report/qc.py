@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 MASK_TINT = np.array([0, 160, 90], np.float32)  # green over tissue
 GRID_COLOUR = (20, 60, 200)  # blue tile outlines
+REGION_COLOURS = [(230, 30, 30), (250, 160, 0), (150, 40, 200), (0, 170, 170), (120, 90, 40)]  # by class
 
 
 def _thumbnail(run: Run, slide_id: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
@@ -48,8 +49,45 @@ def _tile_boxes(run: Run, slide_id: str, downsample: tuple[float, float]) -> np.
     return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
 
 
+def _outlines(image: np.ndarray, regions: Any, downsample: tuple[float, float]) -> None:
+    """Draw each class's region outlines (polygons, or a label mask's borders) onto ``image``."""
+    dsx, dsy = downsample
+    for i, name in enumerate(regions.classes):
+        colour = REGION_COLOURS[i % len(REGION_COLOURS)]
+        if regions.mask is not None:
+            values = [v for v, n in regions.mask.names.items() if n == name]
+            inside = np.isin(regions.mask.labels, values).astype(np.uint8)
+            scaled = cv2.resize(inside, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+            contours, _ = cv2.findContours(scaled, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(image, contours, -1, colour, 2)
+            continue
+        for shape in regions.polygons.get(name, []):
+            polygons = getattr(shape, "geoms", [shape])
+            for polygon in polygons:
+                for ring in [polygon.exterior, *polygon.interiors] if hasattr(polygon, "exterior") else []:
+                    xy = np.asarray(ring.coords)[:, :2] / (dsx, dsy)
+                    cv2.polylines(image, [xy.round().astype(np.int32)], True, colour, 2)
+
+
+def _regions_of(run: Run, slide_id: str) -> Any:
+    """The slide's annotations as recorded in its store, None without (or when unreadable now)."""
+    from pathopipe.errors import RegionsError
+    from pathopipe.regions import load_regions
+
+    attrs = run.slide_attrs(slide_id)
+    path = (attrs.get("slide_settings") or {}).get("annotations")
+    if not path:
+        return None
+    try:
+        return load_regions(path, tuple(attrs["dimensions"]))
+    except RegionsError as err:
+        logger.warning("QC of %s without its regions: %s", slide_id, err)
+        return None
+
+
 def overview(run: Run, slide_id: str, *, grid: bool = True) -> np.ndarray:
-    """The thumbnail with the tissue mask tinted green and the kept tiles outlined."""
+    """The thumbnail with the tissue mask tinted green, the kept tiles outlined and the
+    annotated regions drawn (one colour per class)."""
     thumbnail, mask, downsample = _thumbnail(run, slide_id)
     image = thumbnail.astype(np.float32)
     if mask.shape != image.shape[:2]:
@@ -59,6 +97,9 @@ def overview(run: Run, slide_id: str, *, grid: bool = True) -> np.ndarray:
     if grid:
         for x0, y0, x1, y1 in _tile_boxes(run, slide_id, downsample):
             cv2.rectangle(out, (int(x0), int(y0)), (int(x1) - 1, int(y1) - 1), GRID_COLOUR, 1)
+    regions = _regions_of(run, slide_id)
+    if regions is not None:
+        _outlines(out, regions, downsample)
     return out
 
 

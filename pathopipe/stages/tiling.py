@@ -21,6 +21,7 @@ from pathopipe import fileio
 from pathopipe._process import thread_dict
 from pathopipe.config import RunConfig
 from pathopipe.errors import IncompleteStoreError, SlideMetadataError
+from pathopipe.regions import Regions, RegionTiles, apply_regions, slide_regions
 from pathopipe.slide import cached_slide, open_slide, read_downsampled
 from pathopipe.slide_list import settings_identity
 from pathopipe.store import (
@@ -34,6 +35,7 @@ from pathopipe.store import (
 from pathopipe.store.layout import (
     COORDS,
     MASK,
+    REGION_FRACTION,
     THUMBNAIL,
     TILES,
     TISSUE_FRACTION,
@@ -158,6 +160,7 @@ def _store_attrs(
         "config_hash": chash,
         "config": config.output_relevant(),
         "slide_settings": dict(job.settings),  # from the slide list (mpp, annotations, label, ...)
+        "regions": config.regions.model_dump(mode="json", exclude={"folder"}),
         "slide_identity": job.identity,
         "pathopipe_version": pathopipe.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -179,10 +182,12 @@ class SlideSurvey:
     fractions: np.ndarray
     steps: dict[str, float]
     warnings: list[str]  # for the manifest (e.g. metadata that disagrees with the content)
+    regions: RegionTiles | None = None  # when the slide has annotations
 
 
-def survey_slide(reader: Any, config: RunConfig) -> SlideSurvey:
-    """Plan the tile spec, read a low-resolution image, detect tissue, lay and filter the grid."""
+def survey_slide(reader: Any, config: RunConfig, regions: Regions | None = None) -> SlideSurvey:
+    """Plan the tile spec, read a low-resolution image, detect tissue, lay and filter the grid
+    (by tissue, and by ``regions`` when given)."""
     t0 = time.perf_counter()
     info = reader.info
     width, height = info.dimensions
@@ -212,14 +217,22 @@ def survey_slide(reader: Any, config: RunConfig) -> SlideSurvey:
     grid = plan_grid(info, spec, edge=tiling.edge)
     fractions = tissue_fractions(mask, (dsx, dsy), grid.coords, spec.read_size * spec.level_downsample)
     keep = fractions >= tiling.min_tissue_fraction
+    region_tiles = None
+    if regions is not None:
+        r = config.regions
+        size = spec.read_size * spec.level_downsample
+        region_tiles = apply_regions(regions, r.include, r.exclude, r.min_fraction, grid.coords[keep], size)
+        keep[np.flatnonzero(keep)[~region_tiles.passed]] = False
+        warnings += region_tiles.warnings
     steps = {
         "read_thumbnail": t_thumb - t0,
         "tissue": t_tissue - t_thumb,
         "grid": time.perf_counter() - t_tissue,
     }
     return SlideSurvey(
-        info, spec, thumbnail, (dsx, dsy), mask, grid, grid.coords[keep], fractions[keep], steps, warnings
-    )
+        info, spec, thumbnail, (dsx, dsy), mask, grid, grid.coords[keep], fractions[keep], steps, warnings,
+        region_tiles,
+    )  # fmt: skip
 
 
 def reader_args(config: RunConfig) -> dict[str, Any]:
@@ -247,7 +260,8 @@ def count_tiles(source: str, config: RunConfig, settings: Mapping[str, Any] | No
     t0 = time.perf_counter()
     with open_slide(source, **reader_args(config)) as reader:
         apply_settings(reader, settings or {})
-        survey = survey_slide(reader, config)
+        regions = slide_regions(source, settings or {}, reader.info.dimensions, config.regions)
+        survey = survey_slide(reader, config, regions)
     size = fileio.size(source, config.storage.options)
     return {"source": source, "n_tiles": len(survey.coords), "source_bytes": size,
             "seconds": time.perf_counter() - t0}  # fmt: skip
@@ -260,7 +274,8 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
     with open_slide(job.source, **reader_args(config)) as reader:
         t_open = time.perf_counter()
         warnings += apply_settings(reader, job.settings)
-        survey = survey_slide(reader, config)
+        regions = slide_regions(job.source, job.settings, reader.info.dimensions, config.regions)
+        survey = survey_slide(reader, config, regions)
         info, spec, grid = survey.info, survey.spec, survey.grid
         thumbnail, mask, (dsx, dsy) = survey.thumbnail, survey.mask, survey.downsample
         coords, fractions = survey.coords, survey.fractions
@@ -300,6 +315,14 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         TISSUE_FRACTION, shape=fractions.shape, dtype="float32", chunks=(shard,), dimension_names=("tile",)
     )
     fraction_array[...] = fractions
+    if survey.regions is not None:
+        covered = survey.regions.fractions
+        region_array = group.create_array(
+            REGION_FRACTION, shape=covered.shape, dtype="float32", chunks=(shard, max(1, covered.shape[1])),
+            dimension_names=("tile", "class"),
+        )  # fmt: skip
+        region_array[...] = covered
+        region_array.update_attributes({"region_classes": survey.regions.classes})
     image_attrs = {"downsample": [dsx, dsy], "mpp": [spec.mpp_level0 * dsx, spec.mpp_level0 * dsy]}
     write_image(group, MASK, mask, attrs=image_attrs)
     write_image(group, THUMBNAIL, thumbnail, attrs=image_attrs)

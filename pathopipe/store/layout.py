@@ -3,7 +3,7 @@
 ::
 
     <slide_id>.zarr/            attrs: geometry, source, config hash, complete (last write)
-      tiles  coords  tissue_fraction  mask  thumbnail
+      tiles  coords  tissue_fraction  [region_fraction]  mask  thumbnail
       features/<model_key>/     attrs: model, weights, complete
         features
 
@@ -29,6 +29,7 @@ from pathopipe.store.tile_codecs import tiles_array_codecs
 
 SCHEMA_VERSION = 1
 TILES, COORDS, TISSUE_FRACTION, MASK, THUMBNAIL = "tiles", "coords", "tissue_fraction", "mask", "thumbnail"
+REGION_FRACTION = "region_fraction"  # (N, K) float32, attrs region_classes: when the slide has annotations
 FEATURES = "features"  # the group of every model's features, and each model's array in it
 OFFSETS = "offsets"  # cohort.zarr: slide i owns rows offsets[i]:offsets[i + 1]
 METADATA = "zarr.json"  # a group's or array's metadata (attributes included), zarr v3's name
