@@ -27,9 +27,11 @@ from pathopipe.store.layout import (
     COORDS,
     FEATURES,
     METADATA,
+    REGION_FRACTION,
     SCHEMA_VERSION,
     TILES,
     TISSUE_FRACTION,
+    attrs_of,
     child_array,
     child_group,
     open_store_group,
@@ -239,6 +241,18 @@ def verify_store(
         arrays += 1
         if fraction.shape != (n,):
             reporter(TISSUE_FRACTION)(f"shape {fraction.shape}, expected ({n},)")
+    regions = child_array(group, REGION_FRACTION) if REGION_FRACTION in group else None
+    if regions is not None:
+        arrays += 1
+        classes = attrs_of(regions).get("region_classes") or []
+        if regions.shape != (n, len(classes)):
+            reporter(REGION_FRACTION)(
+                f"shape {regions.shape}, expected ({n}, {len(classes)}) from its region_classes"
+            )
+        elif n and _safe(regions, reporter(REGION_FRACTION)):
+            values = read_array(regions)
+            if not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
+                reporter(REGION_FRACTION)("values outside [0, 1] or not finite")
     if attrs.get("tile_codec", "jpeg") != "none":
         tiles = child_array(group, TILES) if TILES in group else None
         size = attrs.get("tile_size")

@@ -174,6 +174,9 @@ def test_tiles_are_kept_exactly_where_the_regions_and_the_tissue_say(annotated, 
     )
     np.testing.assert_allclose(fractions, reference, atol=1e-5)
     assert (fractions[:, 0] - fractions[:, 1] >= 0.5 - 1e-6).all()  # included less excluded passes
+    from pathopipe.output.verify import verify_run
+
+    assert verify_run(out).ok and verify_run(out).arrays >= 4  # region_fraction checked too
 
 
 def test_plan_and_qc_see_the_regions_and_changed_annotations_redo_the_slide(annotated, tmp_path, dask_client):
