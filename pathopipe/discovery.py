@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 SLIDE_SUFFIXES = (
     ".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide", ".qptiff",
-    *DICOM_SUFFIXES,
+    *DICOM_SUFFIXES, ".vsi",  # found to be refused by name: an Olympus VSI's TIFF is only an overview
 )  # fmt: skip
 _GLOB_CHARS = frozenset("*?[")
 

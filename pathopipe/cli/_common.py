@@ -43,6 +43,9 @@ def setup_logging(verbose: bool) -> None:
         ],
         force=True,
     )
+    # tifffile logs what it finds odd in a file (a bad offset) as warnings of its own; the slide's
+    # error says it in words, so they are shown only with --verbose
+    logging.getLogger("tifffile").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:

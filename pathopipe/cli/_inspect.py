@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pathopipe.cli._common import app, console, fail
+from pathopipe.cli._common import app, console, fail, setup_logging
 from pathopipe.errors import PathopipeError
 
 
@@ -20,8 +20,12 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     backend: Annotated[str, typer.Option(help="auto or a slide backend (`pathopipe backends`)")] = "auto",
     properties: Annotated[bool, typer.Option(help="include all backend properties")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="show the readers' own log messages")
+    ] = False,
 ) -> None:
     """Print a slide's metadata: size, levels, resolution, vendor, backend."""
+    setup_logging(verbose)
     from pathopipe.slide import open_slide
 
     try:

@@ -67,6 +67,8 @@ def open_slide(
             raise SlideOpenError(path, {"file": "no such file"})
         if os.path.isdir(path):
             raise SlideOpenError(path, {"file": "is a directory, not a slide file"})
+        if path.lower().endswith(".vsi"):
+            raise SlideOpenError(path, {"format": VSI_REFUSAL})
         refused = _unsupported_samples(path)
         if refused:
             raise SlideOpenError(path, {"pixels": refused})
@@ -92,11 +94,20 @@ def open_slide(
 SUPPORTED_SAMPLES = (1, 3, 4)  # gray, RGB, RGBA: brightfield images
 
 
+VSI_REFUSAL = (
+    "an Olympus VSI, whose TIFF page is only an overview (the image is in the .ets files of its "
+    "_name_ folder, which no backend here reads): convert it to OME-TIFF (bfconvert -pyramid-resolutions ...)"
+)
+AXIS_NAMES = {"C": "channels", "Z": "z-planes", "T": "time points", "I": "images", "Q": "planes"}
+
+
 def _unsupported_samples(path: str) -> str | None:
-    """Why a TIFF's main image is not brightfield (e.g. 5-channel fluorescence), else None.
+    """Why a TIFF's main image is not brightfield (a multi-channel fluorescence or multiplex
+    image, a z-stack, a time series), else None.
 
     Checked before any backend opens the file, since some would read the first channels as
-    RGB. Files tifffile cannot parse are left to the backends, which report their own reason.
+    RGB (or the first channel as gray). Files tifffile cannot parse are left to the backends,
+    which report their own reason.
     """
     try:
         with open(path, "rb") as fh:
@@ -105,9 +116,19 @@ def _unsupported_samples(path: str) -> str | None:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            samples = int(tif.series[0].keyframe.samplesperpixel)
+            series = tif.series[0]
+            samples = int(series.keyframe.samplesperpixel)
+            axes, shape = str(series.axes), tuple(series.shape)
     except Exception:  # noqa: BLE001 - unparseable files are reported by the backends
         return None
+    extra = [
+        f"{n} {AXIS_NAMES.get(a, a)}" for a, n in zip(axes, shape, strict=False) if a not in "YXS" and n > 1
+    ]
+    if extra:
+        return (
+            f"an image of {', '.join(extra)} (axes {axes}): pathopipe tiles brightfield images (gray, RGB or "
+            "RGBA), not multi-channel fluorescence, multiplex, z-stacks or time series"
+        )
     if samples in SUPPORTED_SAMPLES:
         return None
     return (

@@ -30,6 +30,8 @@ def plain_reason(err: BaseException) -> str:
         return "not allowed to read the file"
     if isinstance(err, IsADirectoryError):
         return "a folder, not a slide file"
+    if isinstance(err, IndexError):
+        return "no readable image where the file's header points (cut short or damaged)"
     if isinstance(err, (EOFError, MemoryError)) or "truncated" in text.lower():
         return f"the file is cut short or damaged ({text})" if text else "the file is cut short or damaged"
     return text or f"could not open the file ({kind})"

@@ -40,9 +40,10 @@ from pathopipe.slide._tiff_jpeg import (
 )
 from pathopipe.slide._tiff_levels import Geometry, Level, read_level
 from pathopipe.slide._tile_cache import shared_cache
+from pathopipe.slide.resolution import ome_resolution
 
 # TIFF compression codes decoded here; anything else falls back to another backend
-VENDORS = (None, "generic", "aperio")  # tiffslide's vendor names whose levels match OpenSlide's
+VENDORS = (None, "generic", "aperio", "ome")  # vendor names whose levels match OpenSlide's (ome: ours)
 DEFAULT_CACHE_MB = 128
 
 
@@ -61,7 +62,7 @@ def default_threads() -> int:
 
 # tifffile's flags of TIFF vendors this reader leaves to OpenSlide (OME-TIFF: read by no backend yet)
 OTHER_VENDORS = {"ndpi": "a Hamamatsu NDPI", "philips": "a Philips TIFF", "scn": "a Leica SCN",
-                 "bif": "a Ventana BIF", "qpi": "a PerkinElmer QPI", "ome": "an OME-TIFF"}  # fmt: skip
+                 "bif": "a Ventana BIF", "qpi": "a PerkinElmer QPI"}  # fmt: skip
 
 
 def _refuse_other_vendors(path: str) -> None:
@@ -106,6 +107,11 @@ class TiffTileReader(SlideReader):
             raise
         try:
             props = dict(self._slide.properties)
+            tif = self._slide.ts_tifffile
+            if (
+                tif.is_ome
+            ):  # brightfield OME-TIFF pyramids (SubIFDs): the OME pixel size is the vendor's field
+                props |= ome_resolution(tif.ome_metadata)
             vendor = props.get("tiffslide.vendor")
             if vendor not in VENDORS:
                 raise ValueError(f"vendor {vendor!r} is left to openslide (here: aperio, generic TIFF)")
@@ -115,6 +121,9 @@ class TiffTileReader(SlideReader):
             self._levels = tuple(read_level(series, i) for i in range(len(series.levels)))
             info = info_from_handle(path, self.backend, self._slide, props, "tiffslide")
             info = replace(info, vendor=info.vendor or "generic-tiff")  # OpenSlide's name for it
+            if tif.is_ome and info.mpp is None:
+                found = f"; {info.mpp_rejected}" if info.mpp_rejected else ""
+                info = replace(info, mpp_rejected=f"an OME-TIFF without PhysicalSizeX/Y{found}")
             self._bytes = FsspecBytes(path, storage_options) if remote else LocalBytes(path)
         except Exception:
             self._slide.close()

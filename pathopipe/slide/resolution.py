@@ -1,12 +1,13 @@
 """A slide's level-0 resolution (µm per pixel) from its metadata, trusting only what is plausible.
 
-Order: the vendor's own field (Aperio ``MPP``, Hamamatsu, DICOM pixel spacing, MIRAX, ... as
-the backend reports it in ``<prefix>.mpp-x``), then the TIFF resolution tags. A TIFF tag is
-taken only with a physical unit (centimetre or inch) and when it is not one of the
-placeholders image software writes (72, 96 or 300 dpi, in inches or centimetres); for slides
-whose backend derives its mpp from those tags (generic TIFF), the same rules apply to the
-backend's mpp. Any value outside :data:`PLAUSIBLE_MPP` is refused too. A refused value is kept
-in words (:attr:`Resolution.rejected`) for the error that asks for ``slide.assume_mpp``.
+Order: the vendor's own field (Aperio ``MPP``, Hamamatsu, DICOM pixel spacing, MIRAX, OME
+``PhysicalSizeX``, ... as the backend reports it in ``<prefix>.mpp-x``), then the TIFF
+resolution tags. A TIFF tag is taken only with a physical unit (centimetre or inch) and when
+it is not one of the placeholders image software writes (72, 96 or 300 dpi, in inches or
+centimetres); for slides whose backend derives its mpp from those tags (generic TIFF), the
+same rules apply to the backend's mpp. Any value outside :data:`PLAUSIBLE_MPP` is refused too.
+A refused value is kept in words (:attr:`Resolution.rejected`) for the error that asks for
+``slide.assume_mpp``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["PLACEHOLDER_DPI", "PLAUSIBLE_MPP", "MppSource", "Resolution", "read_resolution"]
+__all__ = ["PLACEHOLDER_DPI", "PLAUSIBLE_MPP", "MppSource", "Resolution", "ome_resolution", "read_resolution"]
 
 MppSource = Literal["read", "given", "assumed"]  # the slide's metadata, the slide list, the whole run
 
@@ -55,7 +56,7 @@ def _tiff_tags(props: Mapping[str, Any]) -> Resolution:
         return Resolution(None, None, None)
     if unit not in MICRONS_PER:
         return Resolution(
-            None, None, None, f"TIFF resolution {xres:g} px per {unit or 'no unit'} (no physical unit)"
+            None, None, None, f"TIFF resolution {xres:g} with no physical unit ({unit or 'none'})"
         )
     per = MICRONS_PER[unit]
     mx, my = per / xres, per / yres
@@ -84,3 +85,29 @@ def read_resolution(props: Mapping[str, Any], prefix: str) -> Resolution:
             return Resolution(mx, my, "read")
         return Resolution(None, None, None, f"{vendor} metadata says {mx:.4g} µm/px, outside {_range()}")
     return _tiff_tags(props)
+
+
+MICRONS = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6, "Å": 1e-4}
+
+
+def ome_resolution(xml: str | None) -> dict[str, Any]:
+    """tiffslide-style properties of an OME-TIFF's first image: vendor ``ome`` and its
+    ``PhysicalSizeX/Y`` in µm (absent when the OME-XML gives none or an unknown unit)."""
+    import xml.etree.ElementTree as ET
+
+    found: dict[str, Any] = {"tiffslide.vendor": "ome"}
+    try:
+        root = ET.fromstring(xml or "")
+    except ET.ParseError:
+        return found
+    pixels = next((e for e in root.iter() if e.tag.endswith("}Pixels") or e.tag == "Pixels"), None)
+    if pixels is None:
+        return found
+    for axis in ("X", "Y"):
+        size, unit = pixels.get(f"PhysicalSize{axis}"), pixels.get(f"PhysicalSize{axis}Unit", "µm")
+        if size is not None and unit in MICRONS:
+            try:
+                found[f"tiffslide.mpp-{axis.lower()}"] = float(size) * MICRONS[unit]
+            except ValueError:
+                continue
+    return found

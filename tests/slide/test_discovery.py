@@ -85,7 +85,7 @@ def test_the_real_dicom_folders_tile_as_one_slide_each(tmp_path):
 
 
 @pytest.mark.real_slide
-def test_unsupported_files_get_a_plain_reason_per_backend_and_no_raw_warnings():
+def test_unsupported_files_get_a_plain_reason_per_backend_and_no_raw_warnings(tmp_path):
     import re
     import warnings
 
@@ -95,11 +95,17 @@ def test_unsupported_files_get_a_plain_reason_per_backend_and_no_raw_warnings():
     if not (FORMATS / "ome-4d-series.ome.tiff").exists():
         pytest.skip(f"{FORMATS} not available")
     with pytest.raises(SlideOpenError) as refused:
-        open_slide(FORMATS / "ome-4d-series.ome.tiff")
+        open_slide(FORMATS / "ome-4d-series.ome.tiff")  # refused from its axes before any backend
+    assert "7 time points, 5 z-planes (axes TZYX)" in str(refused.value)
+    cut = tmp_path / "cut.svs"
+    cut.write_bytes((FORMATS.parent / "cmu-1-small-region.svs").read_bytes()[:100_000])
+    with pytest.raises(SlideOpenError) as refused:
+        open_slide(cut)
     message = str(refused.value)
     assert set(refused.value.causes) == {"tiff", "openslide", "tiffslide"}
-    assert "more than three dimensions" in message and "not a format it reads" in message
+    assert "cut short or damaged" in message and "not a format it reads" in message
     assert not re.findall(r"\b[A-Z][A-Za-z]+(?:Error|Exception)\b", message)  # no library exception names
+    assert "index 0" not in message
     with warnings.catch_warnings(record=True) as caught:  # this test's own capture
         warnings.simplefilter("always")
         with open_slide(FORMATS / "fluorescence-dapi.ndpi") as slide:
