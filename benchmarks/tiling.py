@@ -12,7 +12,16 @@ native 0.25 µm/px) this measures over the *same tile coordinates*:
 - bare openslide: a loop of ``read_region`` (+ RGBA->RGB, + resize when needed) storing
   nothing, in 1 process (and in 2 processes, for the scaling reference);
 - raw work: the source JPEG tiles those regions cover, read with tifffile and decoded with
-  imagecodecs (each source tile once), 1 process.
+  imagecodecs (each source tile once), 1 process;
+- the limit (b): that raw decode plus encoding each output tile once as JPEG q90 (simplejpeg,
+  4:4:4, as the store does), 1 process: what tiling must do at the least;
+- with ``--end-to-end``: ``pathopipe tile`` as a command (process start, imports, cluster
+  start, tiling, shutdown), its wall time, and its start-up (command start to the first tile
+  task's start, from the run's metrics).
+
+``--source-tile 240`` generates the slide with 240 px JPEG tiles, as most 40x Aperio scans have
+(224 or 256 px output tiles at 0.5 µm/px then never line up with the source tiles);
+``--tile-sizes 224,256`` measures both output sizes.
 
 The file is read once before timing, so every figure is with a warm page cache. Ratios are
 taken within this run; absolute tiles/s depend on the machine and its load.
@@ -90,6 +99,57 @@ def raw_decode(path: str, coords: np.ndarray, read_size: int) -> tuple[float, in
         return time.perf_counter() - t0, len(order)
 
 
+def decode_encode_limit(path: str, coords: np.ndarray, read_size: int, tile_size: int) -> float:
+    """Seconds for the least tiling must do in one process: decode each source tile the tiles
+    cover once (raw_decode) and encode each output tile once (JPEG q90, 4:4:4)."""
+    import simplejpeg
+
+    decode_s, _ = raw_decode(path, coords, read_size)
+    tile = np.ascontiguousarray(np.full((tile_size, tile_size, 3), 200, np.uint8))
+    with openslide.OpenSlide(path) as slide:  # a real tissue tile to encode, not a flat one
+        x, y = coords[len(coords) // 2]
+        region = np.asarray(slide.read_region((int(x), int(y)), 0, (read_size, read_size)))[..., :3]
+        tile = np.ascontiguousarray(cv2.resize(region, (tile_size, tile_size), interpolation=cv2.INTER_AREA))
+    t0 = time.perf_counter()
+    for _ in range(len(coords)):
+        simplejpeg.encode_jpeg(tile, quality=90, colorsubsampling="444")
+    return decode_s + time.perf_counter() - t0
+
+
+def command_end_to_end(slide: Path, overrides: list[str], workers: int) -> tuple[float, float]:
+    """``pathopipe tile`` as a user runs it: (wall seconds of the whole command, seconds from
+    the command's start to the first tile task's start)."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    out = Path(tempfile.mkdtemp(prefix="pathopipe-cmd-"))
+    try:
+        command = [
+            sys.executable,
+            "-m",
+            "pathopipe",
+            "tile",
+            str(slide),
+            "--out",
+            str(out / "run"),
+            "--workers",
+            str(workers),
+            *[a for o in overrides for a in ("--set", o)],
+        ]
+        t0 = time.time()
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        wall = time.time() - t0
+        if done.returncode != 0:
+            raise RuntimeError(f"pathopipe tile failed: {done.stderr[-2000:]}")
+        metrics = pd.read_parquet(out / "run" / "metrics.parquet")
+        first_work = float(metrics.loc[metrics["role"] == "work", "start"].min())
+        return wall, first_work - t0
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def run_pathopipe(slide: Path, overrides: list[str], workers: int) -> tuple[float, dict, np.ndarray]:
     """Seconds for ``tile_slides`` on a fresh LocalCluster (started and warmed before timing)."""
     cfg = load_config(None, [*overrides, f"cluster.n_workers={workers}", "cluster.dashboard=false"])
@@ -120,18 +180,32 @@ def main() -> None:
     parser.add_argument("--codec", default="jpeg", choices=["jpeg", "zstd", "none"])
     parser.add_argument("--repeat", type=int, default=3, help="measurements per variant (median)")
     parser.add_argument(
-        "--decode-threads", type=int, default=1,
+        "--decode-threads",
+        type=int,
+        default=1,
         help="slide.decode_threads per worker (1: one worker uses one core, as the bare loop)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--resample", default="auto", choices=["auto", "area"],
+        "--resample",
+        default="auto",
+        choices=["auto", "area"],
         help="tiling.resample (auto: JPEG tiles decoded pre-scaled where the shrink is 2, 4 or 8)",
-    )  # fmt: skip
+    )
+    parser.add_argument(
+        "--source-tile", type=int, default=256, help="px of the slide's JPEG tiles (240: Aperio)"
+    )
+    parser.add_argument("--tile-sizes", default="224", help="output tile sizes, e.g. 224,256")
+    parser.add_argument("--end-to-end", action="store_true", help="also time `pathopipe tile` as a command")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
+    suffix = "" if args.source_tile == 256 else f"-t{args.source_tile}"
     slide = cached_slide(
-        f"bench-{args.width}x{args.height}.svs", width=args.width, height=args.height, seed=2024
+        f"bench-{args.width}x{args.height}{suffix}.svs",
+        width=args.width,
+        height=args.height,
+        seed=2024,
+        tile_size=args.source_tile,
     )
     with slide.open("rb") as fh:  # warm the page cache once for every measurement
         while fh.read(1 << 24):
@@ -144,13 +218,19 @@ def main() -> None:
         "repeat": args.repeat,
         "decode_threads": args.decode_threads,
         "resample": args.resample,
+        "source_tile": args.source_tile,
         "statistic": "median of repeats",
         "runs": [],
     }
-    for target in (float(t) for t in args.targets.split(",")):
-        overrides = [f"tiling.target_mpp={target}", "tiling.tile_size=224", f"store.codec={args.codec}",
-                     f"slide.decode_threads={args.decode_threads}",
-                     f"tiling.resample={args.resample}"]  # fmt: skip
+    variants = [(float(t), int(s)) for t in args.targets.split(",") for s in args.tile_sizes.split(",")]
+    for target, tile_size in variants:
+        overrides = [
+            f"tiling.target_mpp={target}",
+            f"tiling.tile_size={tile_size}",
+            f"store.codec={args.codec}",
+            f"slide.decode_threads={args.decode_threads}",
+            f"tiling.resample={args.resample}",
+        ]
         seconds: dict[str, list[float]] = {}
         for _ in range(args.repeat):  # interleaved, so drifting machine load hits every variant
             for n in workers:
@@ -160,19 +240,32 @@ def main() -> None:
                     seconds.setdefault(f"pathopipe_{n}w_{part}", []).append(attrs[f"seconds_{part}"])
             read_size = attrs["read_size"]
             seconds.setdefault("bare_openslide_1p", []).append(
-                bare_openslide(str(slide), coords, read_size, 224)
+                bare_openslide(str(slide), coords, read_size, tile_size)
             )
             seconds.setdefault("bare_openslide_2p", []).append(
-                bare_openslide_processes(str(slide), coords, read_size, 224, 2)
+                bare_openslide_processes(str(slide), coords, read_size, tile_size, 2)
             )
             raw_s, raw_tiles = raw_decode(str(slide), coords, read_size)
             seconds.setdefault("raw_decode_1p", []).append(raw_s)
+            seconds.setdefault("limit_decode_encode_1p", []).append(
+                decode_encode_limit(str(slide), coords, read_size, tile_size)
+            )
+            if args.end_to_end:
+                for n in workers:
+                    wall, startup = command_end_to_end(slide, overrides, n)
+                    seconds.setdefault(f"command_{n}w", []).append(wall)
+                    seconds.setdefault(f"command_{n}w_startup", []).append(startup)
         median = {k: float(np.median(v)) for k, v in seconds.items()}
         n_tiles = len(coords)
-        rate = {k: n_tiles / v for k, v in median.items() if not k.endswith(("prepare", "read", "write"))}
+        rate = {
+            k: n_tiles / v
+            for k, v in median.items()
+            if not k.endswith(("prepare", "read", "write", "startup"))
+        }
         one = rate.get("pathopipe_1w")
         row = {
             "target_mpp": target,
+            "tile_size": tile_size,
             "codec": args.codec,
             "tiles": n_tiles,
             "read_size": read_size,
@@ -189,11 +282,26 @@ def main() -> None:
                 "pathopipe_1w / raw_decode_1p": one / rate["raw_decode_1p"] if one else None,
                 "bare_openslide_2p / bare_openslide_1p": rate["bare_openslide_2p"]
                 / rate["bare_openslide_1p"],
+                "pathopipe_1w / limit_decode_encode_1p": one / rate["limit_decode_encode_1p"]
+                if one
+                else None,
+                **{
+                    f"command_{n}w / limit_decode_encode_1p x {n}": rate[f"command_{n}w"]
+                    / (n * rate["limit_decode_encode_1p"])
+                    for n in workers
+                    if f"command_{n}w" in rate
+                },
+                **{
+                    f"command_{n}w / bare_openslide_{n}p": rate[f"command_{n}w"]
+                    / rate[f"bare_openslide_{n}p"]
+                    for n in workers
+                    if f"command_{n}w" in rate and f"bare_openslide_{n}p" in rate
+                },
             },
         }
         results["runs"].append(row)
         print(
-            f"\n== target {target} µm/px: {n_tiles} tiles of 224 px, read {read_size} px at level "
+            f"\n== target {target} µm/px: {n_tiles} tiles of {tile_size} px, read {read_size} px at level "
             f"{row['read_level']}, resample {row['resample_used']} ({args.codec} tiles; "
             f"median of {args.repeat})"
         )
@@ -204,6 +312,10 @@ def main() -> None:
             f"read+resize {median['pathopipe_1w_read']:.2f} s, "
             f"encode+write {median['pathopipe_1w_write']:.2f} s"
         )
+        for n in workers:
+            startup = median.get(f"command_{n}w_startup")
+            if startup is not None:
+                print(f"  command {n}w start-up (command start to first tile task) {startup:.2f} s")
         for name, value in row["ratios"].items():
             print(f"  {name:40s} {value:.2f}" if value is not None else f"  {name}: n/a")
     if args.json:
