@@ -120,6 +120,15 @@ def _slide_id(args: tuple[Any, ...]) -> str:
     return str(getattr(job, "slide_id", ""))
 
 
+# counters added after the first runs: read as 0 from tables written before them
+LATER_COLUMNS = (
+    "storage_requests",
+    "storage_bytes_read",
+    "storage_bytes_written",
+    "gpu_busy_seconds",
+    "gpu_peak_memory_bytes",
+    "background_core_seconds",
+)
 METRICS_COLUMNS = [
     "run_id",
     "slide_id",
@@ -137,12 +146,7 @@ METRICS_COLUMNS = [
     "bytes_written",
     "device",
     "threads",
-    "storage_requests",
-    "storage_bytes_read",
-    "storage_bytes_written",
-    "gpu_busy_seconds",
-    "gpu_peak_memory_bytes",
-    "background_core_seconds",
+    *LATER_COLUMNS,
 ]
 
 
@@ -217,14 +221,7 @@ def read_metrics(path: str | Path, options: fileio.Options = None) -> Any:
     import pyarrow.parquet as pq
 
     frame = pq.read_table(pa.BufferReader(fileio.read_bytes(path, options))).to_pandas()
-    for name in (
-        "storage_requests",
-        "storage_bytes_read",
-        "storage_bytes_written",
-        "gpu_busy_seconds",
-        "gpu_peak_memory_bytes",
-        "background_core_seconds",
-    ):
+    for name in LATER_COLUMNS:
         if name not in frame:
             frame[name] = 0
     return frame

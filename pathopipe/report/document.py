@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pathopipe.report.decision import OPTION_NAMES
-from pathopipe.report.labels import label_for
+from pathopipe.report.labels import label_for, scaled
 from pathopipe.report.numbers import format_number
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "figure_rows",
     "format_number",
     "scaled",
+    "value_at",
 ]
 
 MAX_ROWS = 30
@@ -57,12 +58,16 @@ class Section:
     decision: bool = False  # the first-screen summary (its own look)
 
 
-def _at(summary: dict[str, Any], path: tuple[Any, ...]) -> Any:
+def value_at(summary: dict[str, Any], path: tuple[Any, ...]) -> Any:
+    """The value at ``path`` (keys and list indices) in ``summary``; None where a key is absent."""
     value: Any = summary
     for key in path:
-        if value is None:
+        if isinstance(value, list):
+            value = value[key] if isinstance(key, int) and key < len(value) else None
+        elif isinstance(value, dict):
+            value = value.get(key)
+        else:
             return None
-        value = value[key] if isinstance(value, list) else value.get(key)
     return value
 
 
@@ -78,30 +83,15 @@ def figure_rows(
     (or all with ``provenance``)."""
     rows, tags = [], []
     for path in paths:
-        value = _at(summary, path)
+        value = scaled(path, value_at(summary, path))
         label = label_for(path)
         if label is None:
             raise KeyError(f"no label for summary key {'.'.join(map(str, path))}")
         if value is None and path[-1] not in ("gpu_idle_fraction",):
             continue
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and label.scale != 1:
-            value = value * label.scale
         rows.append([label.text, value, label.unit])
         tags.append(provenance or label.provenance)
     return Table([header, "Value", "Unit"], rows, tags)
-
-
-def scaled(path: tuple[Any, ...], value: Any) -> Any:
-    """``value`` at its label's scale (bytes as MB, shares as %)."""
-    label = label_for(path)
-    if (
-        label is not None
-        and label.scale != 1
-        and isinstance(value, (int, float))
-        and not isinstance(value, bool)
-    ):
-        return value * label.scale
-    return value
 
 
 def capped(table: Table, csv: str | None) -> Table:

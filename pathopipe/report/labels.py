@@ -14,7 +14,7 @@ from typing import Any
 
 from pathopipe.report.numbers import format_number
 
-__all__ = ["LABELS", "STAGE_FIGURES", "Label", "humanize", "label_for", "shown"]
+__all__ = ["LABELS", "STAGE_FIGURES", "Label", "humanize", "label_for", "scaled", "shown"]
 
 MB, GB, TB = 1e-6, 1e-9, 1e-12
 
@@ -246,8 +246,8 @@ def label_for(path: tuple[str, ...] | list[Any]) -> Label | None:
     return found
 
 
-def shown(path: tuple[str, ...] | list[Any], value: Any) -> str:
-    """The figure at ``path`` as the documents print it (scaled to its label's unit)."""
+def scaled(path: tuple[Any, ...] | list[Any], value: Any) -> Any:
+    """``value`` at its label's scale (bytes as MB, shares as %); as it is without a label."""
     label = label_for(path)
     if (
         label is not None
@@ -255,5 +255,10 @@ def shown(path: tuple[str, ...] | list[Any], value: Any) -> str:
         and isinstance(value, (int, float))
         and not isinstance(value, bool)
     ):
-        value = value * label.scale
-    return format_number(value)
+        return value * label.scale
+    return value
+
+
+def shown(path: tuple[Any, ...] | list[Any], value: Any) -> str:
+    """The figure at ``path`` as the documents print it (scaled to its label's unit)."""
+    return format_number(scaled(path, value))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pathopipe.report.document import Section, Table, capped, figure_rows, scaled
+from pathopipe.report.document import Section, Table, capped, figure_rows, scaled, value_at
 from pathopipe.report.labels import humanize, label_for
 
 __all__ = ["bench_section", "comparison_section", "what_if_section"]
@@ -33,7 +33,7 @@ def comparison_section(summary: dict[str, Any]) -> Section | None:
     tags = ["derived", "measured", "measured"]
 
     def add(path: tuple[Any, ...], unit: str | None = None, tag: str | None = None) -> None:
-        values = [_at_run(r, path) for r in runs]
+        values = [value_at(r, path) for r in runs]
         if all(v is None for v in values):
             return
         full: tuple[Any, ...] = ("comparison", "runs", 0, *path)
@@ -69,13 +69,6 @@ def comparison_section(summary: dict[str, Any]) -> Section | None:
             "their figures measure other work."
         )
     return section
-
-
-def _at_run(run: dict[str, Any], path: tuple[Any, ...]) -> Any:
-    value: Any = run
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
 
 
 def bench_section(summary: dict[str, Any]) -> Section | None:

@@ -7,7 +7,6 @@ Coordinate convention (openslide's): locations ``(x, y)`` in level-0 pixels, siz
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
@@ -15,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pathopipe.errors import SlideReadError
-from pathopipe.slide.resolution import MppSource, read_resolution
+from pathopipe.slide.resolution import MppSource, parse_float, read_resolution
 
 BACKGROUND_VALUE = 255  # pixels outside the slide read as white glass
 
@@ -65,15 +64,6 @@ class SlideInfo:
         data["dimensions"] = list(self.dimensions)
         data["level_downsamples"] = list(self.level_downsamples)
         return data
-
-
-def parse_float(value: object) -> float | None:
-    """A positive finite float from a property value, else None."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
 
 
 def info_from_handle(

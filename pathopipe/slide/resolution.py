@@ -17,7 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["PLACEHOLDER_DPI", "PLAUSIBLE_MPP", "MppSource", "Resolution", "ome_resolution", "read_resolution"]
+__all__ = [
+    "PLACEHOLDER_DPI",
+    "PLAUSIBLE_MPP",
+    "MppSource",
+    "Resolution",
+    "ome_resolution",
+    "parse_float",
+    "read_resolution",
+]
 
 MppSource = Literal["read", "given", "assumed"]  # the slide's metadata, the slide list, the whole run
 
@@ -36,7 +44,8 @@ class Resolution:
     rejected: str | None = None  # a value found and not used, and why
 
 
-def _number(value: object) -> float | None:
+def parse_float(value: object) -> float | None:
+    """A positive finite float from a property value, else None."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -51,7 +60,7 @@ def _plausible(mx: float, my: float) -> bool:
 
 def _tiff_tags(props: Mapping[str, Any]) -> Resolution:
     unit = str(props.get("tiff.ResolutionUnit") or "").lower()
-    xres, yres = _number(props.get("tiff.XResolution")), _number(props.get("tiff.YResolution"))
+    xres, yres = parse_float(props.get("tiff.XResolution")), parse_float(props.get("tiff.YResolution"))
     if not (xres and yres):
         return Resolution(None, None, None)
     if unit not in MICRONS_PER:
@@ -77,7 +86,7 @@ def read_resolution(props: Mapping[str, Any], prefix: str) -> Resolution:
     """The level-0 mpp from a backend's properties, whose own keys start with ``prefix``
     (``openslide`` or ``tiffslide``); see the module's docstring for the rules."""
     vendor = str(props.get(f"{prefix}.vendor") or "").lower()
-    mx, my = _number(props.get(f"{prefix}.mpp-x")), _number(props.get(f"{prefix}.mpp-y"))
+    mx, my = parse_float(props.get(f"{prefix}.mpp-x")), parse_float(props.get(f"{prefix}.mpp-y"))
     if vendor in TIFF_TAG_VENDORS:
         return _tiff_tags(props)  # the backend's mpp is the tag's: the tag's rules decide
     if mx and my:

@@ -179,6 +179,22 @@ def test_tiles_are_kept_exactly_where_the_regions_and_the_tissue_say(annotated, 
     assert verify_run(out).ok and verify_run(out).arrays >= 4  # region_fraction checked too
 
 
+def _tile(slide: Path, out: Path, settings: list[str]):
+    """`pathopipe tile` on one slide, one worker, with ``settings`` as --set."""
+    return CliRunner().invoke(
+        app,
+        [
+            "tile",
+            str(slide),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            *[a for s in settings for a in ("--set", s)],
+        ],
+    )
+
+
 def test_plan_and_qc_see_the_regions_and_changed_annotations_redo_the_slide(annotated, tmp_path, dask_client):
     import shutil
 
@@ -198,18 +214,7 @@ def test_plan_and_qc_see_the_regions_and_changed_annotations_redo_the_slide(anno
     config = load_config(None, settings)
     planned = plan_workflow([annotated / "s1.svs"], config, client=dask_client)  # found in regions.folder
     out = tmp_path / "out"
-    result = CliRunner().invoke(
-        app,
-        [
-            "tile",
-            str(annotated / "s1.svs"),
-            "--out",
-            str(out),
-            "--workers",
-            "1",
-            *[a for s in settings for a in ("--set", s)],
-        ],
-    )
+    result = _tile(annotated / "s1.svs", out, settings)
     assert result.exit_code == 0, result.output
     store = zarr.open_group(out / "slides" / "s1.zarr", mode="r")
     assert planned["per_slide"][0]["n_tiles"] == store.attrs["n_tiles"] > 0
@@ -223,18 +228,7 @@ def test_plan_and_qc_see_the_regions_and_changed_annotations_redo_the_slide(anno
     )
     (annotated / "s1.geojson").replace(annotated / "s1-v1.geojson")
     (annotated / "s1-v2.geojson").replace(annotated / "s1.geojson")
-    again = CliRunner().invoke(
-        app,
-        [
-            "tile",
-            str(annotated / "s1.svs"),
-            "--out",
-            str(out),
-            "--workers",
-            "1",
-            *[a for s in settings for a in ("--set", s)],
-        ],
-    )
+    again = _tile(annotated / "s1.svs", out, settings)
     assert again.exit_code == 0, again.output
     with (out / "manifest.csv").open() as fh:
         assert next(csv.DictReader(fh))["status"] == "done"  # redone, not skipped

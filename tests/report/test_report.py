@@ -25,6 +25,7 @@ from pathopipe.testing import write_synthetic_slide
 REPO = Path(__file__).resolve().parents[2]
 CLOUD = REPO / "configs" / "costs" / "example-cloud.yaml"
 HOSPITAL = REPO / "configs" / "costs" / "example-hospital.yaml"
+BOTH_PROFILES = ("--costs", str(CLOUD), "--costs", str(HOSPITAL))
 SERIES = (("costs", "*", "curve"), ("sizing", "hardware_curve"))  # in CSV files, not in the documents
 
 
@@ -162,10 +163,7 @@ def test_report_numbers_match_metrics_and_disk(finished_run):
 def test_every_figure_is_labelled_and_printed_in_both_documents(finished_run, tiles_run):
     summary = _report(
         finished_run,
-        "--costs",
-        str(CLOUD),
-        "--costs",
-        str(HOSPITAL),
+        *BOTH_PROFILES,
         "--slides-per-day",
         "200",
         "--against",
@@ -243,10 +241,7 @@ def test_decision_rows_equal_the_figures_of_the_summary(finished_run):
 def test_no_flattened_keys_in_the_documents(finished_run, tiles_run):
     _report(
         finished_run,
-        "--costs",
-        str(CLOUD),
-        "--costs",
-        str(HOSPITAL),
+        *BOTH_PROFILES,
         "--slides-per-day",
         "500",
         "--against",
