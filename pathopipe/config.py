@@ -231,7 +231,11 @@ class ClusterConfig(_Model):
     )
     threads_per_worker: int = Field(1, ge=1, le=256)
     memory_limit: str = Field("auto", description="per-worker memory limit, e.g. '4GiB' or 'auto'")
-    dashboard: bool = Field(True, description="serve the Dask dashboard on a free loopback port")
+    dashboard: bool | Literal["auto"] = Field(
+        "auto",
+        description="serve the Dask dashboard on a free loopback port (auto: for runs of more than one "
+        "slide; starting it costs a one-slide run ~0.3 s)",
+    )
     profile: bool = Field(
         False,
         description="sample worker stacks for the dashboard's Profile page (on with --perf-report; "
@@ -249,6 +253,17 @@ class ClusterConfig(_Model):
     )
     slurm: SlurmConfig = SlurmConfig()
     kubernetes: KubernetesConfig = KubernetesConfig()
+
+    @property
+    def wants_dashboard(self) -> bool:
+        """Whether to serve the dashboard (``auto`` not yet resolved for a run counts as on)."""
+        return self.dashboard is not False
+
+    def for_slides(self, n_slides: int) -> ClusterConfig:
+        """This configuration for a run of ``n_slides`` slides (``dashboard: auto`` decided)."""
+        if self.dashboard != "auto":
+            return self
+        return self.model_copy(update={"dashboard": n_slides > 1})
 
     @field_validator("kind")
     @classmethod

@@ -87,7 +87,7 @@ def _serve(make_cluster: Callable[..., Any], config: ClusterConfig, **options: A
             # a free port either way: with the dashboard off the scheduler still serves its
             # small HTTP API (health, metrics), which would otherwise try port 8787
             dashboard_address="127.0.0.1:0",
-            scheduler_kwargs={"dashboard": config.dashboard},
+            scheduler_kwargs={"dashboard": config.wants_dashboard},
             # task failures are reported per slide in the manifest; keep worker logs quiet
             silence_logs=logging.CRITICAL,
             **options,
@@ -196,7 +196,7 @@ def slurm_client(config: ClusterConfig) -> Iterator[Client]:
             interface=s.interface,
             log_directory=s.log_directory,
             local_directory=s.local_directory,
-            scheduler_options={"dashboard_address": ":0", "dashboard": config.dashboard},
+            scheduler_options={"dashboard_address": ":0", "dashboard": config.wants_dashboard},
             job_name="pathopipe-worker",
         )
         try:

@@ -165,8 +165,9 @@ def run_stage_on_out(
         stack.enter_context(run_lock(out, storage_options, lease_seconds=lease_seconds))
         write_run_json(run_json, info, storage_options)
         if client is None:
+            cluster = cluster.for_slides(len(jobs))
             client = stack.enter_context(start_cluster(cluster))
-            kind, dashboard = cluster.kind, cluster.dashboard
+            kind, dashboard = cluster.kind, cluster.wants_dashboard
         else:
             kind, dashboard = "external", True
         info["cluster"] = {"kind": kind, **cluster_info(client, dashboard=dashboard)}

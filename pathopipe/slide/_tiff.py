@@ -262,21 +262,26 @@ class TiffTileReader(SlideReader):
             out.fill(BACKGROUND_VALUE)
         if x0 >= x1 or y0 >= y1:
             return
-        tw, th = lv.tile_width, lv.tile_height
+        tw, th, across = lv.tile_width, lv.tile_height, lv.across
+        prefix = (self._key, level)
         with self.cache.lock:  # no cached tile is recycled while it is copied from
-            for ty in range(y0 // th, (y1 - 1) // th + 1):
-                sy0, sy1 = max(y0, ty * th), min(y1, (ty + 1) * th)
-                for tx in range(x0 // tw, (x1 - 1) // tw + 1):
-                    sx0, sx1 = max(x0, tx * tw), min(x1, (tx + 1) * tw)
-                    index = ty * lv.across + tx
-                    key = self._cache_key(level, index, factor)
-                    tile = self.cache.get(key)
+            peek = self.cache.peek
+            ty, sy = divmod(y0, th)
+            while y0 < y1:
+                rows = min(th - sy, y1 - y0)
+                tx, sx = divmod(x0, tw)
+                cx = x0
+                while cx < x1:
+                    cols = min(tw - sx, x1 - cx)
+                    index = ty * across + tx
+                    tile = peek((*prefix, index) if factor == 1 else (*prefix, index, factor))
                     if tile is None:  # evicted since planned (another thread, or a tiny cache)
                         self._ensure(level, [index], factor=factor)
-                        tile = self.cache.get(key)
-                    out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[  # type: ignore[index]
-                        sy0 - ty * th : sy1 - ty * th, sx0 - tx * tw : sx1 - tx * tw
-                    ]
+                        tile = peek(self._cache_key(level, index, factor))
+                    target = out[y0 - y : y0 - y + rows, cx - x : cx - x + cols]
+                    target[...] = tile[sy : sy + rows, sx : sx + cols]  # type: ignore[index]
+                    cx, tx, sx = cx + cols, tx + 1, 0
+                y0, ty, sy = y0 + rows, ty + 1, 0
 
     # -- SlideReader -----------------------------------------------------------------------
 

@@ -37,6 +37,10 @@ class TileCache:
                 self._tiles.move_to_end(key)
             return tile
 
+    def peek(self, key: Hashable) -> np.ndarray | None:
+        """The tile of ``key`` without touching the LRU order; call it holding ``lock``."""
+        return self._tiles.get(key)
+
     def __contains__(self, key: Hashable) -> bool:
         with self.lock:
             return key in self._tiles

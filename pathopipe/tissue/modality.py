@@ -27,7 +27,13 @@ _EXCITATION = re.compile(r"excitation\w*\s*=?\s*([^;|,]*)", re.IGNORECASE)
 
 
 def _brightness(image: np.ndarray) -> np.ndarray:
-    return image.max(axis=2) if image.ndim == 3 else image
+    if image.ndim != 3:
+        return image
+    # the channel maximum, pairwise: a reduction over the last axis of 3 is ~10x slower
+    brightest = np.maximum(image[..., 0], image[..., 1])
+    for channel in range(2, image.shape[2]):
+        np.maximum(brightest, image[..., channel], out=brightest)
+    return brightest
 
 
 def _metadata_hint(properties: Mapping[str, str]) -> str | None:

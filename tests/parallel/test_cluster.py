@@ -49,3 +49,12 @@ def test_job_environment_carries_the_same_settings_to_workers_started_elsewhere(
     done = subprocess.run([sys.executable, "-c", code], input=json.dumps(list(settings)), env=env,
                           capture_output=True, text=True, check=True)  # fmt: skip
     assert json.loads(done.stdout) == settings
+
+
+def test_dashboard_auto_is_decided_by_the_run_size() -> None:
+    auto = ClusterConfig()
+    assert auto.dashboard == "auto" and auto.wants_dashboard  # unresolved: on, as before
+    assert auto.for_slides(1).dashboard is False  # one slide: start ~0.3 s sooner
+    assert auto.for_slides(5).dashboard is True
+    assert ClusterConfig(dashboard=True).for_slides(1).dashboard is True  # a choice is kept
+    assert ClusterConfig(dashboard=False).for_slides(9).dashboard is False
