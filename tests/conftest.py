@@ -80,3 +80,10 @@ def dask_client():
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Caches pathopipe writes (resolved timm specs) go to a folder of this session, not ~/.cache."""
+    import tempfile
+
+    os.environ.setdefault("PATHOPIPE_CACHE", tempfile.mkdtemp(prefix="pathopipe-test-cache-"))

@@ -101,6 +101,17 @@ def start_progress(console_: Console, progress: bool, what: str) -> tuple[Any, A
     return started, holder
 
 
+def process_started() -> float | None:
+    """When this command's process started (epoch seconds): a run's start-up is counted from
+    there, interpreter and imports included."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:  # noqa: BLE001 - unknown: the run counts from its own start
+        return None
+
+
 def execute(progress: bool, what: str, go: Any) -> Any:
     """Run ``go(on_start, on_event)`` with the progress display; map errors to exit codes."""
     from pathopipe.output import RunLockedError

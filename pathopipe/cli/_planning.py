@@ -54,7 +54,10 @@ def plan(
         )
     if "predicted_wall_seconds" in result:
         console.print(
-            f"predicted: {result['predicted_wall_seconds']:,.0f} s from first task to last, "
+            f"predicted: {result['predicted_command_seconds']:,.1f} s for the command "
+            f"({result['predicted_wall_seconds']:,.1f} s from first task to last, "
+            f"{result['calibration']['command_startup_seconds']:,.1f} s start-up, "
+            f"{result['calibration']['command_shutdown_seconds']:,.1f} s shutdown), "
             f"{result['predicted_bytes'] / 1e6:,.1f} MB stored (calibration {calibration})",
             highlight=False,
         )

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from pathopipe.cli._common import ClusterOption, SetOption, app, execute, fail, report_records, setup_logging
+from pathopipe.cli._common import (
+    ClusterOption,
+    SetOption,
+    app,
+    execute,
+    fail,
+    process_started,
+    report_records,
+    setup_logging,
+)
 from pathopipe.output.layout import RunLayout
 
 
@@ -37,7 +46,8 @@ def tile(
 
     def go(on_start: Any, on_event: Any) -> Any:
         cfg = load_config(config, overrides, cluster_profile=cluster)
-        return tile_slides(inputs, out, cfg, force=force, on_start=on_start, on_event=on_event)
+        return tile_slides(inputs, out, cfg, force=force, on_start=on_start, on_event=on_event,
+                           started=process_started())  # fmt: skip
 
     report_records(execute(progress, out, go), RunLayout(out).manifest)
 
@@ -68,9 +78,8 @@ def run(
 
     def go(on_start: Any, on_event: Any) -> Any:
         cfg = load_config(workflow, list(set_ or []), cluster_profile=cluster)
-        return run_workflow(
-            slides, out, cfg, force=force, on_start=on_start, on_event=on_event, perf_report=perf_report
-        )
+        return run_workflow(slides, out, cfg, force=force, on_start=on_start, on_event=on_event,
+                            perf_report=perf_report, started=process_started())  # fmt: skip
 
     report_records(execute(progress, out, go), RunLayout(out).manifest)
 
@@ -149,9 +158,8 @@ def extract(
         cfg = load_config(config, overrides, cluster_profile=cluster, defaults=EXTRACT_DEFAULTS)
         if not cfg.features.models:
             raise fail("give the models: --model KEY (repeatable), or features.models in --config")
-        return extract_features(
-            out, extraction_settings(cfg), config=cfg, force=force, on_start=on_start, on_event=on_event
-        )
+        return extract_features(out, extraction_settings(cfg), config=cfg, force=force, on_start=on_start,
+                                on_event=on_event, started=process_started())  # fmt: skip
 
     result = execute(progress, "features", go)
     report_records(result, RunLayout(out).extraction_manifest([m["key"] for m in result.info["models"]]))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -64,7 +66,59 @@ def list_presets() -> dict[str, ModelSpec]:
     return {entry.name: entry.obj for entry in model_presets}
 
 
+def _spec_cache_file() -> Path | None:
+    """Where resolved ``timm/<name>`` specs are kept, per timm version (None without timm)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        timm_version = version("timm")
+    except PackageNotFoundError:
+        return None
+    root = os.environ.get("PATHOPIPE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pathopipe"
+    )
+    return Path(root, f"timm-{timm_version}-specs.json")
+
+
+def _cached_timm_spec(architecture: str) -> ModelSpec | None:
+    """The spec resolved by an earlier run with this timm version: reading timm's registry
+    means importing timm and torch, ~3 s that a run's driver otherwise spends before anything."""
+    path = _spec_cache_file()
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")).get(architecture) if path else None
+        return ModelSpec.model_validate(found) if found else None
+    except (OSError, ValueError):  # no cache yet, or a damaged one: resolve again
+        return None
+
+
+def _remember_timm_spec(architecture: str, spec: ModelSpec) -> None:
+    path = _spec_cache_file()
+    if path is None:
+        return
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet, or damaged: start afresh
+        known = {}
+    try:
+        known[architecture] = spec.model_dump(mode="json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(known, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(partial, path)
+    except (OSError, ValueError):  # a read-only home: resolve through timm every time
+        pass
+
+
 def _timm_spec(architecture: str) -> ModelSpec:
+    cached = _cached_timm_spec(architecture)
+    if cached is not None:
+        return cached
+    spec = _timm_registry_spec(architecture)
+    _remember_timm_spec(architecture, spec)
+    return spec
+
+
+def _timm_registry_spec(architecture: str) -> ModelSpec:
     import timm
     from timm.models import get_pretrained_cfg
 

@@ -114,6 +114,18 @@ class Measured:
         return result, metrics
 
 
+PHASE_ROLES = ("startup", "shutdown")  # rows of a run's own phases (stage "run"), not tasks
+
+
+def phase_rows(started: float, first_task: float, last_task: float, closed: float) -> list[TaskMetrics]:
+    """The run's start-up (its start to the first task's start) and shutdown (the last task's
+    end to the cluster closed) as metrics rows of stage ``run``, recorded by the driver."""
+    host, pid = socket.gethostname(), os.getpid()
+    spans = (("startup", started, first_task), ("shutdown", last_task, closed))
+    return [TaskMetrics(slide_id="", stage="run", role=role, start=start, end=end, host=host, pid=pid,
+                        peak_rss_bytes=_peak_rss()) for role, start, end in spans]  # fmt: skip
+
+
 def _slide_id(args: tuple[Any, ...]) -> str:
     first = args[0] if args else None
     job = getattr(first, "job", first)
@@ -215,8 +227,9 @@ def _schema(steps: list[str]) -> Any:
     return pa.schema(fields + [pa.field(f"step_{name}", pa.float64()) for name in steps])
 
 
-def read_metrics(path: str | Path, options: fileio.Options = None) -> Any:
-    """The metrics table as a pandas DataFrame (columns added since a run wrote it are 0)."""
+def read_metrics(path: str | Path, options: fileio.Options = None, *, phases: bool = False) -> Any:
+    """The task rows of the metrics table as a pandas DataFrame (columns added since a run wrote
+    it are 0); with ``phases``, the runs' start-up and shutdown rows (stage ``run``) instead."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -224,7 +237,8 @@ def read_metrics(path: str | Path, options: fileio.Options = None) -> Any:
     for name in LATER_COLUMNS:
         if name not in frame:
             frame[name] = 0
-    return frame
+    is_phase = frame["role"].isin(PHASE_ROLES)
+    return frame[is_phase if phases else ~is_phase].reset_index(drop=True)
 
 
 def task_core_seconds(rows: Any, on_gpu: bool) -> Any:

@@ -50,6 +50,9 @@ class SlideStage:
     ``plan.n_tiles`` counts tiles; ``work(plan, start, stop) -> result`` with ``result.n_tiles``;
     ``finish(plan, results) -> dict`` with ``n_tiles``, ``bytes`` and ``warnings``;
     ``status(job) -> StoreStatus`` of the stage's output, and ``size(job) -> bytes`` of it.
+    ``warm()``, when given, runs on every worker that can take the stage's tasks as the run
+    starts, and returns at once: it starts what the first task would otherwise wait for (a
+    model build) in the background.
     """
 
     name: str
@@ -60,6 +63,7 @@ class SlideStage:
     status: Callable[[SlideJob], StoreStatus]
     size: Callable[[SlideJob], int]
     resources: dict[str, float] | None = None  # Dask resources of prepare and work tasks, e.g. {"GPU": 1}
+    warm: Callable[[], Any] | None = None
 
 
 def _describe(exc: BaseException) -> str:

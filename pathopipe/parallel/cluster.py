@@ -20,6 +20,8 @@ from pathopipe.errors import BackendUnavailableError, ConfigError
 if TYPE_CHECKING:
     from pathopipe.config import ClusterConfig
 
+WORKER_SETUP = "pathopipe.parallel._worker_setup"  # the preload of workers pathopipe starts
+
 
 def worker_environment() -> dict[str, str]:
     """Dask's pre-spawn environment for workers, without ``MALLOC_TRIM_THRESHOLD_``.
@@ -79,8 +81,10 @@ def _scheduler_config(config: ClusterConfig) -> dict[str, Any]:
 @contextmanager
 def _serve(make_cluster: Callable[..., Any], config: ClusterConfig, **options: Any) -> Iterator[Client]:
     """Start a local cluster class on loopback with pathopipe's worker settings; yield a client."""
-    # kept set while the cluster lives, so that restarted workers get the same environment
-    with dask.config.set(_scheduler_config(config)):
+    # kept set while the cluster lives, so that restarted workers get the same environment;
+    # the workers preload pathopipe's set-up (warm imports, a quick exit)
+    preload = [*(dask.config.get("distributed.worker.preload", default=None) or []), WORKER_SETUP]
+    with dask.config.set({**_scheduler_config(config), "distributed.worker.preload": preload}):
         cluster = make_cluster(
             threads_per_worker=config.threads_per_worker,
             host="127.0.0.1",

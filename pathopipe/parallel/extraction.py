@@ -19,7 +19,7 @@ from pathopipe.output import environment_info
 from pathopipe.output.layout import RunLayout
 from pathopipe.parallel._driver import ProgressEvent
 from pathopipe.parallel.run import RunResult, run_stage_on_out
-from pathopipe.parallel.stages import extraction_stage
+from pathopipe.parallel.stages import MODEL_MODULES, extraction_stage
 from pathopipe.stages.tiling import SlideJob
 from pathopipe.store.layout import metadata_path
 
@@ -66,6 +66,7 @@ def extract_features(
     force: bool = False,
     on_event: Callable[[ProgressEvent], None] | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    started: float | None = None,
 ) -> RunResult:
     """Compute the features of one model, or of several in one pass, for every slide in ``out``
     (a folder or a URL), on ``client`` or on the cluster ``config.cluster`` describes (started
@@ -74,6 +75,7 @@ def extract_features(
     Records go to ``OUT/features-<key>[+<key>...].csv``, the run to ``OUT/extract-<keys>.json``.
     ``settings`` come from a configuration's ``features:`` section through
     :func:`pathopipe.features.settings.extraction_settings` (or are made directly).
+    ``started``: when the command running it started (default now), as in ``run_workflow``.
     """
     config = config or RunConfig()
     storage_options = config.storage.options
@@ -91,7 +93,7 @@ def extract_features(
         "models": [m.model.model_dump(mode="json") for m in models],
         "settings": [{k: v for k, v in vars(m).items() if k != "model"} for m in models],
         "config_hash": stage.config_hash,
-        "started": time.time(),
+        "started": started or time.time(),
         "slides": len(jobs),
         **environment_info(),
     }
@@ -101,5 +103,5 @@ def extract_features(
         run_json=layout.extraction_run_json(keys), manifest=layout.extraction_manifest(keys),
         client=client, cluster=chosen,
         force=force, on_event=on_event, on_start=on_start, storage_options=storage_options,
-        lease_seconds=config.storage.lock_lease_s,
+        lease_seconds=config.storage.lock_lease_s, warm=MODEL_MODULES,
     )  # fmt: skip

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask
 from distributed import Client
 
 from pathopipe import fileio
@@ -19,11 +20,13 @@ from pathopipe.discovery import find_slide_entries
 from pathopipe.ids import assign_ids
 from pathopipe.output import SlideRecord, run_lock, write_run_json
 from pathopipe.output.layout import RunLayout
+from pathopipe.output.metrics import phase_rows
 from pathopipe.output.runinfo import host_facts
-from pathopipe.parallel._driver import ProgressEvent, SlideStage, run_slides
+from pathopipe.parallel._driver import ProgressEvent, SlideRun, SlideStage
+from pathopipe.parallel._worker_setup import WARM_MODULES_KEY
 from pathopipe.parallel.cluster import dashboard_link, start_cluster
 from pathopipe.regions import find_annotations
-from pathopipe.stages import warm_up
+from pathopipe.stages import WARM_MODULES, warm_up
 from pathopipe.stages.tiling import SlideJob
 
 
@@ -131,6 +134,40 @@ def _performance_report(out: str | Path, options: fileio.Options, *, enabled: bo
                     fileio.write_bytes(target, fh.read(), options)
 
 
+def _record_end(
+    ended: list[SlideRun], info: dict[str, Any], run_json: str | Path, options: fileio.Options
+) -> None:
+    """The run's end in run.json: when it finished (cluster closed), its start-up (its start to
+    the first task) and shutdown (the last task's end to the cluster closed), also as phase rows
+    of the metrics. A run that failed or was interrupted keeps what run.json had."""
+    if not ended:
+        return
+    closed = time.time()
+    info |= {"finished": closed, "seconds": closed - info["started"]}
+    writer = ended[0].writer
+    if writer.task_rows:
+        first = min(row.start for row in writer.task_rows)
+        last = max(row.end for row in writer.task_rows)
+        info |= {"startup_seconds": first - info["started"], "shutdown_seconds": closed - last}
+        writer.task_rows += phase_rows(info["started"], first, last, closed)
+        writer.save(flush=True)
+    write_run_json(run_json, info, options)
+
+
+def warm_stages(client: Client, stages: Sequence[SlideStage]) -> None:
+    """Start each stage's ``warm`` (a model build) on the workers that can take its tasks,
+    without waiting: it overlaps the earlier stages' first tasks."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    for stage in stages:
+        if stage.warm is None:
+            continue
+        needed = stage.resources or {}
+        able = [address for address, w in workers.items()
+                if all(w.get("resources", {}).get(k, 0) >= v for k, v in needed.items())]  # fmt: skip
+        if able:
+            client.run(stage.warm, workers=able)  # returns at once: the work runs in the background
+
+
 StageBuilder = Callable[[Client], "SlideStage | list[SlideStage]"]
 
 
@@ -150,6 +187,7 @@ def run_stage_on_out(
     storage_options: fileio.Options = None,
     lease_seconds: float = 60.0,
     perf_report: bool = False,
+    warm: Sequence[str] = (),
 ) -> RunResult:
     """Run the stage(s) over ``jobs`` holding the lock on ``out``, on ``client`` or on the cluster
     ``cluster`` describes (started through the cluster registry); ``info`` (plus cluster, times,
@@ -159,14 +197,20 @@ def run_stage_on_out(
     ``out`` may be a URL (``s3://...``): ``storage_options`` reach it (never written anywhere), and
     the run lock there is a lease of ``lease_seconds``.
     ``perf_report``: also save Dask's performance report of the run as
-    ``OUT/report/dask-performance.html``.
+    ``OUT/report/dask-performance.html``. ``warm``: modules the workers of a cluster started
+    here import in the background as they start (torch and timm for a run with features).
     """
     with ExitStack() as stack:
         stack.enter_context(run_lock(out, storage_options, lease_seconds=lease_seconds))
         write_run_json(run_json, info, storage_options)
+        ended: list[SlideRun] = []  # the run, once it has ended without an error
+        # after the cluster has closed and before the lock is released: the run's end and its
+        # start-up and shutdown, in run.json and as the metrics' phase rows
+        stack.callback(_record_end, ended, info, run_json, storage_options)
         if client is None:
             cluster = cluster.for_slides(len(jobs))
-            client = stack.enter_context(start_cluster(cluster))
+            with dask.config.set({WARM_MODULES_KEY: [*WARM_MODULES, *warm]}):  # read as nannies start
+                client = stack.enter_context(start_cluster(cluster))
             kind, dashboard = cluster.kind, cluster.wants_dashboard
         else:
             kind, dashboard = "external", True
@@ -174,18 +218,16 @@ def run_stage_on_out(
         client.run(warm_up)  # module imports: a start-up cost, not the first slides' (see stages)
         stages = stage(client) if callable(stage) else stage
         info["stages"] = [s.name for s in stages] if isinstance(stages, list) else [stages.name]
+        warm_stages(client, stages if isinstance(stages, list) else [stages])
         write_run_json(run_json, info, storage_options)
         if on_start:
             on_start(info)
+        run = SlideRun(client, jobs, stages, manifest=manifest, force=force, on_event=on_event,
+                       metrics=RunLayout(out).metrics, storage_options=storage_options)  # fmt: skip
         with _performance_report(out, storage_options, enabled=perf_report):
-            records = run_slides(
-                client, jobs, stages, manifest=manifest, force=force, on_event=on_event,
-                metrics=RunLayout(out).metrics, storage_options=storage_options,
-            )  # fmt: skip
-        finished = time.time()
-        info |= {"finished": finished, "seconds": finished - info["started"]}
+            records = run.run()
         info["status_counts"] = {
             s: sum(r.status == s for r in records) for s in ("done", "skipped", "failed")
         }
-        write_run_json(run_json, info, storage_options)
+        ended.append(run)
     return RunResult(out=out if fileio.is_url(out) else Path(out), records=records, info=info)

@@ -9,6 +9,7 @@ from pathopipe import fileio
 from pathopipe.config import RunConfig
 from pathopipe.features.settings import ExtractionSettings
 from pathopipe.parallel._driver import SlideStage
+from pathopipe.stages._batches import prebuild_extractors
 from pathopipe.stages.extraction import (
     combined_hash,
     extract_rows,
@@ -26,7 +27,10 @@ from pathopipe.stages.tiling import (
 )
 from pathopipe.store.layout import feature_group
 
-__all__ = ["extraction_stage", "tiling_stage"]
+__all__ = ["MODEL_MODULES", "extraction_stage", "tiling_stage"]
+
+# what feature extraction imports in a worker (~3 s on a CPU): warmed as workers start
+MODEL_MODULES = ("torch", "timm", "pathopipe.features._extractor", "pathopipe.stages.extraction")
 
 
 def tiling_stage(config: RunConfig, chash: str) -> SlideStage:
@@ -58,4 +62,5 @@ def extraction_stage(models: tuple[ExtractionSettings, ...], *, force: bool = Fa
         status=partial(features_status, models=models),
         size=partial(_features_bytes, keys=keys),
         resources={"GPU": 1} if any(m.needs_gpu_resource() for m in models) else None,
+        warm=partial(prebuild_extractors, models),
     )

@@ -22,7 +22,7 @@ from pathopipe.output import environment_info
 from pathopipe.output.layout import RunLayout
 from pathopipe.parallel._driver import ProgressEvent, SlideStage, offered_resources
 from pathopipe.parallel.run import RunResult, plan_jobs, run_stage_on_out
-from pathopipe.parallel.stages import extraction_stage, tiling_stage
+from pathopipe.parallel.stages import MODEL_MODULES, extraction_stage, tiling_stage
 
 __all__ = ["run_workflow", "tile_slides"]
 
@@ -37,10 +37,13 @@ def run_workflow(
     on_event: Callable[[ProgressEvent], None] | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
     perf_report: bool = False,
+    started: float | None = None,
 ) -> RunResult:
     """Tile every slide into ``out/slides/<id>.zarr`` and, when ``config.features.models`` is
     set, extract their features, on ``client`` or the cluster ``config.cluster`` describes
     (``perf_report``: Dask's performance report to ``OUT/report/dask-performance.html``).
+    ``started``: when the command running it started (epoch seconds; default now), the origin
+    of the run's recorded start-up.
 
     Rerunning skips what is complete for the same configuration and redoes the rest; the
     manifest (``OUT/manifest.csv``) and ``OUT/run.json`` record the run.
@@ -72,7 +75,7 @@ def run_workflow(
         "command": redact(sys.argv),  # never a credential given with --set storage.options...
         "config": config.model_dump(mode="json"),
         "config_hash": chash,
-        "started": time.time(),
+        "started": started or time.time(),
         "slides": len(jobs),
         **environment_info(),
     }
@@ -81,6 +84,7 @@ def run_workflow(
         run_json=RunLayout(out).run_json, manifest=RunLayout(out).manifest, client=client, cluster=cluster,
         force=force, on_event=on_event, on_start=on_start, storage_options=options,
         lease_seconds=config.storage.lock_lease_s, perf_report=perf_report,
+        warm=MODEL_MODULES if config.features.models else (),
     )  # fmt: skip
 
 
@@ -93,11 +97,19 @@ def tile_slides(
     force: bool = False,
     on_event: Callable[[ProgressEvent], None] | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    started: float | None = None,
 ) -> RunResult:
     """Tile every slide in ``inputs`` into ``out/slides/<slide_id>.zarr`` (the workflow without
     its ``features:``), on ``client`` or the cluster ``config.cluster`` describes."""
     config = config or RunConfig()
     tiles_only = config.model_copy(update={"features": FeaturesConfig()})
     return run_workflow(
-        inputs, out, tiles_only, client=client, force=force, on_event=on_event, on_start=on_start
+        inputs,
+        out,
+        tiles_only,
+        client=client,
+        force=force,
+        on_event=on_event,
+        on_start=on_start,
+        started=started,
     )

@@ -196,6 +196,10 @@ class Calibration:
     unexplained_seconds: float = 0.0  # the calibration's measured span - its simulated span
     startup_stage: str | None = None  # the stage whose first prepare on a worker builds the models
     store: dict[str, Any] = field(default_factory=dict)  # the run's store settings (its shard sizes)
+    # the calibration command's own fixed costs (run.json; 0 for runs recorded before them):
+    # its start to the first task (interpreter, imports, cluster), the last task to the end
+    command_startup_seconds: float = 0.0
+    command_shutdown_seconds: float = 0.0
 
     def shard_size(self, n_tiles: int) -> int:
         """Tiles per work task for a slide of ``n_tiles`` tiles, as the calibration run laid them out."""
@@ -224,6 +228,8 @@ class Calibration:
             "unexplained_seconds": self.unexplained_seconds,
             "startup_stage": self.startup_stage,
             "store": self.store,
+            "command_startup_seconds": self.command_startup_seconds,
+            "command_shutdown_seconds": self.command_shutdown_seconds,
         }
 
 
@@ -300,6 +306,8 @@ def calibrate(out: str | Path) -> Calibration:
         unexplained_seconds=max(0.0, span - simulated),
         startup_stage=startup_stage,
         store=dict(run.get("config", {}).get("store", {})),
+        command_startup_seconds=float(run.get("startup_seconds") or 0.0),
+        command_shutdown_seconds=float(run.get("shutdown_seconds") or 0.0),
     )
 
 
@@ -342,12 +350,14 @@ def forecast(
     opens = {i: m.open_seconds for i, m in enumerate(calibration.stages.values()) if m.open_seconds}
     simulated = simulate_span(laid_out, slots, first, opens)
     wall = simulated + calibration.unexplained_seconds if slots else None
+    fixed = calibration.command_startup_seconds + calibration.command_shutdown_seconds
     return {
         "slides": len(counts),
         "tiles": sum(tiles),
         "tiles_per_slide": tiles,
         "predicted_slot_seconds": per_stage,
         "predicted_wall_seconds": wall,
+        "predicted_command_seconds": wall + fixed if wall is not None else None,
         "predicted_bytes": float(sum(calibration.bytes(t) for t in tiles)),
         "slots": slots,
         "calibration": calibration.to_dict(),
@@ -356,5 +366,7 @@ def forecast(
         "tiles) + each work task (e + f x task tiles, + o for a slot's first task of the slide); wall = the "
         "span of those tasks list-scheduled on the "
         "slots as the driver submits them (a slot's first prepare of the model stage also builds the models) "
-        "+ the calibration's measured span less its own simulated span; bytes = sum of (g + h x tiles)",
+        "+ the calibration's measured span less its own simulated span; command = wall + the calibration "
+        "command's start-up (start to first task) and shutdown (last task to end); bytes = sum of (g + h x "
+        "tiles)",
     }

@@ -109,6 +109,8 @@ LABELS: dict[str, Label] = {
     "run.status_counts.skipped": Label("Slides skipped (already complete)", "slides"),
     "run.status_counts.failed": Label("Slides failed", "slides"),
     "run.wall_seconds": Label("Wall time, first task to last", "s"),
+    "run.startup_seconds": Label("Command start-up: start to first task (imports, cluster)", "s"),
+    "run.shutdown_seconds": Label("Command shutdown: last task to cluster closed", "s"),
     "run.workers": Label("Worker processes", "workers"),
     "run.threads": Label("Task slots (worker threads)", "slots"),
     "run.gpus": Label("GPUs", "GPUs"),

@@ -276,6 +276,8 @@ def run_facts(out: str, options: fileio.Options = None) -> dict[str, Any]:
             "slides": run.get("slides"),
             "status_counts": {s: sum(r.status == s for r in records) for s in ("done", "skipped", "failed")},
             "wall_seconds": span,
+            "startup_seconds": run.get("startup_seconds"),  # the command's, before its first task
+            "shutdown_seconds": run.get("shutdown_seconds"),  # after its last task
             "workers": cluster.get("workers"),
             "threads": cluster.get("threads"),
             "gpus": cluster.get("gpus"),

@@ -76,6 +76,8 @@ def _run(summary: dict[str, Any], plots: dict[str, str], files: dict[str, str]) 
         ("run", "slides"),
         *(("run", "status_counts", s) for s in ("done", "skipped", "failed")),
         ("run", "wall_seconds"),
+        ("run", "startup_seconds"),
+        ("run", "shutdown_seconds"),
         ("run", "workers"),
         ("run", "threads"),
         ("run", "gpus"),

@@ -5,7 +5,9 @@ All of it is kept in :mod:`pathopipe._process`."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
@@ -15,12 +17,15 @@ import numpy as np
 from pathopipe._process import process_dict, thread_dict
 from pathopipe.features.settings import ExtractionSettings
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "auto_decode_threads",
     "batch_buffers",
     "decode_threads",
     "get_extractor",
     "get_extractors",
+    "prebuild_extractors",
     "prefetch_pool",
     "task_batches",
 ]
@@ -31,7 +36,30 @@ def _cache_key(settings: ExtractionSettings) -> str:
 
 
 def get_extractors(models: tuple[ExtractionSettings, ...]) -> list[Any]:
-    """The extractors for ``models``, each built once per process; others are released."""
+    """The extractors for ``models``, each built once per process; others are released. A
+    build in progress (another task thread, :func:`prebuild_extractors`) is waited for."""
+    with _building:
+        return _get_extractors(models)
+
+
+_building = threading.Lock()  # one build at a time in a process: threads wait, never build twice
+
+
+def prebuild_extractors(models: tuple[ExtractionSettings, ...]) -> None:
+    """Start building ``models`` on a background thread of this worker and return at once, so
+    that the imports and the build overlap the slides' tiling; a failure is left for the first
+    task needing the models to raise."""
+
+    def build() -> None:
+        try:
+            get_extractors(models)
+        except Exception as err:  # noqa: BLE001 - the tasks build again and report it
+            logger.debug("background build of %s failed: %s", [m.model.key for m in models], err)
+
+    threading.Thread(target=build, name="pathopipe-model-build", daemon=True).start()
+
+
+def _get_extractors(models: tuple[ExtractionSettings, ...]) -> list[Any]:
     wanted = [_cache_key(settings) for settings in models]
     built = process_dict("extractors")  # settings -> FeatureExtractor
     for key in list(built):

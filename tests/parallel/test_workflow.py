@@ -3,6 +3,7 @@ resume after a killed client, a killed worker, the run lock, ``pathopipe status`
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -328,6 +329,17 @@ def test_metrics_record_every_task_with_steps(cohort, tmp_path, dask_client):
     assert shards["bytes_written"].sum() == stores  # every shard file, as written
     prepares = table[(table["stage"] == "tiles") & (table["role"] == "prepare")]
     assert (prepares["step_tissue"] > 0).all() and (table["peak_rss_bytes"] > 10e6).all()
+    # the run's own start-up and shutdown: phase rows beside the tasks, and in run.json
+    phases = read_metrics(out / "metrics.parquet", phases=True)
+    assert list(phases["role"]) == ["startup", "shutdown"] and set(phases["stage"]) == {"run"}
+    assert phases["end"].iloc[0] == pytest.approx(table["start"].min())  # start-up ends at the first task
+    assert phases["start"].iloc[1] == pytest.approx(table["end"].max())  # shutdown starts at the last
+    run = json.loads((out / "run.json").read_text())
+    assert run["startup_seconds"] == pytest.approx(phases["seconds"].iloc[0]) and run["startup_seconds"] > 0
+    assert (
+        run["shutdown_seconds"] == pytest.approx(phases["seconds"].iloc[1]) and run["shutdown_seconds"] >= 0
+    )
+    assert run["finished"] == pytest.approx(phases["end"].iloc[1])
     run_workflow(slides, out, load_config(_workflow(tmp_path)), client=dask_client, force=True)
     again = read_metrics(out / "metrics.parquet")
     assert again["run_id"].nunique() == 2 and len(again) == 2 * len(table)

@@ -86,6 +86,9 @@ def test_plan_counts_tiles_and_forecasts_from_a_calibration(tmp_path, dask_clien
     assert busy / 2 <= simulated + 1e-9 and simulated <= busy + 1e-9  # between perfect packing and serial
     expected_wall = simulated + calibration.unexplained_seconds
     assert planned["predicted_wall_seconds"] == pytest.approx(expected_wall)
+    fixed = calibration.command_startup_seconds + calibration.command_shutdown_seconds
+    assert calibration.command_startup_seconds > 0  # recorded by the calibration run
+    assert planned["predicted_command_seconds"] == pytest.approx(expected_wall + fixed)
     shown = CliRunner().invoke(app, ["plan", str(tmp_path / "wf.yaml"), "--slides", str(tmp_path / "new"),
                                      "--json"])  # fmt: skip
     assert shown.exit_code == 2 and "config file not found" in shown.output
