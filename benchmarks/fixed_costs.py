@@ -20,6 +20,10 @@ Every figure is wall-clock seconds on this machine, median of ``--repeat``; the 
 taken within the run.
 
     .venv/bin/python benchmarks/fixed_costs.py --repeat 3 --json benchmarks/results/fixed-costs-DATE.json
+
+``--plan-check``: instead, ``pathopipe plan``'s forecast of a small batch's whole command (3
+generated slides, tiles + resnet18, calibrated on a ``pathopipe run`` of 3 others) against
+the command's measured wall time.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ def phases(metrics: Path, t0: float, wall: float, stage: str | None = None) -> d
     """Start-up, model build, prepare and shutdown of one command, from its metrics."""
     m = pd.read_parquet(metrics)
     m = m[m["run_id"] == m.sort_values("start")["run_id"].iloc[-1]]  # this command's run
+    recorded = m[m["role"].isin(["startup", "shutdown"])].set_index("role")["seconds"]
+    m = m[~m["role"].isin(["startup", "shutdown"])]  # its tasks
     work = m if stage is None else m[m["stage"] == stage]
     out = {
         "wall": wall,
@@ -78,6 +84,8 @@ def phases(metrics: Path, t0: float, wall: float, stage: str | None = None) -> d
         out["slide_prepare"] = float(tiles_prepare["seconds"].sum())
     if "step_model_build" in m:
         out["model_build"] = float(m["step_model_build"].fillna(0).sum())
+    for role, seconds in recorded.items():  # what the run recorded of itself (run.json, metrics)
+        out[f"recorded_{role}"] = float(seconds)
     return out
 
 
@@ -119,6 +127,39 @@ def slide_geometry(slide: Path, workdir: Path, extra: list[str]) -> tuple[Path, 
     return coords_file, geometry
 
 
+def plan_check(workdir: Path, extra: list[str]) -> dict:
+    """``pathopipe plan``'s forecast of a small batch's command, start-up and shutdown included,
+    against the command: calibrate with ``pathopipe run`` on 3 generated slides, plan 3 others
+    (``plan --json --calibration``), then run them and time the whole command."""
+    folders = {}
+    for name, sizes, seed in (("calibration", [(6000, 4500), (9000, 6000), (12000, 8000)], 31),
+                              ("target", [(7000, 5000), (10000, 7000), (11000, 9000)], 41)):  # fmt: skip
+        folders[name] = workdir / name
+        folders[name].mkdir()
+        for i, (w, h) in enumerate(sizes):
+            slide = cached_slide(f"plan-{name}-{w}x{h}.svs", width=w, height=h, seed=seed + i, tile_size=240)
+            (folders[name] / slide.name).symlink_to(slide)
+    workflow = workdir / "workflow.yaml"
+    workflow.write_text(WORKFLOW)
+    timed(pathopipe("run", str(workflow), "--slides", str(folders["calibration"]), "--out",
+                    str(workdir / "calibration-out"), *extra))  # fmt: skip
+    planned = subprocess.run(
+        [sys.executable, "-m", "pathopipe", "plan", str(workflow), "--slides", str(folders["target"]),
+         "--calibration", str(workdir / "calibration-out"), "--json", *extra],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    forecast = json.loads(planned.stdout)
+    _, wall = timed(pathopipe("run", str(workflow), "--slides", str(folders["target"]), "--out",
+                              str(workdir / "target-out"), *extra))  # fmt: skip
+    run = json.loads((workdir / "target-out" / "run.json").read_text())
+    predicted = forecast["predicted_command_seconds"]
+    return {"tiles": forecast["tiles"], "predicted_command_seconds": predicted,
+            "predicted_wall_seconds": forecast["predicted_wall_seconds"], "measured_command_seconds": wall,
+            "measured_startup_seconds": run.get("startup_seconds"),
+            "measured_shutdown_seconds": run.get("shutdown_seconds"),
+            "error": predicted / wall - 1}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -126,9 +167,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, help="cluster.n_workers (default: pathopipe's own)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--plan-check", action="store_true", help="only check plan's forecast of a command")
     args = parser.parse_args()
     extra = ["--set", f"cluster.n_workers={args.workers}"] if args.workers else []
 
+    if args.plan_check:
+        with tempfile.TemporaryDirectory(prefix="pathopipe-plan-") as folder:
+            checked = plan_check(Path(folder), extra)
+        print(json.dumps(checked, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(checked, indent=2))
+        return
     slides = {"mid-size 12000x10000 (240 px tiles)": cached_slide(
         "fixed-12000x10000-t240.svs", width=12_000, height=10_000, seed=7, tile_size=240)}  # fmt: skip
     if REAL_SLIDE.exists():
