@@ -93,6 +93,7 @@ def pipeline(
 ) -> tuple[float, float]:
     settings = ExtractionSettings(
         model=resolve_model(name),
+        weights="random",
         device=device,
         precision=precision,  # type: ignore[arg-type]
         batch_size=batch,

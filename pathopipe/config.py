@@ -232,9 +232,7 @@ class ClusterConfig(_Model):
     threads_per_worker: int = Field(1, ge=1, le=256)
     memory_limit: str = Field("auto", description="per-worker memory limit, e.g. '4GiB' or 'auto'")
     dashboard: bool | Literal["auto"] = Field(
-        "auto",
-        description="serve the Dask dashboard on a free loopback port (auto: for runs of more than one "
-        "slide; starting it costs a one-slide run ~0.3 s)",
+        "auto", description="serve the Dask dashboard on a loopback port (auto: for runs of over one slide)"
     )
     profile: bool = Field(
         False,
@@ -279,7 +277,9 @@ class FeaturesConfig(_Model):
     models: list[str] = Field(
         default_factory=list, description="preset keys or timm/<name>; all run in one pass over the tiles"
     )
-    weights: str = Field("random", description="random, pretrained (local hub cache) or a file path")
+    weights: str = Field(
+        "pretrained", description="pretrained (local hub cache, never downloaded), random or a file"
+    )
     seed: int = Field(0, ge=0, description="seed of random weights")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision")
     dtype: Literal["float16", "float32"] = Field("float16", description="stored feature dtype")

@@ -61,7 +61,7 @@ print(work.groupby(["stage", "device", "pid"]).size().to_string())
 PY
 kill %1 %2 %3 2>/dev/null || true
 echo "== 3. pathopipe extract --device cuda on a local dask-cuda cluster"
-$PY -m pathopipe extract "$work/out" --model timm/resnet50 --device cuda --precision bf16 --batch-size 256 \
+$PY -m pathopipe extract "$work/out" --model timm/resnet50 --weights random --device cuda --precision bf16 --batch-size 256 \
   --no-progress || rc=$?
 cp "$work/out/features-timm-resnet50.csv" "$RESULTS/gpu-extract-local-cuda.csv" 2>/dev/null || true
 exit $rc

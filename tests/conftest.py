@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -80,10 +81,5 @@ def dask_client():
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Caches pathopipe writes (resolved timm specs) go to a folder of this session, not ~/.cache."""
-    import tempfile
-
+    # caches pathopipe writes (resolved timm specs) go to a folder of this session, not ~/.cache
     os.environ.setdefault("PATHOPIPE_CACHE", tempfile.mkdtemp(prefix="pathopipe-test-cache-"))

@@ -46,6 +46,9 @@ def status(
             f"{st.elapsed:,.0f} s{rate}; stages: {', '.join(st.stages) or '-'}",
             highlight=False,
         )
+    for model in st.random_weights:
+        console.print(f"  [yellow]random weights[/yellow]: the features of {model} are not the model's "
+                      "(computed with --weights random)", highlight=False)  # fmt: skip
     for r in st.failed:
         console.print(f"  [red]failed[/red] {r.slide_id} ({r.stage}): {escape(r.error)}", highlight=False)
     if st.state == "interrupted":

@@ -44,8 +44,18 @@ def hub_cache_dir() -> str:
     return str(constants.HF_HUB_CACHE)
 
 
-def cached_pretrained_file(hub_id: str | None, model_name: str) -> Path:
-    """The weights file of ``hub_id`` in the local Hugging Face cache, or a clear error."""
+def cached_file_sha256(path: Path) -> str:
+    """The sha256 of a file in the Hugging Face cache: the name of the blob it links to (large
+    files are stored under their sha256), else computed."""
+    blob = Path(os.path.realpath(path)).name
+    if len(blob) == 64 and all(c in "0123456789abcdef" for c in blob):
+        return blob
+    return sha256_file(path)
+
+
+def cached_pretrained_file(hub_id: str | None, model_name: str, licence: str = "") -> Path:
+    """The weights file of ``hub_id`` in the local Hugging Face cache, or a clear error naming
+    the hub id, the cache, the command that downloads it and the model's licence."""
     if not hub_id:
         raise WeightsError(
             f"model {model_name!r} has no pretrained weights source; use --weights random or "
@@ -57,11 +67,13 @@ def cached_pretrained_file(hub_id: str | None, model_name: str) -> Path:
         found = try_to_load_from_cache(hub_id, filename)
         if isinstance(found, str) and os.path.exists(found):
             return Path(found)
+    terms = f" (licence: {licence})" if licence and licence != "-" else ""
     raise WeightsError(
         f"pretrained weights for model {model_name!r} ({hub_id}) are not in the Hugging Face cache "
         f"{hub_cache_dir()} and pathopipe does not download at run time. Download them where there "
-        f"is network (`huggingface-cli download {hub_id}`, after accepting the model's licence if it "
-        "is gated) and copy the cache (or set HF_HUB_CACHE), or pass --weights /path/to/file"
+        f"is network with `huggingface-cli download {hub_id}`, after accepting the model's terms on "
+        f"https://huggingface.co/{hub_id} if it is gated{terms}, and copy the cache here (or set "
+        "HF_HUB_CACHE); or pass --weights /path/to/file, or --weights random for random weights"
     )
 
 

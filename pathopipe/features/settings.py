@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pathopipe.errors import ConfigError
 from pathopipe.features._spec import ModelSpec, resolve_model
-from pathopipe.features._weights import cached_pretrained_file, sha256_file
+from pathopipe.features._weights import cached_file_sha256, cached_pretrained_file, sha256_file
 
 if TYPE_CHECKING:
     from pathopipe.config import RunConfig
@@ -25,7 +25,7 @@ class ExtractionSettings:
     """What to compute (model, weights, precision, dtype) and how (batch, device, threads)."""
 
     model: ModelSpec
-    weights: str = "random"  # "random", "pretrained" or a file path
+    weights: str = "pretrained"  # "pretrained" (the hub cache), "random" (asked for) or a file path
     seed: int = 0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     feature_dtype: Literal["float16", "float32"] = "float16"
@@ -44,7 +44,8 @@ class ExtractionSettings:
         """Hash of everything that changes the feature values (not batch size or device)."""
         identity = {
             "model": self.model.model_dump(mode="json"),
-            "weights": self.weights if self.weights in ("random", "pretrained") else self.weights_sha256,
+            # pretrained weights and files by their sha256: other weights never mix with old features
+            "weights": "random" if self.weights == "random" else self.weights_sha256,
             "seed": self.seed if self.weights == "random" else None,
             "precision": self.precision,
             "feature_dtype": self.feature_dtype,
@@ -93,8 +94,14 @@ def check_settings(settings: ExtractionSettings, *, local: bool) -> ExtractionSe
         from pathopipe.features._extractor import resolve_device
 
         settings = replace(settings, device=resolve_device("auto"))
+    if settings.model.architecture == "noop":  # no parameters: nothing to load
+        return replace(settings, weights="random")
     if settings.weights == "pretrained":
-        cached_pretrained_file(settings.model.pretrained_hub_id, settings.model.key)
+        found = cached_pretrained_file(
+            settings.model.pretrained_hub_id, settings.model.key, settings.model.licence
+        )
+        if settings.weights_sha256 is None:
+            settings = replace(settings, weights_sha256=cached_file_sha256(found))
     elif settings.weights != "random":
         if not Path(settings.weights).is_file():
             raise ConfigError(

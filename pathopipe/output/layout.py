@@ -119,3 +119,8 @@ class RunLayout:
     def extraction_run_json(self, keys: Sequence[str]) -> str:
         """``pathopipe extract``'s run facts: ``OUT/extract-<key>[+<key>...].json``."""
         return self.path(f"extract-{'+'.join(keys)}.json")
+
+    @staticmethod
+    def is_extraction_run_json(name: str) -> bool:
+        """Whether a file name in ``OUT`` is one of ``pathopipe extract``'s run facts."""
+        return name.startswith("extract-") and name.endswith(".json")

@@ -34,6 +34,7 @@ class RunStatus:
     stages: list[str] = field(default_factory=list)
     owner: dict[str, Any] | None = None  # the lock holder, while running
     failed: list[SlideRecord] = field(default_factory=list)
+    random_weights: list[str] = field(default_factory=list)  # models whose features are not the model's
 
     @property
     def elapsed(self) -> float | None:
@@ -55,6 +56,7 @@ class RunStatus:
             "stages": self.stages,
             "lock_owner": self.owner,
             "failed": [{"slide_id": r.slide_id, "stage": r.stage, "error": r.error} for r in self.failed],
+            "random_weights": self.random_weights,
         }
 
 
@@ -91,7 +93,27 @@ def run_status(out: str | Path, options: fileio.Options = None) -> RunStatus:
         stages=list(info.get("stages", [])),
         owner=owner,
         failed=[r for r in records if r.status == "failed"],
+        random_weights=random_weight_models(out, info, options),
     )
+
+
+def random_weight_models(out: str | Path, info: dict[str, Any], options: fileio.Options) -> list[str]:
+    """Models whose features in ``out`` were computed with random weights (asked for with
+    ``--weights random``): from the run's configuration and each ``pathopipe extract``'s facts."""
+    found: set[str] = set()
+    features = info.get("config", {}).get("features", {})
+    if features.get("weights") == "random":
+        found |= {str(m) for m in features.get("models", [])}
+    for name in fileio.list_names(out, options):
+        if RunLayout.is_extraction_run_json(name):
+            try:
+                facts = json.loads(fileio.read_bytes(fileio.join(out, name), options))
+            except (OSError, ValueError):
+                continue
+            for model, settings in zip(facts.get("models", []), facts.get("settings", []), strict=False):
+                if settings.get("weights") == "random":
+                    found.add(str(model.get("key")))
+    return sorted(found - {"noop"})
 
 
 def _left_owner(out: str | Path, options: fileio.Options) -> bool:

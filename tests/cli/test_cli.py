@@ -72,6 +72,31 @@ def test_second_run_on_same_out_is_refused(tmp_path, generic_slide):
     assert result.exit_code == 3 and "in use by another pathopipe run" in result.output
 
 
+def test_a_preset_is_pretrained_by_default_and_refused_offline_without_its_weights(
+    tmp_path, generic_slide, monkeypatch
+):
+    from huggingface_hub import constants
+
+    cache = tmp_path / "empty-hub-cache"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    out = tmp_path / "out"
+    tiled = runner.invoke(app, ["tile", str(generic_slide.path), "--out", str(out), "--workers", "1",
+                                "--no-progress", "--set", "tiling.target_mpp=1"])  # fmt: skip
+    assert tiled.exit_code == 0, tiled.output
+    before = sorted(p.name for p in out.iterdir())
+    refused = runner.invoke(app, ["extract", str(out), "--model", "uni", "--no-progress"])
+    text = " ".join(refused.output.split())  # rich wraps long lines
+    assert refused.exit_code == 2, refused.output
+    expected = ["MahmoodLab/uni", str(cache), "huggingface-cli download MahmoodLab/uni",
+              "https://huggingface.co/MahmoodLab/uni", "CC-BY-NC-ND-4.0", "--weights random"]  # fmt: skip
+    for needed in expected:
+        assert needed in text, (needed, text)
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing written
+    group = zarr.open_group(out / "slides" / "generic.zarr", mode="r")
+    assert "features" not in group
+
+
 def test_models_and_extract_commands(tmp_path, generic_slide):
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0 and "resnet50_trunc" in result.output and "uni" in result.output
@@ -81,8 +106,8 @@ def test_models_and_extract_commands(tmp_path, generic_slide):
               "--set", "tiling.target_mpp=1"],
     )  # fmt: skip
     assert tiled.exit_code == 0, tiled.output
-    args = ["extract", str(out), "-m", "timm/resnet18", "-m", "noop", "--device", "cpu", "--workers", "1",
-            "--no-progress", "--dtype", "float32"]  # fmt: skip
+    args = ["extract", str(out), "-m", "timm/resnet18", "-m", "noop", "--weights", "random",
+            "--device", "cpu", "--workers", "1", "--no-progress", "--dtype", "float32"]  # fmt: skip
     extracted = runner.invoke(app, args)
     assert extracted.exit_code == 0, extracted.output
     group = zarr.open_group(out / "slides" / "generic.zarr", mode="r")
@@ -90,6 +115,9 @@ def test_models_and_extract_commands(tmp_path, generic_slide):
     assert group["features/timm-resnet18/features"].shape == (n, 512)
     assert group["features/noop/features"].shape == (n, 3)
     assert read_manifest(out / "features-timm-resnet18+noop.csv")[0]["status"] == "done"
+    shown = runner.invoke(app, ["status", str(out)])  # random weights said wherever features are
+    assert shown.exit_code == 0 and "random weights" in shown.output and "timm-resnet18" in shown.output
+    assert "noop" not in shown.output.split("random weights")[1]  # no model, no weights
     bad = runner.invoke(app, ["extract", str(out), "-m", "resnet50_trnc"])
     assert bad.exit_code == 2 and "did you mean 'resnet50_trunc'" in bad.output
     # options taken as tile and run take them: a config's features:, then --set, then the flags

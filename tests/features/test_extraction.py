@@ -38,7 +38,8 @@ def tiled_out(tmp_path_factory, dask_client, aperio_slide, generic_slide):
 
 
 def _settings(name="timm/resnet18", **kw) -> ExtractionSettings:
-    return ExtractionSettings(model=resolve_model(name), device="cpu", batch_size=16, **kw)
+    options = {"weights": "random", **kw}  # random weights asked for (the default is pretrained)
+    return ExtractionSettings(model=resolve_model(name), device="cpu", batch_size=16, **options)
 
 
 def test_features_equal_a_direct_forward_pass(tiled_out, dask_client):

@@ -40,7 +40,7 @@ def run_dir(tmp_path_factory, dask_client) -> Path:
     workflow = tmp_path_factory.mktemp("wf") / "workflow.yaml"
     workflow.write_text(
         "tiling: {target_mpp: 0.5, tile_size: 64, min_tissue_fraction: 0.3}\n"
-        "features: {models: [noop, timm/resnet18], device: cpu, batch_size: 16}\n"
+        "features: {models: [noop, timm/resnet18], weights: random, device: cpu, batch_size: 16}\n"
         "cluster: {n_workers: 2, dashboard: false}\n"
     )
     out = tmp_path_factory.mktemp("loader-run") / "out"

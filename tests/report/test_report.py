@@ -50,6 +50,7 @@ def finished_run(tmp_path_factory, dask_client) -> Path:
             "tiling.target_mpp=0.5",
             "tiling.min_tissue_fraction=0.3",
             "features.models=[timm/resnet18]",
+            "features.weights=random",
             "features.device=cpu",
         ],
     )
