@@ -14,7 +14,14 @@ from pathopipe.fileio import is_url
 from pathopipe.ids import DICOM_SUFFIXES
 from pathopipe.slide_list import SlideEntry, read_slide_list
 
-__all__ = ["SLIDE_SUFFIXES", "dicom_series", "find_remote_slides", "find_slide_entries", "find_slides"]
+__all__ = [
+    "SLIDE_SUFFIXES",
+    "dicom_series",
+    "find_remote_slides",
+    "find_slide_entries",
+    "find_slides",
+    "source_bytes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +61,41 @@ def dicom_series(files: Sequence[Path]) -> list[Path]:
         kind = [str(k).upper() for k in (header.get("ImageType") or [])]
         series.setdefault(uid, []).append(("VOLUME" in kind, path))
     return sorted(min(members, key=lambda m: (not m[0], m[1]))[1] for members in series.values())
+
+
+def source_bytes(path: str | Path, options: Mapping[str, Any] | None = None) -> int:
+    """Bytes of a slide with every file it is made of: a DICOM file's whole series (the files of
+    its folder with its SeriesInstanceUID), a MIRAX ``.mrxs`` with its data folder; one file
+    otherwise (and for URLs)."""
+    from pathopipe import fileio
+
+    if fileio.is_url(path):
+        return fileio.size(path, options)
+    path = Path(path)
+    if _is_dicom(path.name):
+        return sum(member.stat().st_size for member in _series_members(path))
+    data = path.with_suffix("")
+    if path.suffix.lower() == ".mrxs" and data.is_dir():
+        return path.stat().st_size + fileio.total_bytes(data)
+    return path.stat().st_size
+
+
+def _series_members(path: Path) -> list[Path]:
+    """The DICOM files of ``path``'s folder in its series (``path`` alone when unreadable)."""
+    import pydicom
+
+    def uid(file: Path) -> str | None:
+        try:
+            header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+        except Exception:  # noqa: BLE001 - not readable DICOM: not a member
+            return None
+        found = header.get("SeriesInstanceUID")
+        return str(found) if found else None
+
+    own = uid(path)
+    if own is None:
+        return [path]
+    return [f for f in sorted(path.parent.iterdir()) if f.is_file() and _is_dicom(f.name) and uid(f) == own]
 
 
 def find_remote_slides(url: str, options: Mapping[str, Any] | None = None) -> list[str]:

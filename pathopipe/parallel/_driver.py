@@ -21,6 +21,7 @@ from typing import Any
 from distributed import Client, Future, as_completed
 
 from pathopipe import fileio
+from pathopipe.discovery import source_bytes
 from pathopipe.errors import ClusterLostError, ConfigError
 from pathopipe.output import SlideRecord, read_manifest_records, write_manifest
 from pathopipe.output.metrics import Measured, TaskMetrics, warm_parquet, write_metrics
@@ -176,7 +177,7 @@ class SlideRun:
             record = SlideRecord(slide_id=job.slide_id, source=job.source, config_hash=self.chash,
                                  settings=settings_json(job.settings))  # fmt: skip
             try:
-                record.source_bytes = fileio.size(job.source, job.storage_options)
+                record.source_bytes = source_bytes(job.source, job.storage_options)
             except OSError:
                 record.source_bytes = None
             self.records.append(record)

@@ -19,7 +19,9 @@ import numpy as np
 import pathopipe
 from pathopipe import fileio
 from pathopipe._process import thread_dict
+from pathopipe._warnings import collected_warnings
 from pathopipe.config import RunConfig
+from pathopipe.discovery import source_bytes
 from pathopipe.errors import IncompleteStoreError, SlideMetadataError
 from pathopipe.regions import Regions, RegionTiles, apply_regions, slide_regions
 from pathopipe.slide import cached_slide, open_slide, read_downsampled
@@ -129,7 +131,7 @@ def _store_attrs(
     return {
         "slide_id": job.slide_id,
         "source_path": job.source if fileio.is_url(job.source) else os.path.abspath(job.source),
-        "source_bytes": fileio.size(job.source, job.storage_options),
+        "source_bytes": source_bytes(job.source, job.storage_options),
         "backend": info.backend,
         "vendor": info.vendor,
         "dimensions": list(info.dimensions),
@@ -262,7 +264,7 @@ def count_tiles(source: str, config: RunConfig, settings: Mapping[str, Any] | No
         apply_settings(reader, settings or {})
         regions = slide_regions(source, settings or {}, reader.info.dimensions, config.regions)
         survey = survey_slide(reader, config, regions)
-    size = fileio.size(source, config.storage.options)
+    size = source_bytes(source, config.storage.options)
     return {"source": source, "n_tiles": len(survey.coords), "source_bytes": size,
             "seconds": time.perf_counter() - t0}  # fmt: skip
 
@@ -271,7 +273,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
     """Open the slide, find tissue, plan the grid and create the (incomplete) store."""
     t0 = time.perf_counter()
     warnings: list[str] = []
-    with open_slide(job.source, **reader_args(config)) as reader:
+    with collected_warnings() as raised, open_slide(job.source, **reader_args(config)) as reader:
         t_open = time.perf_counter()
         warnings += apply_settings(reader, job.settings)
         regions = slide_regions(job.source, job.settings, reader.info.dimensions, config.regions)
@@ -286,6 +288,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
         if len(coords) == 0:
             warnings.append("no tissue tiles found (blank slide or tissue below min_tissue_fraction)")
         attrs = _store_attrs(job, info, spec, config, chash)
+    warnings += [f"{info.backend} backend: {text}" for text in raised]
     t_grid = time.perf_counter()
     attrs |= {"grid": {"columns": grid.columns, "rows": grid.rows}, "n_tiles": len(coords)}
     store_cfg = config.store

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pathopipe.cli.app import app
-from pathopipe.discovery import find_slides
+from pathopipe.discovery import find_slides, source_bytes
 from pathopipe.ids import slide_ids
 
 FORMATS = Path(__file__).resolve().parents[3] / "shared" / "slides" / "formats"
@@ -54,6 +54,16 @@ def test_a_dicom_series_is_one_slide_named_by_its_folder(tmp_path):
     assert two == [case / "b_level0.dcm", case / "d_other.dcm"]
     ids = slide_ids(two)
     assert len(set(ids)) == 2 and all(i.startswith("case-17-") for i in ids)
+    # a slide's bytes are its whole series', not the one file OpenSlide is given
+    series = [case / n for n in ("a_label.dcm", "b_level0.dcm", "c_level1.dcm")]
+    assert source_bytes(case / "b_level0.dcm") == sum(p.stat().st_size for p in series)
+    assert source_bytes(case / "d_other.dcm") == (case / "d_other.dcm").stat().st_size
+    assert source_bytes(tmp_path / "case-19" / "broken.dcm") == len("not DICOM\n")
+    mirax = tmp_path / "m" / "slide.mrxs"  # a MIRAX index with its data folder
+    (mirax.parent / "slide").mkdir(parents=True)
+    mirax.write_bytes(b"x" * 10)
+    (mirax.parent / "slide" / "Data0000.dat").write_bytes(b"y" * 100)
+    assert source_bytes(mirax) == 110
 
 
 @pytest.mark.real_slide
@@ -62,6 +72,8 @@ def test_the_real_dicom_folders_tile_as_one_slide_each(tmp_path):
         pytest.skip(f"{FORMATS} not available")
     found = find_slides([FORMATS / "dicom-boxes", FORMATS / "dicom-jpeg"])
     assert [p.name for p in found] == ["boxes_0.dcm", "jpeg.dicom"]  # boxes_1.dcm: the same series' thumbnail
+    boxes = FORMATS / "dicom-boxes"
+    assert source_bytes(found[0]) == sum(p.stat().st_size for p in boxes.glob("*.dcm"))
     result = CliRunner().invoke(
         app,
         [

@@ -4,6 +4,8 @@ tiles the bright signal on the dark background."""
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +138,23 @@ def test_the_real_fluorescence_ndpi(tmp_path):
     # the tissue found is where the signal is: far brighter than what was left out, and so are the tiles
     outside = brightness[~mask].mean()
     assert brightness[mask].mean() > 3 * outside and tiles.max(axis=3).mean() > 3 * outside
+
+
+@pytest.mark.real_slide
+def test_a_backend_warning_reaches_the_manifest_not_the_terminal(tmp_path):
+    """tiffslide warns that it parses NDPI metadata only partly: the slide's manifest row says so,
+    and nothing is printed raw (workers pathopipe starts route warnings to the slide)."""
+    if not NDPI.exists():
+        pytest.skip(f"{NDPI} not available")
+    out = tmp_path / "out"
+    ran = subprocess.run(
+        [sys.executable, "-m", "pathopipe", "tile", str(NDPI), "--out", str(out), "--workers", "1",
+         "--no-progress", "--set", "slide.backend=tiffslide", "--set", "slide.modality=fluorescence"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    row = _manifest(out)
+    assert (
+        "tiffslide backend: UserWarning: hamamatsu-format metadata parsing only partially" in row["warnings"]
+    )
+    assert "tiffslide.py:" not in ran.stderr + ran.stdout  # no raw "FILE:LINE: UserWarning: ..." print
