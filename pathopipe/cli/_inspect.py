@@ -99,10 +99,23 @@ def backends() -> None:
 
 
 @app.command()
-def models() -> None:
+def models(
+    details: Annotated[
+        str | None, typer.Option("--details", help="every field of one preset: KEY, timm/<name> or a .yaml")
+    ] = None,
+) -> None:
     """List the feature extractor presets (any timm model also works as timm/<name>)."""
-    from pathopipe.features import model_presets
+    from pathopipe.features import model_presets, resolve_model
 
+    if details is not None:
+        try:
+            spec = resolve_model(details)
+        except PathopipeError as err:
+            raise fail(str(err)) from None
+        for name, value in spec.model_dump(mode="json").items():
+            shown = "-" if value in (None, "", {}) else value
+            console.print(f"{name:16s} {shown}", highlight=False, soft_wrap=True)
+        return
     for spec in (entry.obj for entry in model_presets):
         console.print(f"[bold]{spec.key}[/bold]  {spec.description}", highlight=False)
         console.print(

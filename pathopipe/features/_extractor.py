@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -16,6 +17,7 @@ from pathopipe.errors import ConfigError
 from pathopipe.features._spec import ModelSpec
 from pathopipe.features._weights import (
     WeightsSource,
+    cached_file_sha256,
     cached_pretrained_file,
     load_strict,
     read_state_dict,
@@ -119,13 +121,10 @@ class FeatureExtractor:
         if weights == "random":
             self.weights = WeightsSource("random", seed=seed)
         else:
-            path = (
-                cached_pretrained_file(spec.pretrained_hub_id, spec.key)
-                if weights == "pretrained"
-                else weights
-            )
-            self.weights = WeightsSource("pretrained" if weights == "pretrained" else "file", str(path),
-                                         sha256_file(path))  # fmt: skip
+            pretrained = weights == "pretrained"
+            path = cached_pretrained_file(spec.pretrained_hub_id, spec.key) if pretrained else weights
+            digest = cached_file_sha256(Path(path)) if pretrained else sha256_file(path)
+            self.weights = WeightsSource("pretrained" if pretrained else "file", str(path), digest)
             load_strict(model, read_state_dict(path), source=str(path), classifier=classifier)
         model.eval().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.head = FeatureHead(model, spec.output)
@@ -142,11 +141,17 @@ class FeatureExtractor:
         with torch.inference_mode():  # eager, so that a compiled model compiles for real batches
             probe = self.preprocess(np.zeros((1, spec.input_size, spec.input_size, 3), np.uint8))
             self.embedding_dim = int(self.head(probe).shape[1])
+        if spec.embedding_dim is not None and self.embedding_dim != spec.embedding_dim:
+            raise ConfigError(
+                f"model preset {spec.key!r} says {spec.embedding_dim}-d features, but the model built from "
+                f"it gives {self.embedding_dim}-d: fix the preset's architecture, timm_kwargs or output"
+            )
 
     def preprocess(self, tiles: np.ndarray, *, reuse_buffer: bool = False) -> Any:
         """uint8 (N, H, W, 3) -> normalised float (N, 3, S, S), channels-last, on the device.
 
-        Tiles of another size than the model's input are resized (bilinear, antialiased).
+        Tiles are resized as the preset says (``resize`` then a centre crop, or straight to the
+        input size when they differ; bilinear or bicubic, antialiased), then normalised.
         ``reuse_buffer`` (CPU): write into this thread's buffer from the previous call instead
         of fresh memory (page-faulting a fresh ~20 MB batch costs more than normalising it);
         the result is then only valid until this thread's next call.
@@ -158,15 +163,23 @@ class FeatureExtractor:
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
         n, h, w, _ = x.shape
-        size = self.spec.input_size
-        if h != size or w != size:
-            x = F.interpolate(
-                x.permute(0, 3, 1, 2).float(),
-                size=(size, size),
-                mode="bilinear",
-                antialias=True,
-                align_corners=False,
-            )
+        spec = self.spec
+        size = spec.input_size
+        resize = spec.resize or size
+        if h != resize or w != resize or (h, w) != (size, size):
+            x = x.permute(0, 3, 1, 2).float()
+            if (h, w) != (resize, resize):  # the card's Resize (shorter side; tiles are square)
+                x = F.interpolate(x, size=(resize, resize), mode=spec.interpolation, antialias=True,
+                                  align_corners=False)  # fmt: skip
+                if spec.interpolation == "bicubic":  # bicubic overshoots; uint8 images clip
+                    x = x.clamp_(0.0, 255.0)
+            if resize != size:  # the card's CenterCrop, else straight to the input size
+                if spec.center_crop:
+                    top, left = (resize - size) // 2, (resize - size) // 2
+                    x = x[:, :, top : top + size, left : left + size]
+                else:
+                    x = F.interpolate(x, size=(size, size), mode=spec.interpolation, antialias=True,
+                                      align_corners=False)  # fmt: skip
             return torch.addcmul(self.shift, x, self.scale)
         # (x / 255 - mean) / std on pixel rows (N*H, W*3) with per-column factors: a long
         # contiguous inner loop (broadcasting over a channel axis of 3 is ~3x slower). NHWC

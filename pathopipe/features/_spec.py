@@ -34,6 +34,33 @@ class ModelSpec(BaseModel):
     pretrained_hub_id: str | None = Field(None, description="Hugging Face repo of the pretrained weights")
     licence: str = ""
     description: str = ""
+    # the card's preprocessing and use, as data (pathopipe models --details KEY)
+    resize: int | None = Field(
+        None, ge=16, le=4096,
+        description="tiles resized to this side before a centre crop (the card's Resize); None: "
+        "resized straight to input_size when they differ",
+    )  # fmt: skip
+    interpolation: Literal["bilinear", "bicubic"] = Field(
+        "bilinear", description="of any resize (antialiased)"
+    )
+    center_crop: bool = Field(
+        False, description="centre-crop input_size after resize (the card's CenterCrop)"
+    )
+    tile_size: int | None = Field(None, ge=16, le=4096, description="tile size the card recommends (px)")
+    mpp: float | None = Field(None, gt=0, le=100, description="resolution the card recommends (µm/px)")
+    embedding_dim: int | None = Field(None, ge=1, description="output dimension (checked when built)")
+    precision: Literal["fp32", "bf16", "fp16"] | None = Field(None, description="what the authors run")
+    source: str = Field("", description="the model card (URL)")
+
+    def identity(self) -> dict[str, Any]:
+        """What changes the features, for their hash: the fields before the card's facts, plus
+        the preprocessing where it is not the default (hashes of earlier presets stay as they were)."""
+        informational = {"tile_size", "mpp", "embedding_dim", "precision", "source"}
+        preprocessing = {"resize": None, "interpolation": "bilinear", "center_crop": False}
+        dump = self.model_dump(mode="json", exclude=informational)
+        if dump["resize"] == self.input_size and not self.center_crop:  # the same as no resize
+            dump["resize"] = None
+        return {k: v for k, v in dump.items() if k not in preprocessing or v != preprocessing[k]}
 
 
 def _load_preset(path: Path) -> ModelSpec:

@@ -43,7 +43,7 @@ class ExtractionSettings:
     def output_hash(self) -> str:
         """Hash of everything that changes the feature values (not batch size or device)."""
         identity = {
-            "model": self.model.model_dump(mode="json"),
+            "model": self.model.identity(),
             # pretrained weights and files by their sha256: other weights never mix with old features
             "weights": "random" if self.weights == "random" else self.weights_sha256,
             "seed": self.seed if self.weights == "random" else None,
