@@ -1,0 +1,160 @@
+"""Each preset, end to end, against its model card's own code.
+
+For every preset the reference is built the way the card's example does it (timm with the
+card's keyword arguments, the card's torchvision transform on PIL images, the card's pooling),
+given seeded random weights that are saved to a file; ``pathopipe extract --model PRESET
+--weights FILE`` must then give the reference's features for every stored tile.
+
+The ViTs are built with 2 blocks instead of their 24-40 (``depth=2`` for both sides): what the
+preset decides (architecture, keyword arguments, register tokens, pooling, preprocessing, weight
+loading) does not change with depth, and full-depth ViT-L/H/g models take minutes and gigabytes
+on this CPU. ResNet-50 (CLAM) runs whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+import yaml
+import zarr
+from PIL import Image
+from safetensors.torch import save_file
+from timm.layers import SwiGLUPacked
+from torchvision import transforms
+from typer.testing import CliRunner
+
+from pathopipe.cli.app import app
+from pathopipe.features import resolve_model
+from pathopipe.testing import write_synthetic_slide
+
+IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+DEPTH = 2  # transformer blocks on both sides (see the module's docstring)
+
+
+def _vit_cls(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x)  # num_classes=0: timm's pooled output, the CLS token
+
+
+def _virchow2(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    output = model(x)  # global_pool "": all tokens; 0 CLS, 1-4 registers, 5- patches
+    return torch.cat([output[:, 0], output[:, 5:].mean(1)], dim=-1)
+
+
+def _clam(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    m: torch.nn.Module = model
+    x = m.maxpool(m.act1(m.bn1(m.conv1(x))))  # type: ignore[operator]
+    x = m.layer3(m.layer2(m.layer1(x)))  # type: ignore[operator]
+    return torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
+
+
+# what each card's code does: timm.create_model(...) arguments, transform, pooling
+CARDS = {
+    "uni": (  # huggingface.co/MahmoodLab/UNI
+        dict(model_name="vit_large_patch16_224", img_size=224, patch_size=16, init_values=1e-5,
+             num_classes=0, dynamic_img_size=True, depth=DEPTH),
+        [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
+        _vit_cls,
+    ),
+    "virchow2": (  # huggingface.co/paige-ai/Virchow2 (its config.json: the model arguments)
+        dict(model_name="vit_huge_patch14_224", img_size=224, init_values=1e-5, num_classes=0,
+             reg_tokens=4, mlp_ratio=5.3375, global_pool="", dynamic_img_size=True,
+             mlp_layer=SwiGLUPacked, act_layer=torch.nn.SiLU, depth=DEPTH),
+        [transforms.Resize(224, interpolation=transforms.InterpolationMode.BICUBIC),
+         transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
+        _virchow2,
+    ),
+    "h-optimus-0": (  # huggingface.co/bioptimus/H-optimus-0
+        dict(model_name="vit_giant_patch14_reg4_dinov2", img_size=224, init_values=1e-5,
+             num_classes=0, dynamic_img_size=False, depth=DEPTH),
+        [transforms.ToTensor(), transforms.Normalize(mean=(0.707223, 0.578729, 0.703617),
+                                                     std=(0.211883, 0.230117, 0.177517))],
+        _vit_cls,
+    ),
+    "resnet50_trunc": (  # github.com/mahmoodlab/CLAM: ResNet-50 to layer3, average pool
+        dict(model_name="resnet50", num_classes=0),
+        [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
+        _clam,
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """A generated slide tiled at 0.5 µm/px into 224 px and into 256 px tiles."""
+    folder = tmp_path_factory.mktemp("cards")
+    slide = write_synthetic_slide(folder / "s.svs", width=1800, height=1400, seed=21, workers=1).path
+    outs = {}
+    for size in (224, 256):
+        out = folder / f"out{size}"
+        args = [
+            "tile",
+            str(slide),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+            "--set",
+            "tiling.target_mpp=0.5",
+            "--set",
+            f"tiling.tile_size={size}",
+            "--set",
+            "tiling.min_tissue_fraction=0.2",
+        ]
+        ran = CliRunner().invoke(app, args)
+        assert ran.exit_code == 0, ran.output
+        outs[size] = out
+    return outs
+
+
+def _reference(key: str, weights: Path, tiles: np.ndarray) -> np.ndarray:
+    kwargs, steps, pool = CARDS[key]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        model = timm.create_model(pretrained=False, **kwargs).eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    transform = transforms.Compose(steps)
+    with torch.inference_mode():
+        batch = torch.stack([transform(Image.fromarray(tile)) for tile in tiles])
+        return pool(model, batch).numpy()
+
+
+def _preset_file(key: str, folder: Path) -> Path:
+    """The shipped preset, with the reference's depth for the ViTs."""
+    spec = resolve_model(key).model_dump(mode="json")
+    if key != "resnet50_trunc":
+        spec["timm_kwargs"] = {**spec["timm_kwargs"], "depth": DEPTH}
+    path = folder / f"{key}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+# tolerance: max |difference| relative to the features' mean |value|, fp32. Where tiles are not
+# resized only the order of float operations differs (measured: at most 1.2e-6 of the mean);
+# where they are (256 px tiles), PIL's and torch's antialiased resampling differ by under a grey
+# level, which the network carries on (measured: at most 6.6e-3, CLAM's ResNet)
+@pytest.mark.parametrize(
+    ("key", "size", "rtol"),
+    [("uni", 224, 1e-4), ("virchow2", 224, 1e-4), ("h-optimus-0", 224, 1e-4), ("resnet50_trunc", 224, 1e-4),
+     ("uni", 256, 2e-2), ("virchow2", 256, 2e-2), ("resnet50_trunc", 256, 2e-2)],
+)  # fmt: skip
+def test_a_preset_computes_what_its_model_card_computes(stores, tmp_path, key, size, rtol):
+    out = stores[size]
+    store = zarr.open_group(out / "slides" / "s.zarr", mode="r")
+    tiles = np.asarray(store["tiles"][:])
+    weights = tmp_path / f"{key}.safetensors"
+    expected = _reference(key, weights, tiles)
+    ran = CliRunner().invoke(app, ["extract", str(out), "--model", str(_preset_file(key, tmp_path)),
+                                   "--weights", str(weights), "--device", "cpu", "--dtype", "float32",
+                                   "--workers", "1", "--no-progress", "--force"])  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    group = zarr.open_group(out / "slides" / "s.zarr", mode="r")
+    features = np.asarray(group[f"features/{key}/features"][:])
+    assert features.shape == expected.shape == (len(tiles), resolve_model(key).embedding_dim)
+    difference = np.abs(features - expected)
+    scale = float(np.abs(expected).mean())  # features of random weights are small for some models
+    assert difference.max() < rtol * scale, (key, size, float(difference.max()), scale)
