@@ -182,6 +182,28 @@ def print_decision(summary: dict[str, Any]) -> None:
 
 
 @app.command()
+def export(
+    out: Annotated[str, typer.Argument(help="output folder of a run with features")],
+    format_: Annotated[
+        str, typer.Option("--format", "-f", help="clam-h5, trident-h5 or pt (one file per slide)")
+    ],
+    model: Annotated[str | None, typer.Option(help="model key (needed when the run has several)")] = None,
+    to: Annotated[
+        Path | None, typer.Option(help="folder to write to (default OUT/export/FORMAT/MODEL)")
+    ] = None,
+) -> None:
+    """Write one model's features per slide in the layout CLAM or TRIDENT training code reads."""
+    from pathopipe.loader import export_features
+
+    try:
+        written = export_features(out, format_, model=model, dest=to)
+    except PathopipeError as err:
+        raise fail(str(err)) from None
+    folder = written[0].parent if written else to
+    console.print(f"wrote {len(written)} files ({format_}) under {folder}", highlight=False)
+
+
+@app.command()
 def pack(
     out: Annotated[str, typer.Argument(help="output folder of a run")],
     model: Annotated[list[str] | None, typer.Option(help="model key (repeat; default: every model)")] = None,

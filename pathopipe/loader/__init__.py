@@ -9,7 +9,8 @@ PyTorch datasets over a run are in :mod:`pathopipe.loader.torch`.
 """
 
 from pathopipe.loader._cohort import Cohort
+from pathopipe.loader._export import export_features, export_formats
 from pathopipe.loader._pack import pack_run
 from pathopipe.loader._run import Run, open_run
 
-__all__ = ["Cohort", "Run", "open_run", "pack_run"]
+__all__ = ["Cohort", "Run", "export_features", "export_formats", "open_run", "pack_run"]

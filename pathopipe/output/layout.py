@@ -55,6 +55,7 @@ class RunLayout:
         "workers": "workers.csv",
     }
     QC: ClassVar[str] = "qc"
+    EXPORT: ClassVar[str] = "export"  # pathopipe export: export/<format>/<model>/
     PERFORMANCE_REPORT: ClassVar[str] = "dask-performance.html"
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -99,6 +100,10 @@ class RunLayout:
     @property
     def qc(self) -> str:
         return self.path(self.REPORT, self.QC)
+
+    def export_folder(self, fmt: str, model: str) -> str:
+        """Where ``pathopipe export`` writes one model's files in a format."""
+        return self.path(self.EXPORT, fmt, model)
 
     def report_file(self, name: str) -> str:
         return self.path(self.REPORT, name)

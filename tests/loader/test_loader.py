@@ -223,3 +223,42 @@ def test_data_format_doc_code_runs_against_a_real_store(run_dir, tmp_path, monke
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, "docs/data-format.md", "exec"), namespace)
+
+
+def test_export_writes_what_clam_and_trident_training_code_reads(run_dir, tmp_path):
+    import h5py
+    import torch
+
+    several = runner.invoke(app, ["export", str(run_dir), "--format", "pt"])
+    assert several.exit_code == 2 and "choose one with --model" in several.output
+    wrong = runner.invoke(app, ["export", str(run_dir), "--format", "clam", "--model", "timm-resnet18"])
+    assert wrong.exit_code == 2 and "clam-h5" in wrong.output  # did you mean
+    for fmt in ("clam-h5", "trident-h5", "pt"):
+        done = runner.invoke(app, ["export", str(run_dir), "--format", fmt, "--model", "timm-resnet18",
+                                   "--to", str(tmp_path / fmt)])  # fmt: skip
+        assert done.exit_code == 0, done.output
+    for slide_id in ["s0", "s1", "s2", "s3"]:
+        stored = _raw(run_dir, slide_id, "features/timm-resnet18/features").astype(np.float32)
+        coords = _raw(run_dir, slide_id, "coords")
+        attrs = zarr.open_group(run_dir / "slides" / f"{slide_id}.zarr", mode="r").attrs
+        # CLAM: h5_files/<slide>.h5 (features, coords) and pt_files/<slide>.pt (a float32 tensor)
+        with h5py.File(tmp_path / "clam-h5" / "h5_files" / f"{slide_id}.h5", "r") as h5:
+            np.testing.assert_array_equal(h5["features"][:], stored)
+            np.testing.assert_array_equal(h5["coords"][:], coords)
+            assert h5["coords"].attrs["patch_size"] == 64 and h5["coords"].attrs["name"] == slide_id
+            assert h5["coords"].attrs["patch_level"] == attrs["read_level"]
+        pt = torch.load(tmp_path / "clam-h5" / "pt_files" / f"{slide_id}.pt", weights_only=True)
+        assert pt.dtype == torch.float32 and np.array_equal(pt.numpy(), stored)
+        # TRIDENT: <slide>.h5 with the coords attributes its slide encoders read
+        with h5py.File(tmp_path / "trident-h5" / f"{slide_id}.h5", "r") as h5:
+            np.testing.assert_array_equal(h5["features"][:], stored)
+            np.testing.assert_array_equal(h5["coords"][:], coords)
+            meta = dict(h5["coords"].attrs)
+            assert meta["patch_size"] == 64 and meta["patch_size_level0"] == attrs["tile_size_level0"]
+            assert meta["target_magnification"] == pytest.approx(10 / attrs["effective_mpp"], rel=0.02)
+            assert meta["overlap"] == 0 and h5["features"].attrs["name"] == slide_id
+        assert np.array_equal(
+            torch.load(tmp_path / "pt" / f"{slide_id}.pt", weights_only=True).numpy(), stored
+        )
+    default = runner.invoke(app, ["export", str(run_dir), "--format", "pt", "--model", "noop"])
+    assert default.exit_code == 0 and len(list((run_dir / "export" / "pt" / "noop").glob("*.pt"))) == 4
