@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -166,8 +167,45 @@ def _timm_registry_spec(architecture: str) -> ModelSpec:
     )
 
 
+def _hub_spec(repo: str) -> ModelSpec:
+    """The spec of a timm model published on the Hugging Face hub (``hf-hub:ORG/NAME``), from
+    its ``config.json`` in the local cache: architecture and arguments, input size, mean and
+    std, and timm's evaluation transform (``Resize(size / crop_pct)``, ``CenterCrop(size)``,
+    with the config's interpolation)."""
+    from pathopipe.features._weights import cached_hub_file
+
+    path = cached_hub_file(repo, "config.json", f"hf-hub:{repo}")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        cfg = config.get("pretrained_cfg") or {}
+        size = int((cfg.get("input_size") or [3, 224, 224])[-1])
+        crop = float(cfg.get("crop_pct") or 1.0)
+        interpolation = cfg.get("interpolation") or "bicubic"
+        return ModelSpec(
+            key="hf-" + re.sub(r"[^A-Za-z0-9._-]", "_", repo.replace("/", "-")),
+            architecture=str(config["architecture"]),
+            timm_kwargs=dict(config.get("model_args") or {}),
+            output="pooled",
+            input_size=size,
+            mean=tuple(cfg.get("mean") or (0.485, 0.456, 0.406)),
+            std=tuple(cfg.get("std") or (0.229, 0.224, 0.225)),
+            pretrained_hub_id=repo,
+            resize=math.floor(size / crop) if crop < 1.0 else size,  # as timm.data.create_transform
+            interpolation="bilinear" if interpolation == "bilinear" else "bicubic",
+            center_crop=True,
+            embedding_dim=config.get("num_features"),
+            source=f"https://huggingface.co/{repo}",
+            description=f"timm model hf-hub:{repo} (its config.json), pooled features",
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"config.json of hf-hub:{repo} ({path}) is not a timm model config: {err}") from err
+
+
 def resolve_model(name: str) -> ModelSpec:
-    """A preset key, ``timm/<architecture>``, or a path to a preset YAML file."""
+    """A preset key, ``timm/<architecture>``, ``hf-hub:ORG/NAME`` (a timm model in the local
+    Hugging Face cache), or a path to a preset YAML file."""
+    if name.startswith("hf-hub:"):
+        return _hub_spec(name.removeprefix("hf-hub:"))
     if name.endswith((".yaml", ".yml")):
         path = Path(name)
         if not path.exists():
@@ -180,5 +218,6 @@ def resolve_model(name: str) -> ModelSpec:
     presets = sorted(model_presets.names())
     raise UnknownNameError(
         f"unknown model {name!r}; presets: {', '.join(presets)}, or any timm model as "
-        f"'timm/<name>' (e.g. timm/resnet50){did_you_mean(name, presets)}. `pathopipe models` lists them"
+        f"'timm/<name>' (e.g. timm/resnet50) or 'hf-hub:ORG/NAME'{did_you_mean(name, presets)}. "
+        "`pathopipe models` lists them"
     )

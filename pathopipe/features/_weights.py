@@ -53,6 +53,21 @@ def cached_file_sha256(path: Path) -> str:
     return sha256_file(path)
 
 
+def cached_hub_file(hub_id: str, filename: str, model_name: str) -> Path:
+    """``filename`` of ``hub_id`` in the local Hugging Face cache, or an error saying how to get it."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(hub_id, filename)
+    if isinstance(found, str) and os.path.exists(found):
+        return Path(found)
+    raise WeightsError(
+        f"{filename} of model {model_name!r} ({hub_id}) is not in the Hugging Face cache {hub_cache_dir()} "
+        "and pathopipe does not download at run time. Download it where there is network with "
+        f"`huggingface-cli download {hub_id}`, after accepting the model's terms on "
+        f"https://huggingface.co/{hub_id} if it is gated, and copy the cache here (or set HF_HUB_CACHE)"
+    )
+
+
 def cached_pretrained_file(hub_id: str | None, model_name: str, licence: str = "") -> Path:
     """The weights file of ``hub_id`` in the local Hugging Face cache, or a clear error naming
     the hub id, the cache, the command that downloads it and the model's licence."""

@@ -158,3 +158,48 @@ def test_a_preset_computes_what_its_model_card_computes(stores, tmp_path, key, s
     difference = np.abs(features - expected)
     scale = float(np.abs(expected).mean())  # features of random weights are small for some models
     assert difference.max() < rtol * scale, (key, size, float(difference.max()), scale)
+
+
+def test_an_hf_hub_timm_model_runs_from_its_cached_config(stores, tmp_path, monkeypatch):
+    """``--model hf-hub:ORG/NAME``: architecture, arguments and preprocessing from the cached
+    config.json, weights (the default, pretrained) from the same cache; equal to timm's own
+    model and evaluation transform for that config."""
+    from huggingface_hub import constants
+    from timm.data import create_transform, resolve_data_config
+
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = cache / "models--acme--tiny-vit" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (cache / "models--acme--tiny-vit" / "refs").mkdir()
+    (cache / "models--acme--tiny-vit" / "refs" / "main").write_text(commit)
+    pretrained_cfg = {"input_size": [3, 224, 224], "interpolation": "bicubic", "crop_pct": 0.875,
+                      "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}  # fmt: skip
+    config = {"architecture": "vit_tiny_patch16_224", "num_classes": 0, "num_features": 192,
+              "model_args": {"depth": DEPTH}, "pretrained_cfg": pretrained_cfg}  # fmt: skip
+    (snapshot / "config.json").write_text(__import__("json").dumps(config))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=DEPTH).eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snapshot / "model.safetensors"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))  # the workers the command starts
+    spec = resolve_model("hf-hub:acme/tiny-vit")
+    assert (spec.key, spec.resize, spec.center_crop, spec.interpolation) == (
+        "hf-acme-tiny-vit",
+        256,
+        True,
+        "bicubic",
+    )
+    out = stores[224]
+    ran = CliRunner().invoke(app, ["extract", str(out), "--model", "hf-hub:acme/tiny-vit", "--device", "cpu",
+                                   "--dtype", "float32", "--workers", "1", "--no-progress"])  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    group = zarr.open_group(out / "slides" / "s.zarr", mode="r")
+    features = np.asarray(group["features/hf-acme-tiny-vit/features"][:])
+    assert group["features/hf-acme-tiny-vit"].attrs["weights"]["kind"] == "pretrained"
+    transform = create_transform(**resolve_data_config(pretrained_cfg))  # timm's evaluation transform
+    tiles = np.asarray(group["tiles"][:])
+    with torch.inference_mode():
+        expected = model(torch.stack([transform(Image.fromarray(t)) for t in tiles])).numpy()
+    assert np.abs(features - expected).max() < 2e-2 * np.abs(expected).mean()
