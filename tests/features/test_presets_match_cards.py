@@ -32,6 +32,7 @@ from pathopipe.features import resolve_model
 from pathopipe.testing import write_synthetic_slide
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+BICUBIC = transforms.InterpolationMode.BICUBIC
 DEPTH = 2  # transformer blocks on both sides (see the module's docstring)
 
 
@@ -42,6 +43,11 @@ def _vit_cls(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _virchow2(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     output = model(x)  # global_pool "": all tokens; 0 CLS, 1-4 registers, 5- patches
     return torch.cat([output[:, 0], output[:, 5:].mean(1)], dim=-1)
+
+
+def _virchow(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    output = model(x)  # no registers: 0 CLS, 1- patches
+    return torch.cat([output[:, 0], output[:, 1:].mean(1)], dim=-1)
 
 
 def _clam(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -73,6 +79,28 @@ CARDS = {
         [transforms.ToTensor(), transforms.Normalize(mean=(0.707223, 0.578729, 0.703617),
                                                      std=(0.211883, 0.230117, 0.177517))],
         _vit_cls,
+    ),
+    "uni2-h": (  # huggingface.co/MahmoodLab/UNI2-h
+        dict(model_name="vit_giant_patch14_224", img_size=224, patch_size=14, depth=DEPTH, num_heads=24,
+             init_values=1e-5, embed_dim=1536, mlp_ratio=2.66667 * 2, num_classes=0, no_embed_class=True,
+             mlp_layer=SwiGLUPacked, act_layer=torch.nn.SiLU, reg_tokens=8, dynamic_img_size=True),
+        [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
+        _vit_cls,
+    ),
+    "prov-gigapath": (  # huggingface.co/prov-gigapath/prov-gigapath (its config.json)
+        dict(model_name="vit_giant_patch14_dinov2", img_size=224, in_chans=3, patch_size=16, embed_dim=1536,
+             depth=DEPTH, num_heads=24, init_values=1e-5, mlp_ratio=5.33334, num_classes=0),
+        [transforms.Resize(256, interpolation=BICUBIC), transforms.CenterCrop(224), transforms.ToTensor(),
+         transforms.Normalize(**IMAGENET)],
+        _vit_cls,
+    ),
+    "virchow": (  # huggingface.co/paige-ai/Virchow
+        dict(model_name="vit_huge_patch14_224", img_size=224, init_values=1e-5, num_classes=0,
+             mlp_ratio=5.3375, global_pool="", dynamic_img_size=True, mlp_layer=SwiGLUPacked,
+             act_layer=torch.nn.SiLU, depth=DEPTH),
+        [transforms.Resize(224, interpolation=BICUBIC), transforms.CenterCrop(224), transforms.ToTensor(),
+         transforms.Normalize(**IMAGENET)],
+        _virchow,
     ),
     "resnet50_trunc": (  # github.com/mahmoodlab/CLAM: ResNet-50 to layer3, average pool
         dict(model_name="resnet50", num_classes=0),
@@ -126,7 +154,7 @@ def _reference(key: str, weights: Path, tiles: np.ndarray) -> np.ndarray:
 def _preset_file(key: str, folder: Path) -> Path:
     """The shipped preset, with the reference's depth for the ViTs."""
     spec = resolve_model(key).model_dump(mode="json")
-    if key != "resnet50_trunc":
+    if key != "resnet50_trunc":  # every ViT preset
         spec["timm_kwargs"] = {**spec["timm_kwargs"], "depth": DEPTH}
     path = folder / f"{key}.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -140,7 +168,9 @@ def _preset_file(key: str, folder: Path) -> Path:
 @pytest.mark.parametrize(
     ("key", "size", "rtol"),
     [("uni", 224, 1e-4), ("virchow2", 224, 1e-4), ("h-optimus-0", 224, 1e-4), ("resnet50_trunc", 224, 1e-4),
-     ("uni", 256, 2e-2), ("virchow2", 256, 2e-2), ("resnet50_trunc", 256, 2e-2)],
+     ("uni2-h", 224, 1e-4), ("virchow", 224, 1e-4), ("prov-gigapath", 224, 2e-2),
+     ("uni", 256, 2e-2), ("virchow2", 256, 2e-2), ("resnet50_trunc", 256, 2e-2),
+     ("prov-gigapath", 256, 2e-2)],
 )  # fmt: skip
 def test_a_preset_computes_what_its_model_card_computes(stores, tmp_path, key, size, rtol):
     out = stores[size]
