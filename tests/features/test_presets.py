@@ -36,6 +36,22 @@ def card_transform(key: str) -> transforms.Compose:
             transforms.ToTensor(),
             transforms.Normalize(mean=(0.707223, 0.578729, 0.703617), std=(0.211883, 0.230117, 0.177517)),
         ],
+        # MahmoodLab/UNI2-h: Resize(224), ToTensor, Normalize(ImageNet)
+        "uni2-h": [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
+        # paige-ai/Virchow: as Virchow2
+        "virchow": [
+            transforms.Resize(224, interpolation=BICUBIC),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(**IMAGENET),
+        ],
+        # prov-gigapath: Resize(256, bicubic), CenterCrop(224), ToTensor, Normalize(ImageNet)
+        "prov-gigapath": [
+            transforms.Resize(256, interpolation=BICUBIC),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(**IMAGENET),
+        ],
         # CLAM: 256 px patches resized to 224, ImageNet normalisation
         "resnet50_trunc": [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
     }
@@ -66,8 +82,12 @@ def preprocessed(spec: ModelSpec, batch: np.ndarray) -> np.ndarray:
 # resized, 0 where not): PIL's antialiased resampling and torch's
 # differ by under a grey level on average; a missing crop, a wrong size or normalisation, or
 # bilinear for bicubic exceed it many times over
-@pytest.mark.parametrize(("key", "size"), [("uni", 224), ("uni", 256), ("virchow2", 224), ("virchow2", 256),
-                                           ("h-optimus-0", 224), ("resnet50_trunc", 256)])  # fmt: skip
+CASES = [("uni", 224), ("uni", 256), ("virchow2", 224), ("virchow2", 256), ("h-optimus-0", 224),
+         ("resnet50_trunc", 256), ("uni2-h", 256), ("virchow", 256), ("prov-gigapath", 224),
+         ("prov-gigapath", 256)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "size"), CASES)
 def test_preprocessing_equals_the_model_cards_transform(key: str, size: int) -> None:
     spec = resolve_model(key)
     batch = tiles(size)
