@@ -52,6 +52,10 @@ def card_transform(key: str) -> transforms.Compose:
             transforms.ToTensor(),
             transforms.Normalize(**IMAGENET),
         ],
+        "h-optimus-1": [
+            transforms.ToTensor(),
+            transforms.Normalize(mean=(0.707223, 0.578729, 0.703617), std=(0.211883, 0.230117, 0.177517)),
+        ],
         # CLAM: 256 px patches resized to 224, ImageNet normalisation
         "resnet50_trunc": [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
     }
@@ -84,7 +88,7 @@ def preprocessed(spec: ModelSpec, batch: np.ndarray) -> np.ndarray:
 # bilinear for bicubic exceed it many times over
 CASES = [("uni", 224), ("uni", 256), ("virchow2", 224), ("virchow2", 256), ("h-optimus-0", 224),
          ("resnet50_trunc", 256), ("uni2-h", 256), ("virchow", 256), ("prov-gigapath", 224),
-         ("prov-gigapath", 256)]  # fmt: skip
+         ("prov-gigapath", 256), ("h-optimus-1", 224)]  # fmt: skip
 
 
 @pytest.mark.parametrize(("key", "size"), CASES)

@@ -102,6 +102,13 @@ CARDS = {
          transforms.Normalize(**IMAGENET)],
         _virchow,
     ),
+    "h-optimus-1": (  # huggingface.co/bioptimus/H-optimus-1: as H-optimus-0
+        dict(model_name="vit_giant_patch14_reg4_dinov2", img_size=224, init_values=1e-5,
+             num_classes=0, dynamic_img_size=False, depth=DEPTH),
+        [transforms.ToTensor(), transforms.Normalize(mean=(0.707223, 0.578729, 0.703617),
+                                                     std=(0.211883, 0.230117, 0.177517))],
+        _vit_cls,
+    ),
     "resnet50_trunc": (  # github.com/mahmoodlab/CLAM: ResNet-50 to layer3, average pool
         dict(model_name="resnet50", num_classes=0),
         [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
@@ -168,7 +175,7 @@ def _preset_file(key: str, folder: Path) -> Path:
 @pytest.mark.parametrize(
     ("key", "size", "rtol"),
     [("uni", 224, 1e-4), ("virchow2", 224, 1e-4), ("h-optimus-0", 224, 1e-4), ("resnet50_trunc", 224, 1e-4),
-     ("uni2-h", 224, 1e-4), ("virchow", 224, 1e-4), ("prov-gigapath", 224, 2e-2),
+     ("uni2-h", 224, 1e-4), ("virchow", 224, 1e-4), ("h-optimus-1", 224, 1e-4), ("prov-gigapath", 224, 2e-2),
      ("uni", 256, 2e-2), ("virchow2", 256, 2e-2), ("resnet50_trunc", 256, 2e-2),
      ("prov-gigapath", 256, 2e-2)],
 )  # fmt: skip
