@@ -3,7 +3,7 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${PATHOPIPE_EXTRAS:-dev,slurm,s3}"
+EXTRAS="${PATHOPIPE_EXTRAS:-dev,slurm,s3,transformers}"
 if [ ! -x "$REPO/.venv/bin/python" ]; then
   echo "== creating $REPO/.venv"
   "$PYTHON" -m venv "$REPO/.venv"

@@ -5,6 +5,7 @@ Imported only when an extractor is created (it imports torch).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from pathopipe.errors import ConfigError
+from pathopipe.errors import BackendUnavailableError, ConfigError
 from pathopipe.features._spec import ModelSpec
 from pathopipe.features._weights import (
     WeightsSource,
@@ -66,17 +67,61 @@ class CentrePixel(torch.nn.Module):
         return x[:, :, x.shape[2] // 2, x.shape[3] // 2]
 
 
-class FeatureHead(torch.nn.Module):
-    """A timm model and the preset's output handling: what ``torch.compile`` compiles."""
+def build_model(spec: ModelSpec) -> torch.nn.Module:
+    """The preset's network with freshly initialised weights (from torch's current random
+    state): timm's, a transformers class from its config, or the 'noop' model."""
+    if spec.architecture == NOOP:
+        return CentrePixel()
+    if spec.library == "timm":
+        import timm
 
-    def __init__(self, model: torch.nn.Module, output: str) -> None:
+        return timm.create_model(spec.architecture, pretrained=False, **timm_kwargs(spec))
+    try:
+        import transformers
+    except ImportError as err:
+        raise BackendUnavailableError(
+            f"model {spec.key!r} is a Hugging Face transformers model; install the extra: "
+            f"pip install 'pathopipe[transformers]' ({err})"
+        ) from err
+    model_class = getattr(transformers, spec.architecture, None)
+    if model_class is None or not hasattr(model_class, "config_class"):
+        raise ConfigError(f"model {spec.key!r}: transformers has no model class {spec.architecture!r}")
+    config = _transformers_config(spec, model_class.config_class)
+    if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+        return model_class(config, add_pooling_layer=False)
+    return model_class(config)
+
+
+def _transformers_config(spec: ModelSpec, config_class: Any) -> Any:
+    """The model's config.json from the local Hugging Face cache where it is there (what the
+    card's ``from_pretrained`` reads), else the preset's ``transformers_config``."""
+    if spec.pretrained_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec.pretrained_hub_id, "config.json")
+        if isinstance(found, str):
+            return config_class.from_json_file(found)
+    return config_class(**spec.transformers_config)
+
+
+class FeatureHead(torch.nn.Module):
+    """A model and the preset's output handling: what ``torch.compile`` compiles."""
+
+    def __init__(self, model: torch.nn.Module, output: str, library: str = "timm") -> None:
         super().__init__()
         self.model = model
         self.output = output
+        self.library = library
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         model: Any = self.model  # a timm model: its layers are attributes
         mode = self.output
+        if self.library == "transformers":  # tokens: CLS, registers, patches
+            tokens = model(pixel_values=x).last_hidden_state
+            if mode in ("cls", "pooled"):
+                return tokens[:, 0]
+            prefix = 1 + int(getattr(model.config, "num_register_tokens", 0) or 0)
+            return torch.cat([tokens[:, 0], tokens[:, prefix:].mean(dim=1)], dim=1)
         if mode == "pooled":
             return model(x)
         if mode == "resnet-layer3-pool":  # CLAM's truncated ResNet-50
@@ -102,7 +147,6 @@ class FeatureExtractor:
         precision: Precision = "fp32",
         compile: bool = False,
     ) -> None:
-        import timm
         import torch
 
         self.spec = spec
@@ -112,12 +156,8 @@ class FeatureExtractor:
         # own random state is left as it was
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model: torch.nn.Module
-            if spec.architecture == NOOP:
-                model = CentrePixel()
-            else:
-                model = timm.create_model(spec.architecture, pretrained=False, **timm_kwargs(spec))
-        classifier = ("fc", "head", "classifier", "head.fc")
+            model = build_model(spec)
+        classifier = ("fc", "head", "classifier", "head.fc", "pooler")  # heads the extractor does not use
         if weights == "random":
             self.weights = WeightsSource("random", seed=seed)
         else:
@@ -127,7 +167,7 @@ class FeatureExtractor:
             self.weights = WeightsSource("pretrained" if pretrained else "file", str(path), digest)
             load_strict(model, read_state_dict(path), source=str(path), classifier=classifier)
         model.eval().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.head = FeatureHead(model, spec.output)
+        self.head = FeatureHead(model, spec.output, spec.library)
         # static shapes: smaller batches are padded to the largest seen, so no recompiles
         self.model = torch.compile(self.head, dynamic=False) if compile else self.head
         self.compiled = compile
@@ -221,6 +261,13 @@ class FeatureExtractor:
             features = self.forward(self.preprocess(tiles, reuse_buffer=True))
             return features.float().cpu().numpy()  # a copy: the buffer is free again
 
+    def _library_version(self) -> dict[str, str]:
+        if self.spec.library != "transformers":
+            return {}
+        import transformers
+
+        return {"transformers": transformers.__version__}
+
     def describe(self) -> dict[str, Any]:
         """Attributes recorded with the features."""
         import timm
@@ -233,5 +280,5 @@ class FeatureExtractor:
             "normalisation": {"mean": list(self.spec.mean), "std": list(self.spec.std)},
             "precision": self.precision,
             "embedding_dim": self.embedding_dim,
-            "versions": {"torch": torch.__version__, "timm": timm.__version__},
+            "versions": {"torch": torch.__version__, "timm": timm.__version__, **self._library_version()},
         }

@@ -26,8 +26,14 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     key: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="store group name features/<key>")
-    architecture: str = Field(description="timm model name")
+    architecture: str = Field(description="timm model name (library timm) or transformers class (ViTModel)")
     timm_kwargs: dict[str, Any] = Field(default_factory=dict)
+    library: Literal["timm", "transformers"] = Field(
+        "timm", description="who builds the model: timm, or Hugging Face transformers (the extra)"
+    )
+    transformers_config: dict[str, Any] = Field(
+        default_factory=dict, description="library transformers: the model's config fields (its config.json)"
+    )
     output: OutputMode = "pooled"
     input_size: int = Field(224, ge=16, le=4096)
     mean: tuple[float, float, float]
@@ -57,7 +63,8 @@ class ModelSpec(BaseModel):
         """What changes the features, for their hash: the fields before the card's facts, plus
         the preprocessing where it is not the default (hashes of earlier presets stay as they were)."""
         informational = {"tile_size", "mpp", "embedding_dim", "precision", "source"}
-        preprocessing = {"resize": None, "interpolation": "bilinear", "center_crop": False}
+        preprocessing: dict[str, Any] = {"resize": None, "interpolation": "bilinear", "center_crop": False,
+                                         "library": "timm", "transformers_config": {}}  # fmt: skip
         dump = self.model_dump(mode="json", exclude=informational)
         if dump["resize"] == self.input_size and not self.center_crop:  # the same as no resize
             dump["resize"] = None

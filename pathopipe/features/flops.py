@@ -12,17 +12,15 @@ def model_gflops(spec: ModelSpec) -> float | None:
     with ``torch.utils.flop_counter`` on the meta device: nothing is allocated or run), or None
     when the model cannot be built."""
     try:
-        import timm
         import torch
         from torch.utils.flop_counter import FlopCounterMode
 
-        from pathopipe.features._extractor import NOOP, FeatureHead, timm_kwargs
+        from pathopipe.features._extractor import NOOP, FeatureHead, build_model
 
         if spec.architecture == NOOP:
             return 0.0
         with torch.device("meta"):
-            model = timm.create_model(spec.architecture, pretrained=False, **timm_kwargs(spec))
-            head = FeatureHead(model, spec.output).eval()
+            head = FeatureHead(build_model(spec), spec.output, spec.library).eval()
             x = torch.empty(1, 3, spec.input_size, spec.input_size)
         with FlopCounterMode(display=False) as counter:
             head(x)

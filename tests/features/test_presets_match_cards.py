@@ -240,3 +240,40 @@ def test_an_hf_hub_timm_model_runs_from_its_cached_config(stores, tmp_path, monk
     with torch.inference_mode():
         expected = model(torch.stack([transform(Image.fromarray(t)) for t in tiles])).numpy()
     assert np.abs(features - expected).max() < 2e-2 * np.abs(expected).mean()
+
+
+@pytest.mark.parametrize("size", [224, 256])
+def test_phikon_through_transformers_computes_what_its_card_computes(stores, tmp_path, size):
+    """A Hugging Face transformers model (the [transformers] extra): owkin/phikon's card builds
+    ``ViTModel(add_pooling_layer=False)``, preprocesses with its ``ViTImageProcessor`` and takes
+    ``last_hidden_state[:, 0]``. Full model (ViT-B), seeded random weights saved to a file."""
+    transformers = pytest.importorskip("transformers")
+    spec = resolve_model("phikon")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        model = transformers.ViTModel(
+            transformers.ViTConfig(**spec.transformers_config), add_pooling_layer=False
+        )
+    model.eval()
+    weights = tmp_path / "phikon.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    mean, std = list(IMAGENET["mean"]), list(IMAGENET["std"])
+    processor = transformers.ViTImageProcessor(
+        size={"height": 224, "width": 224}, image_mean=mean, image_std=std
+    )
+    out = stores[size]
+    ran = CliRunner().invoke(app, ["extract", str(out), "--model", "phikon", "--weights", str(weights),
+                                   "--device", "cpu", "--dtype", "float32", "--workers", "1", "--no-progress",
+                                   "--force"])  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    group = zarr.open_group(out / "slides" / "s.zarr", mode="r")
+    features = np.asarray(group["features/phikon/features"][:])
+    tiles = np.asarray(group["tiles"][:])
+    with torch.inference_mode():
+        inputs = processor(images=[Image.fromarray(t) for t in tiles], return_tensors="pt")
+        expected = model(**inputs).last_hidden_state[:, 0].numpy()
+    assert features.shape == expected.shape == (len(tiles), 768)
+    assert group["features/phikon"].attrs["versions"]["transformers"] == transformers.__version__
+    rtol = 1e-4 if size == 224 else 2e-2  # resized: PIL's resampling against torch's
+    difference = np.abs(features - expected).max() / np.abs(expected).mean()
+    assert difference < rtol
