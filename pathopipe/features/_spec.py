@@ -59,6 +59,20 @@ class ModelSpec(BaseModel):
     precision: Literal["fp32", "bf16", "fp16"] | None = Field(None, description="what the authors run")
     source: str = Field("", description="the model card (URL)")
 
+    def card_mismatches(self, tile_size: int, mpp: float | None) -> list[str]:
+        """Where tiles of ``tile_size`` px at ``mpp`` µm/px differ from what the model's card
+        recommends (the tile size; the resolution beyond 10 %), in words."""
+        found = []
+        if self.tile_size and tile_size != self.tile_size:
+            found.append(
+                f"{self.key}: tiles of {tile_size} px; its model card recommends {self.tile_size} px"
+            )
+        if self.mpp and mpp and abs(mpp - self.mpp) > 0.1 * self.mpp:
+            found.append(
+                f"{self.key}: tiles at {mpp:.3g} µm/px; its model card recommends {self.mpp:g} µm/px"
+            )
+        return found
+
     def identity(self) -> dict[str, Any]:
         """What changes the features, for their hash: the fields before the card's facts, plus
         the preprocessing where it is not the default (hashes of earlier presets stay as they were)."""

@@ -1,7 +1,7 @@
-"""The conditions that change how far a report's figures can be trusted: random weights,
-calibration slides far smaller than clinical ones, GPU figures estimated from a CPU run, failed
-slides, example prices, too few tasks for a stable rate. Each warning says what to do, and the
-confidence line counts them."""
+"""The conditions that change how far a report's figures can be trusted: random weights, tiles
+unlike the model card's recommendation, calibration slides far smaller than clinical ones, GPU
+figures estimated from a CPU run, failed slides, example prices, too few tasks for a stable rate.
+Each warning says what to do, and the confidence line counts them."""
 
 from __future__ import annotations
 
@@ -17,6 +17,19 @@ def _warning(code: str, severity: str, text: str) -> dict[str, str]:
     return {"code": code, "severity": severity, "text": text}
 
 
+def _card_mismatches(spec: dict[str, Any] | None, workflow: dict[str, Any]) -> list[str]:
+    """The model card's recommendation against the run's tiles (specs recorded with features)."""
+    if not spec or not workflow.get("tile_size"):
+        return []
+    from pathopipe.features import ModelSpec
+
+    try:
+        model = ModelSpec.model_validate(spec)
+    except ValueError:  # a spec recorded by another version: no recommendation to compare
+        return []
+    return model.card_mismatches(int(workflow["tile_size"]), workflow.get("target_mpp"))
+
+
 def find_warnings(summary: dict[str, Any]) -> list[dict[str, str]]:
     """The conditions that change how far the figures can be trusted, each with what to do.
     Severity ``sizing`` (the hardware and costs may be far off), ``price`` or ``use``."""
@@ -30,6 +43,18 @@ def find_warnings(summary: dict[str, Any]) -> list[dict[str, str]]:
                 f"Features of {', '.join(random)} were computed with random weights: right for measuring "
                 "speed, useless for analysis. Give `--weights pretrained` or a weights file for real "
                 "features.",
+            )
+        )
+    workflow = summary["workflow"]
+    unlike = [text for m in workflow["models"] for text in _card_mismatches(m.get("spec"), workflow)]
+    if unlike:
+        found.append(
+            _warning(
+                "unlike_the_card",
+                "use",
+                f"Tiles unlike what the model cards recommend ({'; '.join(unlike)}): the features are "
+                "computed all the same but may not match the models' published results; tile as the "
+                "card says (`pathopipe models --details KEY`).",
             )
         )
     small = summary.get("small_slides")

@@ -52,17 +52,6 @@ from pathopipe.tiling import TileSpec
 from pathopipe.tiling import read_tiles as read_slide_tiles
 
 
-def card_mismatches(model: Any, tile_size: int, mpp: float | None) -> list[str]:
-    """Where the tiles differ from what the model's card recommends (tile size; resolution
-    beyond 10 %), as warnings for the manifest and the report."""
-    found = []
-    if model.tile_size and tile_size != model.tile_size:
-        found.append(f"{model.key}: tiles of {tile_size} px; its model card recommends {model.tile_size} px")
-    if model.mpp and mpp and abs(mpp - model.mpp) > 0.1 * model.mpp:
-        found.append(f"{model.key}: tiles at {mpp:.3g} µm/px; its model card recommends {model.mpp:g} µm/px")
-    return found
-
-
 def combined_hash(models: tuple[ExtractionSettings, ...]) -> str:
     """One hash for a set of models (a single model's own hash when there is one)."""
     hashes = sorted(settings.output_hash() for settings in models)
@@ -228,8 +217,8 @@ def prepare_features(
             warnings.append(
                 f"{key}: tiles of {tile_size} px resized to the model's {settings.model.input_size} px"
             )
-        warnings += card_mismatches(
-            settings.model, tile_size, attrs.get("effective_mpp") or attrs.get("target_mpp")
+        warnings += settings.model.card_mismatches(
+            tile_size, attrs.get("effective_mpp") or attrs.get("target_mpp")
         )
         if key in features:
             del features[key]

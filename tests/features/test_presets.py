@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from pathopipe.cli.app import app
 from pathopipe.errors import ConfigError
 from pathopipe.features import ModelSpec, create_extractor, resolve_model
-from pathopipe.stages.extraction import card_mismatches
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 BICUBIC = transforms.InterpolationMode.BICUBIC
@@ -124,9 +123,9 @@ def test_details_print_every_field_of_a_preset() -> None:
 
 def test_tiles_unlike_the_cards_recommendation_are_warned_about() -> None:
     spec = resolve_model("h-optimus-0")
-    assert card_mismatches(spec, 224, 0.5) == []
-    assert card_mismatches(spec, 224, 0.52) == []  # within 10 %
-    warned = card_mismatches(spec, 256, 1.0)
+    assert spec.card_mismatches(224, 0.5) == []
+    assert spec.card_mismatches(224, 0.52) == []  # within 10 %
+    warned = spec.card_mismatches(256, 1.0)
     assert warned == ["h-optimus-0: tiles of 256 px; its model card recommends 224 px",
                       "h-optimus-0: tiles at 1 µm/px; its model card recommends 0.5 µm/px"]  # fmt: skip
 

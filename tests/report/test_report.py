@@ -3,6 +3,7 @@ metrics, the manifest and the bytes on disk, in both documents."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import re
@@ -268,6 +269,17 @@ def test_warnings_appear_when_they_apply_and_not_otherwise(finished_run, tiles_r
     markdown = (finished_run / "report" / "report.md").read_text()
     assert f"median {small['median_tiles']:,.0f} tiles per slide" in markdown and "--cohort" in markdown
     assert "random weights" in markdown and "ESTIMATE" in markdown
+    assert "unlike_the_card" not in codes  # timm/resnet18 recommends no tiles
+    # features of a model whose card recommends 224 px tiles at 0.5 µm/px, on other tiles
+    from pathopipe.features import resolve_model
+    from pathopipe.report.checks import find_warnings
+
+    unlike = copy.deepcopy(summary)
+    unlike["workflow"]["models"][0]["spec"] = resolve_model("h-optimus-0").model_dump(mode="json")
+    unlike["workflow"] |= {"tile_size": 256, "target_mpp": 1.0}
+    (card,) = [w for w in find_warnings(unlike) if w["code"] == "unlike_the_card"]
+    assert "tiles of 256 px; its model card recommends 224 px" in card["text"]
+    assert "tiles at 1 µm/px; its model card recommends 0.5 µm/px" in card["text"]
     # a clinical slide as small as these: no small-slide warning; no prices: no example prices
     written = write_report(
         finished_run, slides_per_day=500, assumptions=SizingAssumptions(clinical_tissue_cm2=0.001)
