@@ -57,7 +57,7 @@ def main() -> None:
     target_slides = slides(CACHE / f"target{suffix}", TARGET_SIZES, 600, args.scale)
     overrides = ["tiling.target_mpp=0.5", "cluster.dashboard=false", f"cluster.n_workers={args.workers}"]
     if args.models:
-        overrides += [f"features.models=[{args.models}]", "features.device=cpu"]
+        overrides += [f"features.models=[{args.models}]", "features.weights=random", "features.device=cpu"]
     cfg = load_config(None, overrides)
     work = Path(tempfile.mkdtemp(prefix="pathopipe-forecast-"))
     try:
