@@ -24,15 +24,14 @@ import zarr
 from PIL import Image
 from safetensors.torch import save_file
 from timm.layers import SwiGLUPacked
-from torchvision import transforms
 from typer.testing import CliRunner
 
 from pathopipe.cli.app import app
 from pathopipe.features import resolve_model
 from pathopipe.testing import write_synthetic_slide
 
-IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
-BICUBIC = transforms.InterpolationMode.BICUBIC
+from _cards import IMAGENET, card_transform  # isort: skip  (tests/features/_cards.py)
+
 DEPTH = 2  # transformer blocks on both sides (see the module's docstring)
 
 
@@ -57,61 +56,48 @@ def _clam(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
 
 
-# what each card's code does: timm.create_model(...) arguments, transform, pooling
+# what each card's code does: timm.create_model(...) arguments and pooling (its transform: _cards.py)
 CARDS = {
     "uni": (  # huggingface.co/MahmoodLab/UNI
         dict(model_name="vit_large_patch16_224", img_size=224, patch_size=16, init_values=1e-5,
              num_classes=0, dynamic_img_size=True, depth=DEPTH),
-        [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
         _vit_cls,
     ),
     "virchow2": (  # huggingface.co/paige-ai/Virchow2 (its config.json: the model arguments)
         dict(model_name="vit_huge_patch14_224", img_size=224, init_values=1e-5, num_classes=0,
              reg_tokens=4, mlp_ratio=5.3375, global_pool="", dynamic_img_size=True,
              mlp_layer=SwiGLUPacked, act_layer=torch.nn.SiLU, depth=DEPTH),
-        [transforms.Resize(224, interpolation=transforms.InterpolationMode.BICUBIC),
-         transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
         _virchow2,
     ),
     "h-optimus-0": (  # huggingface.co/bioptimus/H-optimus-0
         dict(model_name="vit_giant_patch14_reg4_dinov2", img_size=224, init_values=1e-5,
              num_classes=0, dynamic_img_size=False, depth=DEPTH),
-        [transforms.ToTensor(), transforms.Normalize(mean=(0.707223, 0.578729, 0.703617),
-                                                     std=(0.211883, 0.230117, 0.177517))],
         _vit_cls,
     ),
     "uni2-h": (  # huggingface.co/MahmoodLab/UNI2-h
         dict(model_name="vit_giant_patch14_224", img_size=224, patch_size=14, depth=DEPTH, num_heads=24,
              init_values=1e-5, embed_dim=1536, mlp_ratio=2.66667 * 2, num_classes=0, no_embed_class=True,
              mlp_layer=SwiGLUPacked, act_layer=torch.nn.SiLU, reg_tokens=8, dynamic_img_size=True),
-        [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
         _vit_cls,
     ),
     "prov-gigapath": (  # huggingface.co/prov-gigapath/prov-gigapath (its config.json)
         dict(model_name="vit_giant_patch14_dinov2", img_size=224, in_chans=3, patch_size=16, embed_dim=1536,
              depth=DEPTH, num_heads=24, init_values=1e-5, mlp_ratio=5.33334, num_classes=0),
-        [transforms.Resize(256, interpolation=BICUBIC), transforms.CenterCrop(224), transforms.ToTensor(),
-         transforms.Normalize(**IMAGENET)],
         _vit_cls,
     ),
     "virchow": (  # huggingface.co/paige-ai/Virchow
         dict(model_name="vit_huge_patch14_224", img_size=224, init_values=1e-5, num_classes=0,
              mlp_ratio=5.3375, global_pool="", dynamic_img_size=True, mlp_layer=SwiGLUPacked,
              act_layer=torch.nn.SiLU, depth=DEPTH),
-        [transforms.Resize(224, interpolation=BICUBIC), transforms.CenterCrop(224), transforms.ToTensor(),
-         transforms.Normalize(**IMAGENET)],
         _virchow,
     ),
     "h-optimus-1": (  # huggingface.co/bioptimus/H-optimus-1: as H-optimus-0
         dict(model_name="vit_giant_patch14_reg4_dinov2", img_size=224, init_values=1e-5,
              num_classes=0, dynamic_img_size=False, depth=DEPTH),
-        [transforms.ToTensor(), transforms.Normalize(mean=(0.707223, 0.578729, 0.703617),
-                                                     std=(0.211883, 0.230117, 0.177517))],
         _vit_cls,
     ),
     "resnet50_trunc": (  # github.com/mahmoodlab/CLAM: ResNet-50 to layer3, average pool
         dict(model_name="resnet50", num_classes=0),
-        [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
         _clam,
     ),
 }  # fmt: skip
@@ -147,12 +133,12 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 
 
 def _reference(key: str, weights: Path, tiles: np.ndarray) -> np.ndarray:
-    kwargs, steps, pool = CARDS[key]
+    kwargs, pool = CARDS[key]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(7)
         model = timm.create_model(pretrained=False, **kwargs).eval()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-    transform = transforms.Compose(steps)
+    transform = card_transform(key)
     with torch.inference_mode():
         batch = torch.stack([transform(Image.fromarray(tile)) for tile in tiles])
         return pool(model, batch).numpy()
