@@ -112,14 +112,17 @@ def models(
             spec = resolve_model(details)
         except PathopipeError as err:
             raise fail(str(err)) from None
+        table = Table(show_header=False, box=None, pad_edge=False)
+        table.add_column("field", no_wrap=True, style="bold")
+        table.add_column("value", overflow="fold")
         for name, value in spec.model_dump(mode="json").items():
-            shown = "-" if value in (None, "", {}) else value
-            console.print(f"{name:16s} {shown}", highlight=False, soft_wrap=True)
+            table.add_row(name, "-" if value in (None, "", {}) else escape(str(value)))
+        console.print(table)
         return
     for spec in (entry.obj for entry in model_presets):
         console.print(f"[bold]{spec.key}[/bold]  {spec.description}", highlight=False)
         console.print(
-            f"    timm {spec.architecture}, output {spec.output}, input {spec.input_size} px; "
+            f"    {spec.library} {spec.architecture}, output {spec.output}, input {spec.input_size} px; "
             f"pretrained: {spec.pretrained_hub_id or '-'} (local hub cache); licence: {spec.licence}",
             highlight=False,
         )
