@@ -108,8 +108,8 @@ def models(
     from pathopipe.features import model_presets, resolve_model
 
     if details is not None:
-        try:
-            spec = resolve_model(details)
+        try:  # a preset as written (one completed from its hub config needs the cache)
+            spec = model_presets.get(details) if details in model_presets else resolve_model(details)
         except PathopipeError as err:
             raise fail(str(err)) from None
         table = Table(show_header=False, box=None, pad_edge=False)
@@ -119,11 +119,15 @@ def models(
             table.add_row(name, "-" if value in (None, "", {}) else escape(str(value)))
         console.print(table)
         return
+    from rich.padding import Padding
+
     for spec in (entry.obj for entry in model_presets):
         console.print(f"[bold]{spec.key}[/bold]  {spec.description}", highlight=False)
-        console.print(
-            f"    {spec.library} {spec.architecture}, output {spec.output}, input {spec.input_size} px; "
-            f"pretrained: {spec.pretrained_hub_id or '-'} (local hub cache); licence: {spec.licence}",
-            highlight=False,
-        )
+        if spec.pretrained_hub_id:
+            where = f"{spec.pretrained_hub_id} (local hub cache)"
+        else:
+            where = f"{spec.pretrained_url} (torch hub's checkpoints)" if spec.pretrained_url else "-"
+        about = (f"{spec.library} {spec.architecture}, output {spec.output}, input {spec.input_size} px\n"
+                 f"pretrained: {where}\nlicence: {spec.licence or '-'}")  # fmt: skip
+        console.print(Padding(escape(about), (0, 0, 0, 4)), highlight=False)
     console.print("Any timm model: --model timm/<name>, e.g. timm/resnet50, timm/vit_small_patch16_224")

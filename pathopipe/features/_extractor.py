@@ -5,7 +5,6 @@ Imported only when an extractor is created (it imports torch).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 from pathlib import Path
@@ -14,12 +13,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from pathopipe.errors import BackendUnavailableError, ConfigError
+from pathopipe.errors import ConfigError
 from pathopipe.features._spec import ModelSpec
 from pathopipe.features._weights import (
     WeightsSource,
     cached_file_sha256,
-    cached_pretrained_file,
     load_strict,
     read_state_dict,
     sha256_file,
@@ -76,32 +74,37 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
         import timm
 
         return timm.create_model(spec.architecture, pretrained=False, **timm_kwargs(spec))
-    try:
-        import transformers
-    except ImportError as err:
-        raise BackendUnavailableError(
-            f"model {spec.key!r} is a Hugging Face transformers model; install the extra: "
-            f"pip install 'pathopipe[transformers]' ({err})"
-        ) from err
-    model_class = getattr(transformers, spec.architecture, None)
-    if model_class is None or not hasattr(model_class, "config_class"):
-        raise ConfigError(f"model {spec.key!r}: transformers has no model class {spec.architecture!r}")
-    config = _transformers_config(spec, model_class.config_class)
-    if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
-        return model_class(config, add_pooling_layer=False)
-    return model_class(config)
+    from pathopipe.features import _transformers
+
+    return _transformers.build(spec)
 
 
-def _transformers_config(spec: ModelSpec, config_class: Any) -> Any:
-    """The model's config.json from the local Hugging Face cache where it is there (what the
-    card's ``from_pretrained`` reads), else the preset's ``transformers_config``."""
-    if spec.pretrained_hub_id:
-        from huggingface_hub import try_to_load_from_cache
+def load_model(spec: ModelSpec, path: str | Path) -> torch.nn.Module:
+    """The preset's network with the weights file at ``path``, loaded as the card's code loads
+    it: strictly into timm's model (converted first where the card converts), or by
+    transformers' ``from_pretrained``."""
+    if spec.library == "transformers":
+        from pathopipe.features import _transformers
 
-        found = try_to_load_from_cache(spec.pretrained_hub_id, "config.json")
-        if isinstance(found, str):
-            return config_class.from_json_file(found)
-    return config_class(**spec.transformers_config)
+        return _transformers.load(spec, path)
+    with torch.random.fork_rng(devices=[]):  # initial weights, replaced: the process's random state is kept
+        model = build_model(spec)
+    classifier = ("fc", "head", "classifier", "head.fc", "pooler")  # heads the extractor does not use
+    load_strict(model, card_state_dict(spec, model, path), source=str(path), classifier=classifier)
+    return model
+
+
+def card_state_dict(spec: ModelSpec, model: torch.nn.Module, path: str | Path) -> dict[str, Any]:
+    """The weights file's tensors in the model's layout: as read, or through timm's ViT
+    checkpoint filter where the card's code converts them (DINOv2-layout checkpoints)."""
+    from timm.models import vision_transformer
+
+    state = read_state_dict(path)
+    if spec.convert_weights == "dinov2":
+        return vision_transformer._convert_dinov2(state, model)  # type: ignore[arg-type]
+    if spec.convert_weights == "timm-vit":
+        return vision_transformer.checkpoint_filter_fn(state, model)  # type: ignore[arg-type]
+    return state
 
 
 class FeatureHead(torch.nn.Module):
@@ -154,18 +157,17 @@ class FeatureExtractor:
         self.precision = precision
         # random weights are a function of the seed, drawn from a forked generator: the process's
         # own random state is left as it was
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = build_model(spec)
-        classifier = ("fc", "head", "classifier", "head.fc", "pooler")  # heads the extractor does not use
         if weights == "random":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = build_model(spec)
             self.weights = WeightsSource("random", seed=seed)
         else:
             pretrained = weights == "pretrained"
-            path = cached_pretrained_file(spec.pretrained_hub_id, spec.key) if pretrained else weights
+            path = spec.pretrained_weights() if pretrained else weights
             digest = cached_file_sha256(Path(path)) if pretrained else sha256_file(path)
             self.weights = WeightsSource("pretrained" if pretrained else "file", str(path), digest)
-            load_strict(model, read_state_dict(path), source=str(path), classifier=classifier)
+            model = load_model(spec, path)
         model.eval().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.head = FeatureHead(model, spec.output, spec.library)
         # static shapes: smaller batches are padded to the largest seen, so no recompiles

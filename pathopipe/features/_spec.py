@@ -39,6 +39,23 @@ class ModelSpec(BaseModel):
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     pretrained_hub_id: str | None = Field(None, description="Hugging Face repo of the pretrained weights")
+    pretrained_file: str | None = Field(
+        None, description="the weights' file in that repo when not model.safetensors or pytorch_model.bin"
+    )
+    pretrained_url: str | None = Field(
+        None, description="weights published as a release, not on the hub: read from torch hub's "
+        "checkpoint folder, where the card's torch.hub.load keeps them",
+    )  # fmt: skip
+    convert_weights: Literal["none", "dinov2", "timm-vit"] = Field(
+        "none", description="how the card's code converts its checkpoint before the strict load: dinov2, "
+        "timm's DINOv2-layout conversion; timm-vit, timm's ViT checkpoint filter (which converts a "
+        "DINOv2 layout where it finds one)",
+    )  # fmt: skip
+    hub_config: bool = Field(
+        False, description="architecture, model arguments and preprocessing from the config.json of "
+        "pretrained_hub_id in the local hub cache, as the card's timm.create_model('hf-hub:...') reads "
+        "them; timm_kwargs (the card's arguments) override its model arguments",
+    )  # fmt: skip
     licence: str = ""
     description: str = ""
     # the card's preprocessing and use, as data (pathopipe models --details KEY)
@@ -73,12 +90,22 @@ class ModelSpec(BaseModel):
             )
         return found
 
+    def pretrained_weights(self) -> Path:
+        """Where the card publishes the weights, in the local cache (or an error saying how to
+        get them there): the hub repo's file, or a release's file in torch hub's folder."""
+        from pathopipe.features._weights import cached_pretrained_file
+
+        return cached_pretrained_file(self.pretrained_hub_id, self.key, self.licence,
+                                      filename=self.pretrained_file, url=self.pretrained_url)  # fmt: skip
+
     def identity(self) -> dict[str, Any]:
         """What changes the features, for their hash: the fields before the card's facts, plus
         the preprocessing where it is not the default (hashes of earlier presets stay as they were)."""
-        informational = {"tile_size", "mpp", "embedding_dim", "precision", "source"}
+        informational = {"tile_size", "mpp", "embedding_dim", "precision", "source", "pretrained_file",
+                         "pretrained_url"}  # the weights enter the hash by their sha256  # fmt: skip
         preprocessing: dict[str, Any] = {"resize": None, "interpolation": "bilinear", "center_crop": False,
-                                         "library": "timm", "transformers_config": {}}  # fmt: skip
+                                         "library": "timm", "transformers_config": {},
+                                         "convert_weights": "none", "hub_config": False}  # fmt: skip
         dump = self.model_dump(mode="json", exclude=informational)
         if dump["resize"] == self.input_size and not self.center_crop:  # the same as no resize
             dump["resize"] = None
@@ -188,11 +215,10 @@ def _timm_registry_spec(architecture: str) -> ModelSpec:
     )
 
 
-def _hub_spec(repo: str) -> ModelSpec:
-    """The spec of a timm model published on the Hugging Face hub (``hf-hub:ORG/NAME``), from
-    its ``config.json`` in the local cache: architecture and arguments, input size, mean and
-    std, and timm's evaluation transform (``Resize(size / crop_pct)``, ``CenterCrop(size)``,
-    with the config's interpolation)."""
+def _hub_config(repo: str) -> dict[str, Any]:
+    """What a timm model's ``config.json`` in the local Hugging Face cache says: architecture and
+    arguments, input size, mean and std, and timm's evaluation transform (``Resize(size /
+    crop_pct)``, ``CenterCrop(size)``, with the config's interpolation), as ModelSpec fields."""
     from pathopipe.features._weights import cached_hub_file
 
     path = cached_hub_file(repo, "config.json", f"hf-hub:{repo}")
@@ -201,25 +227,96 @@ def _hub_spec(repo: str) -> ModelSpec:
         cfg = config.get("pretrained_cfg") or {}
         size = int((cfg.get("input_size") or [3, 224, 224])[-1])
         crop = float(cfg.get("crop_pct") or 1.0)
-        interpolation = cfg.get("interpolation") or "bicubic"
-        return ModelSpec(
-            key="hf-" + re.sub(r"[^A-Za-z0-9._-]", "_", repo.replace("/", "-")),
-            architecture=str(config["architecture"]),
-            timm_kwargs=dict(config.get("model_args") or {}),
-            output="pooled",
-            input_size=size,
-            mean=tuple(cfg.get("mean") or (0.485, 0.456, 0.406)),
-            std=tuple(cfg.get("std") or (0.229, 0.224, 0.225)),
-            pretrained_hub_id=repo,
-            resize=math.floor(size / crop) if crop < 1.0 else size,  # as timm.data.create_transform
-            interpolation="bilinear" if interpolation == "bilinear" else "bicubic",
-            center_crop=True,
-            embedding_dim=config.get("num_features"),
-            source=f"https://huggingface.co/{repo}",
-            description=f"timm model hf-hub:{repo} (its config.json), pooled features",
-        )
+        return {
+            "architecture": str(config["architecture"]),
+            "timm_kwargs": dict(config.get("model_args") or {}),
+            "input_size": size,
+            "mean": tuple(cfg.get("mean") or (0.485, 0.456, 0.406)),
+            "std": tuple(cfg.get("std") or (0.229, 0.224, 0.225)),
+            "resize": math.floor(size / crop) if crop < 1.0 else size,  # as timm.data.create_transform
+            "interpolation": "bilinear" if cfg.get("interpolation") == "bilinear" else "bicubic",
+            "center_crop": True,
+            "embedding_dim": config.get("num_features"),
+        }
     except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"config.json of hf-hub:{repo} ({path}) is not a timm model config: {err}") from err
+
+
+def _hub_spec(repo: str) -> ModelSpec:
+    """The spec of a timm model published on the Hugging Face hub (``hf-hub:ORG/NAME``), from
+    its ``config.json`` in the local cache; pooled features."""
+    return ModelSpec(
+        key="hf-" + re.sub(r"[^A-Za-z0-9._-]", "_", repo.replace("/", "-")),
+        output="pooled",
+        pretrained_hub_id=repo,
+        source=f"https://huggingface.co/{repo}",
+        description=f"timm model hf-hub:{repo} (its config.json), pooled features",
+        **_hub_config(repo),
+    )
+
+
+def _with_hub_config(spec: ModelSpec) -> ModelSpec:
+    """A ``hub_config`` preset completed from its model's cached config.json: the card's
+    ``timm.create_model("hf-hub:...", **card_arguments)`` and ``create_transform``."""
+    if not spec.pretrained_hub_id:
+        raise ConfigError(f"model preset {spec.key!r} has hub_config but no pretrained_hub_id")
+    found = _hub_config(spec.pretrained_hub_id)
+    found["timm_kwargs"] = {**found["timm_kwargs"], **spec.timm_kwargs}
+    if spec.embedding_dim is not None:  # the preset's output mode decides the dimension
+        found.pop("embedding_dim")
+    return ModelSpec.model_validate({**spec.model_dump(), **found})
+
+
+def _completed(spec: ModelSpec) -> ModelSpec:
+    """A preset as it runs: completed from its hub config, its preprocessing checked against the
+    card's image processor where that is in the local cache."""
+    if spec.hub_config:
+        return _with_hub_config(spec)
+    if spec.library == "transformers" and spec.pretrained_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec.pretrained_hub_id, "preprocessor_config.json")
+        if isinstance(found, str):  # the card's AutoImageProcessor reads it
+            problems = processor_mismatches(spec, json.loads(Path(found).read_text(encoding="utf-8")))
+            if problems:
+                raise ConfigError(
+                    f"model preset {spec.key!r} disagrees with its card's image processor ({found}): "
+                    + "; ".join(problems)
+                    + ". The processor is what the model expects: fix the preset"
+                )
+    return spec
+
+
+_RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL's codes, as image processors store them
+
+
+def processor_mismatches(spec: ModelSpec, config: dict[str, Any]) -> list[str]:
+    """Where a preset's preprocessing differs from a transformers image processor's
+    configuration (``preprocessor_config.json``), for square tiles, in words."""
+    found = []
+    size = config.get("size") or {}
+    side = (size.get("shortest_edge") or size.get("height")) if config.get("do_resize", True) else None
+    crop = (config.get("crop_size") or {}).get("height") if config.get("do_center_crop") else None
+    final = crop or side
+    resize = spec.resize or spec.input_size
+    if side is not None and side != resize:
+        found.append(f"the processor resizes to {side} px, the preset to {resize} px")
+    if final is not None and final != spec.input_size:
+        found.append(f"the processor gives {final} px images, the preset {spec.input_size} px")
+    if side != final and not spec.center_crop:
+        found.append("the processor centre-crops, the preset does not")
+    resample = _RESAMPLE.get(config.get("resample", 2), f"PIL resample {config.get('resample')}")
+    if side is not None and resample != spec.interpolation:
+        found.append(f"the processor resamples {resample}, the preset {spec.interpolation}")
+    for name, ours in (("image_mean", spec.mean), ("image_std", spec.std)):
+        theirs = config.get(name)
+        if theirs is not None and any(abs(a - b) > 1e-6 for a, b in zip(theirs, ours, strict=False)):
+            found.append(f"the processor's {name} is {list(theirs)}, the preset's {list(ours)}")
+    if not config.get("do_normalize", True) or not config.get("do_rescale", True):
+        found.append("the processor does not rescale and normalise as the preset does")
+    elif abs(float(config.get("rescale_factor", 1 / 255)) - 1 / 255) > 1e-9:
+        found.append(f"the processor rescales by {config.get('rescale_factor')}, not 1/255")
+    return found
 
 
 def resolve_model(name: str) -> ModelSpec:
@@ -231,11 +328,11 @@ def resolve_model(name: str) -> ModelSpec:
         path = Path(name)
         if not path.exists():
             raise ConfigError(f"model preset file {name!r} does not exist")
-        return _load_preset(path)
+        return _completed(_load_preset(path))
     if name.startswith("timm/"):
         return _timm_spec(name.removeprefix("timm/"))
     if name in model_presets:
-        return model_presets.get(name)
+        return _completed(model_presets.get(name))
     presets = sorted(model_presets.names())
     raise UnknownNameError(
         f"unknown model {name!r}; presets: {', '.join(presets)}, or any timm model as "

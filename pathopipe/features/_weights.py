@@ -1,4 +1,5 @@
-"""Model weights: seeded random, pretrained from the local Hugging Face cache, or a local file.
+"""Model weights: seeded random, pretrained from the local Hugging Face cache (or torch hub's
+checkpoint folder for weights published as a release), or a local file.
 
 Nothing is downloaded. Loading is strict: a file that does not fit the architecture is an
 error listing what is missing, unexpected or of the wrong shape, never a partial load.
@@ -68,9 +69,37 @@ def cached_hub_file(hub_id: str, filename: str, model_name: str) -> Path:
     )
 
 
-def cached_pretrained_file(hub_id: str | None, model_name: str, licence: str = "") -> Path:
-    """The weights file of ``hub_id`` in the local Hugging Face cache, or a clear error naming
-    the hub id, the cache, the command that downloads it and the model's licence."""
+def torch_hub_checkpoints() -> Path:
+    """torch.hub's checkpoint folder, where ``torch.hub.load_state_dict_from_url`` (a card's
+    ``torch.hub.load``) keeps downloaded weights; found without importing torch."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(os.environ.get("TORCH_HOME") or os.path.join(cache, "torch"), "hub", "checkpoints")
+
+
+def _released_file(url: str, model_name: str, terms: str) -> Path:
+    """Weights published at ``url`` (a release, not the hub), from torch.hub's checkpoint folder."""
+    path = torch_hub_checkpoints() / url.rsplit("/", 1)[-1]
+    if path.is_file():
+        return path
+    raise WeightsError(
+        f"pretrained weights for model {model_name!r} are published at {url} and are not in torch hub's "
+        f"checkpoint folder {path.parent}; pathopipe does not download at run time. Download them where "
+        f"there is network with `curl -L --create-dirs -o {path} {url}`{terms} and copy the file here (or "
+        "set TORCH_HOME); or pass --weights /path/to/file, or --weights random for random weights"
+    )
+
+
+def cached_pretrained_file(
+    hub_id: str | None, model_name: str, licence: str = "", *, filename: str | None = None,
+    url: str | None = None,
+) -> Path:  # fmt: skip
+    """The pretrained weights of a model, from where its card publishes them: ``filename`` (by
+    default model.safetensors or pytorch_model.bin) of ``hub_id`` in the local Hugging Face
+    cache, or a release ``url``'s file in torch hub's checkpoint folder; else a clear error
+    naming the source, the cache, the command that downloads it and the model's licence."""
+    terms = f" (licence: {licence})" if licence and licence != "-" else ""
+    if url:
+        return _released_file(url, model_name, terms)
     if not hub_id:
         raise WeightsError(
             f"model {model_name!r} has no pretrained weights source; use --weights random or "
@@ -78,17 +107,18 @@ def cached_pretrained_file(hub_id: str | None, model_name: str, licence: str = "
         )
     from huggingface_hub import try_to_load_from_cache
 
-    for filename in WEIGHT_FILES:
-        found = try_to_load_from_cache(hub_id, filename)
+    for name in (filename,) if filename else WEIGHT_FILES:
+        found = try_to_load_from_cache(hub_id, name)
         if isinstance(found, str) and os.path.exists(found):
             return Path(found)
-    terms = f" (licence: {licence})" if licence and licence != "-" else ""
+    which = f"{filename} of {hub_id}" if filename else hub_id
     raise WeightsError(
-        f"pretrained weights for model {model_name!r} ({hub_id}) are not in the Hugging Face cache "
+        f"pretrained weights for model {model_name!r} ({which}) are not in the Hugging Face cache "
         f"{hub_cache_dir()} and pathopipe does not download at run time. Download them where there "
-        f"is network with `huggingface-cli download {hub_id}`, after accepting the model's terms on "
-        f"https://huggingface.co/{hub_id} if it is gated{terms}, and copy the cache here (or set "
-        "HF_HUB_CACHE); or pass --weights /path/to/file, or --weights random for random weights"
+        f"is network with `huggingface-cli download {hub_id}{' ' + filename if filename else ''}`, after "
+        f"accepting the model's terms on https://huggingface.co/{hub_id} if it is gated{terms}, and copy "
+        "the cache here (or set HF_HUB_CACHE); or pass --weights /path/to/file, or --weights random "
+        "for random weights"
     )
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pathopipe.errors import ConfigError
 from pathopipe.features._spec import ModelSpec, resolve_model
-from pathopipe.features._weights import cached_file_sha256, cached_pretrained_file, sha256_file
+from pathopipe.features._weights import cached_file_sha256, sha256_file
 
 if TYPE_CHECKING:
     from pathopipe.config import RunConfig
@@ -97,9 +97,7 @@ def check_settings(settings: ExtractionSettings, *, local: bool) -> ExtractionSe
     if settings.model.architecture == "noop":  # no parameters: nothing to load
         return replace(settings, weights="random")
     if settings.weights == "pretrained":
-        found = cached_pretrained_file(
-            settings.model.pretrained_hub_id, settings.model.key, settings.model.licence
-        )
+        found = settings.model.pretrained_weights()
         if settings.weights_sha256 is None:
             settings = replace(settings, weights_sha256=cached_file_sha256(found))
     elif settings.weights != "random":

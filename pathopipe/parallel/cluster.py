@@ -24,7 +24,8 @@ WORKER_SETUP = "pathopipe.parallel._worker_setup"  # the preload of workers path
 
 
 def worker_environment() -> dict[str, str]:
-    """Dask's pre-spawn environment for workers, without ``MALLOC_TRIM_THRESHOLD_``.
+    """Dask's pre-spawn environment for workers, without ``MALLOC_TRIM_THRESHOLD_``, without
+    Hugging Face progress bars.
 
     Setting any glibc malloc threshold turns off glibc's dynamic mmap threshold, so every
     region buffer of a few hundred kB is mmapped and page-faulted afresh: slide reads in
@@ -32,6 +33,9 @@ def worker_environment() -> dict[str, str]:
     """
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
     environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    # no Hugging Face progress bars (a transformers model's weight loading) on workers' stderr,
+    # which is the user's terminal: pathopipe shows its own progress
+    environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     return environ
 
 

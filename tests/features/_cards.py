@@ -1,11 +1,14 @@
 """The preprocessing each model card's example code applies to a PIL tile: one table for the
-preprocessing checks (test_presets.py) and the end-to-end checks (test_presets_match_cards.py)."""
+preprocessing checks (test_presets.py) and the end-to-end checks (test_presets_match_cards.py,
+test_presets_released_weights.py); and the random weights those checks give both sides."""
 
 from __future__ import annotations
 
+import torch
 from torchvision import transforms
+from torchvision.transforms import v2
 
-__all__ = ["BICUBIC", "IMAGENET", "card_transform"]
+__all__ = ["BICUBIC", "IMAGENET", "card_transform", "with_live_layer_scales"]
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 BICUBIC = transforms.InterpolationMode.BICUBIC
@@ -50,5 +53,40 @@ def card_transform(key: str) -> transforms.Compose:
         ],
         # CLAM: 256 px patches resized to 224, ImageNet normalisation
         "resnet50_trunc": [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
+        # github.com/kaiko-ai/towards_large_pathology_fms (README): torchvision v2 on the image
+        "kaiko": [
+            v2.ToImage(),
+            v2.Resize(size=224),
+            v2.CenterCrop(size=224),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        ],
+        # majiabo/GPFM, as TRIDENT's loader: Resize(224, bicubic), ToTensor, Normalize(ImageNet)
+        "gpfm": [
+            transforms.Resize(224, interpolation=BICUBIC),
+            transforms.ToTensor(),
+            transforms.Normalize(**IMAGENET),
+        ],
+        # owkin/phikon-v2, as TRIDENT's loader: Resize(224), CenterCrop(224), Normalize(ImageNet)
+        "phikon-v2": [
+            transforms.Resize(224),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(**IMAGENET),
+        ],
     }
+    if key.startswith("kaiko-"):  # one transform for every kaiko.ai ViT
+        key = "kaiko"
     return transforms.Compose(cards[key])
+
+
+def with_live_layer_scales(model: torch.nn.Module) -> torch.nn.Module:
+    """The model with its LayerScale factors drawn around 1 instead of their initial 1e-5: a
+    ViT initialised for training scales every block's contribution by 1e-5, so its random-weight
+    features hardly depend on the blocks or the image, and a check against them could not fail."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(("gamma", "lambda1")):  # timm's LayerScale, transformers' Dinov2LayerScale
+                parameter.copy_(0.5 + torch.rand(parameter.shape, generator=generator))
+    return model

@@ -29,7 +29,13 @@ def preprocessed(spec: ModelSpec, batch: np.ndarray) -> np.ndarray:
     """pathopipe's preprocessing of ``batch`` for ``spec`` (its model replaced by 'noop': the
     preprocessing is the preset's, the model is not needed to compare it)."""
     probe = spec.model_copy(
-        update={"architecture": "noop", "timm_kwargs": {}, "output": "pooled", "embedding_dim": None}
+        update={
+            "architecture": "noop",
+            "library": "timm",
+            "timm_kwargs": {},
+            "output": "pooled",
+            "embedding_dim": None,
+        }
     )
     extractor = create_extractor(probe, weights="random", device="cpu")
     with torch.inference_mode():
@@ -42,7 +48,8 @@ def preprocessed(spec: ModelSpec, batch: np.ndarray) -> np.ndarray:
 # bilinear for bicubic exceed it many times over
 CASES = [("uni", 224), ("uni", 256), ("virchow2", 224), ("virchow2", 256), ("h-optimus-0", 224),
          ("resnet50_trunc", 256), ("uni2-h", 256), ("virchow", 256), ("prov-gigapath", 224),
-         ("prov-gigapath", 256), ("h-optimus-1", 224)]  # fmt: skip
+         ("prov-gigapath", 256), ("h-optimus-1", 224), ("kaiko-vits16", 224), ("kaiko-vitb8", 256),
+         ("kaiko-vitl14", 256), ("gpfm", 256), ("phikon-v2", 224), ("phikon-v2", 256)]  # fmt: skip
 
 
 @pytest.mark.parametrize(("key", "size"), CASES)

@@ -28,9 +28,8 @@ from typer.testing import CliRunner
 
 from pathopipe.cli.app import app
 from pathopipe.features import resolve_model
-from pathopipe.testing import write_synthetic_slide
 
-from _cards import IMAGENET, card_transform  # isort: skip  (tests/features/_cards.py)
+from _cards import IMAGENET, card_transform, with_live_layer_scales  # isort: skip  (tests/features/_cards.py)
 
 DEPTH = 2  # transformer blocks on both sides (see the module's docstring)
 
@@ -96,6 +95,10 @@ CARDS = {
              num_classes=0, dynamic_img_size=False, depth=DEPTH),
         _vit_cls,
     ),
+    "kaiko-vitb8": (  # github.com/kaiko-ai/towards_large_pathology_fms (hubconf.py)
+        dict(model_name="vit_base_patch8_224", dynamic_img_size=True, num_classes=0, depth=DEPTH),
+        _vit_cls,
+    ),
     "resnet50_trunc": (  # github.com/mahmoodlab/CLAM: ResNet-50 to layer3, average pool
         dict(model_name="resnet50", num_classes=0),
         _clam,
@@ -103,40 +106,11 @@ CARDS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """A generated slide tiled at 0.5 µm/px into 224 px and into 256 px tiles."""
-    folder = tmp_path_factory.mktemp("cards")
-    slide = write_synthetic_slide(folder / "s.svs", width=1800, height=1400, seed=21, workers=1).path
-    outs = {}
-    for size in (224, 256):
-        out = folder / f"out{size}"
-        args = [
-            "tile",
-            str(slide),
-            "--out",
-            str(out),
-            "--workers",
-            "1",
-            "--no-progress",
-            "--set",
-            "tiling.target_mpp=0.5",
-            "--set",
-            f"tiling.tile_size={size}",
-            "--set",
-            "tiling.min_tissue_fraction=0.2",
-        ]
-        ran = CliRunner().invoke(app, args)
-        assert ran.exit_code == 0, ran.output
-        outs[size] = out
-    return outs
-
-
 def _reference(key: str, weights: Path, tiles: np.ndarray) -> np.ndarray:
     kwargs, pool = CARDS[key]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(7)
-        model = timm.create_model(pretrained=False, **kwargs).eval()
+        model = with_live_layer_scales(timm.create_model(pretrained=False, **kwargs).eval())
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
     transform = card_transform(key)
     with torch.inference_mode():
@@ -163,7 +137,7 @@ def _preset_file(key: str, folder: Path) -> Path:
     [("uni", 224, 1e-4), ("virchow2", 224, 1e-4), ("h-optimus-0", 224, 1e-4), ("resnet50_trunc", 224, 1e-4),
      ("uni2-h", 224, 1e-4), ("virchow", 224, 1e-4), ("h-optimus-1", 224, 1e-4), ("prov-gigapath", 224, 2e-2),
      ("uni", 256, 2e-2), ("virchow2", 256, 2e-2), ("resnet50_trunc", 256, 2e-2),
-     ("prov-gigapath", 256, 2e-2)],
+     ("prov-gigapath", 256, 2e-2), ("kaiko-vitb8", 224, 1e-4), ("kaiko-vitb8", 256, 2e-2)],
 )  # fmt: skip
 def test_a_preset_computes_what_its_model_card_computes(stores, tmp_path, key, size, rtol):
     out = stores[size]
@@ -241,8 +215,8 @@ def test_phikon_through_transformers_computes_what_its_card_computes(stores, tmp
             transformers.ViTConfig(**spec.transformers_config), add_pooling_layer=False
         )
     model.eval()
-    weights = tmp_path / "phikon.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    model.save_pretrained(tmp_path / "phikon")  # the layout the hub publishes (transformers converts it)
+    weights = tmp_path / "phikon" / "model.safetensors"
     mean, std = list(IMAGENET["mean"]), list(IMAGENET["std"])
     processor = transformers.ViTImageProcessor(
         size={"height": 224, "width": 224}, image_mean=mean, image_std=std
