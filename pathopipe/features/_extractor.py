@@ -17,25 +17,33 @@ from pathopipe.errors import ConfigError
 from pathopipe.features._spec import ModelSpec
 from pathopipe.features._weights import (
     WeightsSource,
-    cached_file_sha256,
     load_strict,
     read_state_dict,
-    sha256_file,
+    weights_sha256,
 )
 
 logger = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "bf16", "fp16"]
-_LAYER_NAMES = {"swiglu_packed": ("timm.layers", "SwiGLUPacked")}
+# layer classes a preset names in its timm_kwargs (mlp_layer, embed_layer), by name
+_LAYER_NAMES = {
+    "swiglu_packed": ("timm.layers", "SwiGLUPacked"),
+    "ctranspath_stem": ("pathopipe.features._layers", "CTransPathStem"),
+}
 
 
 def timm_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """The preset's timm arguments, layer names replaced by their classes."""
     import importlib
 
     kwargs = dict(spec.timm_kwargs)
-    if isinstance(kwargs.get("mlp_layer"), str):
-        module, name = _LAYER_NAMES[kwargs["mlp_layer"]]
-        kwargs["mlp_layer"] = getattr(importlib.import_module(module), name)
+    for argument in ("mlp_layer", "embed_layer"):
+        if isinstance(kwargs.get(argument), str):
+            if kwargs[argument] not in _LAYER_NAMES:
+                raise ConfigError(f"model preset {spec.key!r}: {argument} {kwargs[argument]!r} is not one of "
+                                  f"{', '.join(sorted(_LAYER_NAMES))}")  # fmt: skip
+            module, name = _LAYER_NAMES[kwargs[argument]]
+            kwargs[argument] = getattr(importlib.import_module(module), name)
     kwargs.setdefault("num_classes", 0)
     return kwargs
 
@@ -97,9 +105,11 @@ def load_model(spec: ModelSpec, path: str | Path) -> torch.nn.Module:
 def card_state_dict(spec: ModelSpec, model: torch.nn.Module, path: str | Path) -> dict[str, Any]:
     """The weights file's tensors in the model's layout: as read, or through timm's ViT
     checkpoint filter where the card's code converts them (DINOv2-layout checkpoints)."""
-    from timm.models import vision_transformer
+    from timm.models import swin_transformer, vision_transformer
 
     state = read_state_dict(path)
+    if spec.convert_weights == "timm-swin":
+        return swin_transformer.checkpoint_filter_fn(state, model)
     if spec.convert_weights == "dinov2":
         return vision_transformer._convert_dinov2(state, model)  # type: ignore[arg-type]
     if spec.convert_weights == "timm-vit":
@@ -165,7 +175,7 @@ class FeatureExtractor:
         else:
             pretrained = weights == "pretrained"
             path = spec.pretrained_weights() if pretrained else weights
-            digest = cached_file_sha256(Path(path)) if pretrained else sha256_file(path)
+            digest = weights_sha256(path)
             self.weights = WeightsSource("pretrained" if pretrained else "file", str(path), digest)
             model = load_model(spec, path)
         model.eval().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pathopipe._cache import remember, remembered
 from pathopipe._registry import Registry, did_you_mean
 from pathopipe.errors import ConfigError, UnknownNameError
 
@@ -46,10 +46,14 @@ class ModelSpec(BaseModel):
         None, description="weights published as a release, not on the hub: read from torch hub's "
         "checkpoint folder, where the card's torch.hub.load keeps them",
     )  # fmt: skip
-    convert_weights: Literal["none", "dinov2", "timm-vit"] = Field(
+    pretrained_repo_type: Literal["model", "dataset"] = Field(
+        "model", description="the kind of hub repo pretrained_hub_id is (a model, or a dataset)"
+    )
+    convert_weights: Literal["none", "dinov2", "timm-vit", "timm-swin"] = Field(
         "none", description="how the card's code converts its checkpoint before the strict load: dinov2, "
         "timm's DINOv2-layout conversion; timm-vit, timm's ViT checkpoint filter (which converts a "
-        "DINOv2 layout where it finds one)",
+        "DINOv2 layout where it finds one); timm-swin, timm's Swin checkpoint filter (the original "
+        "Swin layout, downsampling at the end of a stage)",
     )  # fmt: skip
     hub_config: bool = Field(
         False, description="architecture, model arguments and preprocessing from the config.json of "
@@ -95,14 +99,17 @@ class ModelSpec(BaseModel):
         get them there): the hub repo's file, or a release's file in torch hub's folder."""
         from pathopipe.features._weights import cached_pretrained_file
 
-        return cached_pretrained_file(self.pretrained_hub_id, self.key, self.licence,
-                                      filename=self.pretrained_file, url=self.pretrained_url)  # fmt: skip
+        return cached_pretrained_file(
+            self.pretrained_hub_id, self.key, self.licence, filename=self.pretrained_file,
+            url=self.pretrained_url, repo_type=self.pretrained_repo_type,
+        )  # fmt: skip
 
     def identity(self) -> dict[str, Any]:
         """What changes the features, for their hash: the fields before the card's facts, plus
         the preprocessing where it is not the default (hashes of earlier presets stay as they were)."""
+        # the weights enter the hash by their sha256, not by where they came from
         informational = {"tile_size", "mpp", "embedding_dim", "precision", "source", "pretrained_file",
-                         "pretrained_url"}  # the weights enter the hash by their sha256  # fmt: skip
+                         "pretrained_url", "pretrained_repo_type"}  # fmt: skip
         preprocessing: dict[str, Any] = {"resize": None, "interpolation": "bilinear", "center_crop": False,
                                          "library": "timm", "transformers_config": {},
                                          "convert_weights": "none", "hub_config": False}  # fmt: skip
@@ -142,47 +149,31 @@ def list_presets() -> dict[str, ModelSpec]:
     return {entry.name: entry.obj for entry in model_presets}
 
 
-def _spec_cache_file() -> Path | None:
-    """Where resolved ``timm/<name>`` specs are kept, per timm version (None without timm)."""
+def _spec_cache_name() -> str | None:
+    """The cache file of resolved ``timm/<name>`` specs, per timm version (None without timm)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        timm_version = version("timm")
+        return f"timm-{version('timm')}-specs.json"
     except PackageNotFoundError:
         return None
-    root = os.environ.get("PATHOPIPE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pathopipe"
-    )
-    return Path(root, f"timm-{timm_version}-specs.json")
 
 
 def _cached_timm_spec(architecture: str) -> ModelSpec | None:
     """The spec resolved by an earlier run with this timm version: reading timm's registry
     means importing timm and torch, ~3 s that a run's driver otherwise spends before anything."""
-    path = _spec_cache_file()
+    name = _spec_cache_name()
+    found = remembered(name, architecture) if name else None
     try:
-        found = json.loads(path.read_text(encoding="utf-8")).get(architecture) if path else None
         return ModelSpec.model_validate(found) if found else None
-    except (OSError, ValueError):  # no cache yet, or a damaged one: resolve again
+    except ValueError:  # a damaged entry: resolve again
         return None
 
 
 def _remember_timm_spec(architecture: str, spec: ModelSpec) -> None:
-    path = _spec_cache_file()
-    if path is None:
-        return
-    try:
-        known = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # none yet, or damaged: start afresh
-        known = {}
-    try:
-        known[architecture] = spec.model_dump(mode="json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}")
-        partial.write_text(json.dumps(known, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(partial, path)
-    except (OSError, ValueError):  # a read-only home: resolve through timm every time
-        pass
+    name = _spec_cache_name()
+    if name:
+        remember(name, architecture, spec.model_dump(mode="json"))
 
 
 def _timm_spec(architecture: str) -> ModelSpec:

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pathopipe._cache import remember, remembered
 from pathopipe.errors import WeightsError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+SHA256_CACHE = "weights-sha256.json"  # file -> [size, mtime_ns, sha256]
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,22 @@ def hub_cache_dir() -> str:
     return str(constants.HF_HUB_CACHE)
 
 
-def cached_file_sha256(path: Path) -> str:
-    """The sha256 of a file in the Hugging Face cache: the name of the blob it links to (large
-    files are stored under their sha256), else computed."""
-    blob = Path(os.path.realpath(path)).name
+def weights_sha256(path: str | Path) -> str:
+    """The sha256 of a weights file: the name of the blob a Hugging Face cache file links to
+    (large files are stored under their sha256); else remembered in pathopipe's cache per file,
+    size and modification time, since hashing a multi-GB file takes seconds on every run and in
+    every worker that loads it."""
+    real = os.path.realpath(path)
+    blob = Path(real).name
     if len(blob) == 64 and all(c in "0123456789abcdef" for c in blob):
         return blob
-    return sha256_file(path)
+    stat = os.stat(real)
+    known = remembered(SHA256_CACHE, real)
+    if isinstance(known, list) and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+        return str(known[2])
+    digest = sha256_file(real)
+    remember(SHA256_CACHE, real, [stat.st_size, stat.st_mtime_ns, digest])
+    return digest
 
 
 def cached_hub_file(hub_id: str, filename: str, model_name: str) -> Path:
@@ -91,7 +102,7 @@ def _released_file(url: str, model_name: str, terms: str) -> Path:
 
 def cached_pretrained_file(
     hub_id: str | None, model_name: str, licence: str = "", *, filename: str | None = None,
-    url: str | None = None,
+    url: str | None = None, repo_type: str = "model",
 ) -> Path:  # fmt: skip
     """The pretrained weights of a model, from where its card publishes them: ``filename`` (by
     default model.safetensors or pytorch_model.bin) of ``hub_id`` in the local Hugging Face
@@ -108,17 +119,21 @@ def cached_pretrained_file(
     from huggingface_hub import try_to_load_from_cache
 
     for name in (filename,) if filename else WEIGHT_FILES:
-        found = try_to_load_from_cache(hub_id, name)
+        found = try_to_load_from_cache(hub_id, name, repo_type=repo_type)
         if isinstance(found, str) and os.path.exists(found):
             return Path(found)
     which = f"{filename} of {hub_id}" if filename else hub_id
+    download = f"{hub_id} {filename}" if filename else hub_id
+    page = f"https://huggingface.co/{hub_id}"
+    if repo_type != "model":
+        download += f" --repo-type {repo_type}"
+        page = f"https://huggingface.co/{repo_type}s/{hub_id}"
     raise WeightsError(
         f"pretrained weights for model {model_name!r} ({which}) are not in the Hugging Face cache "
         f"{hub_cache_dir()} and pathopipe does not download at run time. Download them where there "
-        f"is network with `huggingface-cli download {hub_id}{' ' + filename if filename else ''}`, after "
-        f"accepting the model's terms on https://huggingface.co/{hub_id} if it is gated{terms}, and copy "
-        "the cache here (or set HF_HUB_CACHE); or pass --weights /path/to/file, or --weights random "
-        "for random weights"
+        f"is network with `huggingface-cli download {download}`, after accepting the terms on "
+        f"{page} if it is gated{terms}, and copy the cache here (or set HF_HUB_CACHE); or pass "
+        "--weights /path/to/file, or --weights random for random weights"
     )
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pathopipe.errors import ConfigError
 from pathopipe.features._spec import ModelSpec, resolve_model
-from pathopipe.features._weights import cached_file_sha256, sha256_file
+from pathopipe.features._weights import weights_sha256
 
 if TYPE_CHECKING:
     from pathopipe.config import RunConfig
@@ -99,7 +99,7 @@ def check_settings(settings: ExtractionSettings, *, local: bool) -> ExtractionSe
     if settings.weights == "pretrained":
         found = settings.model.pretrained_weights()
         if settings.weights_sha256 is None:
-            settings = replace(settings, weights_sha256=cached_file_sha256(found))
+            settings = replace(settings, weights_sha256=weights_sha256(found))
     elif settings.weights != "random":
         if not Path(settings.weights).is_file():
             raise ConfigError(
@@ -107,5 +107,5 @@ def check_settings(settings: ExtractionSettings, *, local: bool) -> ExtractionSe
             )
         if settings.weights_sha256 is None:
             settings = replace(settings, weights=str(Path(settings.weights).resolve()),
-                               weights_sha256=sha256_file(settings.weights))  # fmt: skip
+                               weights_sha256=weights_sha256(settings.weights))  # fmt: skip
     return settings

@@ -67,6 +67,8 @@ def card_transform(key: str) -> transforms.Compose:
             transforms.ToTensor(),
             transforms.Normalize(**IMAGENET),
         ],
+        # github.com/Xiyue-Wang/TransPath (get_features_CTransPath.py): Resize(224), Normalize(ImageNet)
+        "ctranspath": [transforms.Resize(224), transforms.ToTensor(), transforms.Normalize(**IMAGENET)],
         # owkin/phikon-v2, as TRIDENT's loader: Resize(224), CenterCrop(224), Normalize(ImageNet)
         "phikon-v2": [
             transforms.Resize(224),

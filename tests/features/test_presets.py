@@ -49,7 +49,8 @@ def preprocessed(spec: ModelSpec, batch: np.ndarray) -> np.ndarray:
 CASES = [("uni", 224), ("uni", 256), ("virchow2", 224), ("virchow2", 256), ("h-optimus-0", 224),
          ("resnet50_trunc", 256), ("uni2-h", 256), ("virchow", 256), ("prov-gigapath", 224),
          ("prov-gigapath", 256), ("h-optimus-1", 224), ("kaiko-vits16", 224), ("kaiko-vitb8", 256),
-         ("kaiko-vitl14", 256), ("gpfm", 256), ("phikon-v2", 224), ("phikon-v2", 256)]  # fmt: skip
+         ("kaiko-vitl14", 256), ("gpfm", 256), ("phikon-v2", 224), ("phikon-v2", 256),
+         ("ctranspath", 256)]  # fmt: skip
 
 
 @pytest.mark.parametrize(("key", "size"), CASES)

@@ -1,13 +1,15 @@
 """Presets whose weights or architecture do not come as a timm-layout file on the hub, each
 against its card's own code (as test_presets_match_cards.py; ViTs at depth 2 for the same
 reasons): released checkpoints in DINOv2's layout that the card's code converts (kaiko ViT-L/14,
-GPFM), weights in torch hub's checkpoint folder (kaiko), an architecture read from the model's
-cached config.json (H0-mini), and a transformers model whose preprocessing is checked against
-its card's image processor (Phikon-v2)."""
+GPFM), a stem written in pathopipe reading a checkpoint in the original Swin layout (CTransPath),
+weights in torch hub's checkpoint folder (kaiko), an architecture read from the model's cached
+config.json (H0-mini), and a transformers model whose preprocessing is checked against its
+card's image processor (Phikon-v2)."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from typer.testing import CliRunner
 from pathopipe.cli.app import app
 from pathopipe.errors import ConfigError, WeightsError
 from pathopipe.features import resolve_model
+from pathopipe.features._layers import CTransPathStem
 
 from _cards import IMAGENET, card_transform, with_live_layer_scales  # isort: skip  (tests/features/_cards.py)
 
@@ -237,3 +240,63 @@ def test_a_preset_unlike_its_cards_image_processor_is_refused(hub_cache):
     for part in ("resizes to 256 px, the preset to 224 px", "resamples bicubic, the preset bilinear",
                  "image_mean is [0.5, 0.5, 0.5]", "fix the preset"):  # fmt: skip
         assert part in str(refused.value), part
+
+
+def _original_swin_layout(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights as the original Swin code (and timm 0.5.4, which CTransPath's code uses) saves
+    them: each stage's downsampling at its end rather than at the next stage's start, and the
+    attention buffers (relative position indices, shifted windows' masks) stored."""
+
+    def at_stage_end(key: str) -> str:
+        return re.sub(r"layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) - 1}.downsample", key)
+
+    state = {at_stage_end(k): v.clone() for k, v in model.state_dict().items()}
+    for name, module in model.named_modules():
+        for buffer in ("relative_position_index", "attn_mask"):
+            if isinstance(getattr(module, buffer, None), torch.Tensor):
+                state[f"{name}.{buffer}"] = getattr(module, buffer).clone()
+    return state
+
+
+@pytest.mark.parametrize("size", [224, 256])
+def test_ctranspath_reads_the_published_swin_layout(stores, tmp_path, size):
+    """CTransPath's convolutional stem is in neither timm nor transformers: pathopipe writes it
+    and puts it in timm's Swin-T. Checked against the published checkpoint's layout (its stem's
+    parameter names and shapes; the original Swin layout, whose shifted-window masks are exactly
+    those TRIDENT's loader drops from CHIEF_CTransPath.pth), and end to end against the model
+    given those weights, with CTransPath's transform."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(23)
+        model = timm.create_model("swin_tiny_patch4_window7_224", embed_layer=CTransPathStem, num_classes=0)
+        for module in model.modules():  # batch-norm statistics that matter
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    release = _original_swin_layout(model)
+    assert sorted(k for k in release if k.endswith("attn_mask")) == [
+        "layers.0.blocks.1.attn_mask", "layers.1.blocks.1.attn_mask", "layers.2.blocks.1.attn_mask",
+        "layers.2.blocks.3.attn_mask", "layers.2.blocks.5.attn_mask"]  # fmt: skip
+    stem = {
+        k: tuple(v.shape) for k, v in release.items() if k.startswith("patch_embed.") and "running" not in k
+    }
+    assert stem == {"patch_embed.proj.0.weight": (12, 3, 3, 3), "patch_embed.proj.1.weight": (12,),
+                    "patch_embed.proj.1.bias": (12,), "patch_embed.proj.1.num_batches_tracked": (),
+                    "patch_embed.proj.3.weight": (24, 12, 3, 3), "patch_embed.proj.4.weight": (24,),
+                    "patch_embed.proj.4.bias": (24,), "patch_embed.proj.4.num_batches_tracked": (),
+                    "patch_embed.proj.6.weight": (96, 24, 1, 1), "patch_embed.proj.6.bias": (96,),
+                    "patch_embed.norm.weight": (96,), "patch_embed.norm.bias": (96,)}  # fmt: skip
+    assert (
+        "layers.0.downsample.reduction.weight" in release and "layers.3.downsample.norm.weight" not in release
+    )
+    checkpoint = tmp_path / "CHIEF_CTransPath.pth"
+    torch.save({"model": release}, checkpoint)  # the published file keeps its weights under "model"
+    ran = _extract(stores[size], "ctranspath", "--weights", str(checkpoint))
+    assert ran.exit_code == 0, ran.output
+    tiles, features, _ = _features(stores[size], "ctranspath")
+    with torch.inference_mode():
+        expected = model(
+            torch.stack([card_transform("ctranspath")(Image.fromarray(t)) for t in tiles])
+        ).numpy()
+    assert features.shape[1] == 768
+    assert _relative_difference(features, expected) < (1e-4 if size == 224 else 2e-2)

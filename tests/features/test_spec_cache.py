@@ -41,3 +41,26 @@ def test_a_damaged_cache_is_resolved_again(tmp_path: Path, monkeypatch: pytest.M
     cache.write_text("{not json")
     assert resolve_model("timm/resnet18") == _timm_registry_spec("resnet18")
     assert "resnet18" in json.loads(cache.read_text())
+
+
+def test_a_weights_files_sha256_is_remembered_until_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashing a multi-GB weights file takes seconds per run and per worker: it is done once per
+    file, size and modification time."""
+    import hashlib
+
+    from pathopipe.features._weights import SHA256_CACHE, weights_sha256
+
+    monkeypatch.setenv("PATHOPIPE_CACHE", str(tmp_path / "cache"))
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"weights one")
+    assert weights_sha256(weights) == hashlib.sha256(b"weights one").hexdigest()
+    cache = tmp_path / "cache" / SHA256_CACHE
+    known = json.loads(cache.read_text())
+    size, mtime, _ = known[str(weights.resolve())]
+    known[str(weights.resolve())] = [size, mtime, "remembered"]  # what the next call must read back
+    cache.write_text(json.dumps(known))
+    assert weights_sha256(weights) == "remembered"
+    weights.write_bytes(b"weights two, longer")
+    assert weights_sha256(weights) == hashlib.sha256(b"weights two, longer").hexdigest()
