@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check for a CUDA machine (about 8 minutes):
-#  1. the extraction benchmark on the GPU: model alone vs pathopipe, resnet50 and ViT-L/16,
+#  1. the extraction benchmark on the GPU: model alone vs pathopipe, resnet50 and the UNI-size
+#     (ViT-L/16, preset uni) and ViT-g-size (ViT-g/14 with registers, preset h-optimus-0) presets,
 #     random weights, bf16, batch 256, 3,878 tiles at 0.25 µm/px;
 #  2. `pathopipe run workflows/multi-model.yaml` on 4 generated slides with a scheduler, one
 #     GPU worker (--resources GPU=1) and CPU workers (--resources CPU=1) for the tiling, through
@@ -27,7 +28,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 $PY -c "import torch; assert torch.cuda.is_available(), 'CUDA is not available'; print(torch.__version__, torch.cuda.get_device_name())"
 echo "== 1. extraction benchmark on the GPU"
 $PY benchmarks/extraction.py --device cuda --precision bf16 --batch-size 256 --threads "$(nproc)" \
-  --models timm/resnet50,timm/vit_large_patch16_224 --target-mpp 0.25 \
+  --models timm/resnet50,uni,h-optimus-0 --target-mpp 0.25 \
   --json "$RESULTS/gpu-extraction.json"
 echo "== 2. pathopipe run with a GPU worker and CPU workers (address profile)"
 work="$(mktemp -d)"

@@ -167,7 +167,7 @@ class FeatureExtractor:
         self.precision = precision
         # random weights are a function of the seed, drawn from a forked generator: the process's
         # own random state is left as it was
-        if weights == "random":
+        if weights == "random" or spec.architecture == NOOP:  # noop has no parameters to load
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model = build_model(spec)

@@ -280,3 +280,11 @@ def test_channels_last_gives_the_contiguous_models_features():
         x = extractor.preprocess(tiles).contiguous()  # NCHW, the default layout
         expected = plain(x).numpy()
     np.testing.assert_allclose(extractor(tiles), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_noop_needs_no_weights_even_when_pretrained_is_asked():
+    """'noop' has no parameters: pretrained (the default) is not an error for it (the data-path
+    benchmarks build it from default settings)."""
+    extractor = create_extractor("noop", weights="pretrained", device="cpu")
+    assert extractor.weights.kind == "random"
+    assert extractor(np.zeros((2, 224, 224, 3), np.uint8)).shape == (2, 3)
