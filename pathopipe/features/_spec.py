@@ -206,13 +206,13 @@ def _timm_registry_spec(architecture: str) -> ModelSpec:
     )
 
 
-def _hub_config(repo: str) -> dict[str, Any]:
+def _hub_config(repo: str, model_name: str | None = None) -> dict[str, Any]:
     """What a timm model's ``config.json`` in the local Hugging Face cache says: architecture and
     arguments, input size, mean and std, and timm's evaluation transform (``Resize(size /
     crop_pct)``, ``CenterCrop(size)``, with the config's interpolation), as ModelSpec fields."""
     from pathopipe.features._weights import cached_hub_file
 
-    path = cached_hub_file(repo, "config.json", f"hf-hub:{repo}")
+    path = cached_hub_file(repo, "config.json", model_name or f"hf-hub:{repo}")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
         cfg = config.get("pretrained_cfg") or {}
@@ -251,7 +251,7 @@ def _with_hub_config(spec: ModelSpec) -> ModelSpec:
     ``timm.create_model("hf-hub:...", **card_arguments)`` and ``create_transform``."""
     if not spec.pretrained_hub_id:
         raise ConfigError(f"model preset {spec.key!r} has hub_config but no pretrained_hub_id")
-    found = _hub_config(spec.pretrained_hub_id)
+    found = _hub_config(spec.pretrained_hub_id, spec.key)  # its architecture is in config.json
     found["timm_kwargs"] = {**found["timm_kwargs"], **spec.timm_kwargs}
     if spec.embedding_dim is not None:  # the preset's output mode decides the dimension
         found.pop("embedding_dim")
@@ -268,7 +268,12 @@ def _completed(spec: ModelSpec) -> ModelSpec:
 
         found = try_to_load_from_cache(spec.pretrained_hub_id, "preprocessor_config.json")
         if isinstance(found, str):  # the card's AutoImageProcessor reads it
-            problems = processor_mismatches(spec, json.loads(Path(found).read_text(encoding="utf-8")))
+            try:
+                processor = json.loads(Path(found).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise ConfigError(f"the image processor configuration of {spec.key!r} ({found}) is "
+                                  f"unreadable: {err}; download it again") from err  # fmt: skip
+            problems = processor_mismatches(spec, processor)
             if problems:
                 raise ConfigError(
                     f"model preset {spec.key!r} disagrees with its card's image processor ({found}): "
