@@ -103,8 +103,9 @@ def load_model(spec: ModelSpec, path: str | Path) -> torch.nn.Module:
 
 
 def card_state_dict(spec: ModelSpec, model: torch.nn.Module, path: str | Path) -> dict[str, Any]:
-    """The weights file's tensors in the model's layout: as read, or through timm's ViT
-    checkpoint filter where the card's code converts them (DINOv2-layout checkpoints)."""
+    """The weights file's tensors in the model's layout: as read, or converted as the card's
+    code converts them (``convert_weights``: timm's DINOv2 conversion, its ViT or Swin
+    checkpoint filter)."""
     from timm.models import swin_transformer, vision_transformer
 
     state = read_state_dict(path)
