@@ -237,3 +237,39 @@ def test_phikon_through_transformers_computes_what_its_card_computes(stores, tmp
     rtol = 1e-4 if size == 224 else 2e-2  # resized: PIL's resampling against torch's
     difference = np.abs(features - expected).max() / np.abs(expected).mean()
     assert difference < rtol
+
+
+@pytest.mark.slow
+def test_a_vit_g_preset_at_full_depth_computes_what_its_card_computes(tmp_path):
+    """H-optimus-0 whole (ViT-g/14 with registers, 40 blocks, 1.1 B parameters) on two tiles:
+    the depth-2 checks above stand for the full models only if depth changes nothing the preset
+    decides; this runs one ViT-g preset once as shipped."""
+    from pathopipe.testing import write_synthetic_slide
+
+    slide = write_synthetic_slide(tmp_path / "g.svs", width=1000, height=560, seed=5, workers=1).path
+    out = tmp_path / "out"
+    tiled = CliRunner().invoke(app, ["tile", str(slide), "--out", str(out), "--workers", "1", "--no-progress",
+                                     "--set", "tiling.target_mpp=0.5",
+                                     "--set", "tiling.min_tissue_fraction=0"])  # fmt: skip
+    assert tiled.exit_code == 0, tiled.output
+    kwargs, pool = CARDS["h-optimus-0"]
+    kwargs = {k: v for k, v in kwargs.items() if k != "depth"}  # the card's model, whole
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        model = with_live_layer_scales(timm.create_model(pretrained=False, **kwargs).eval())
+    assert len(model.blocks) == 40
+    weights = tmp_path / "h-optimus-0.safetensors"
+    save_file(model.state_dict(), str(weights))
+    ran = CliRunner().invoke(app, ["extract", str(out), "--model", "h-optimus-0", "--weights", str(weights),
+                                   "--device", "cpu", "--dtype", "float32", "--workers", "1",
+                                   "--no-progress"])  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    group = zarr.open_group(out / "slides" / "g.zarr", mode="r")
+    tiles = np.asarray(group["tiles"][:])
+    features = np.asarray(group["features/h-optimus-0/features"][:])
+    with torch.inference_mode():
+        expected = pool(
+            model, torch.stack([card_transform("h-optimus-0")(Image.fromarray(t)) for t in tiles])
+        ).numpy()
+    assert len(tiles) >= 2 and features.shape == expected.shape == (len(tiles), 1536)
+    assert np.abs(features - expected).max() < 1e-4 * np.abs(expected).mean()
