@@ -1,14 +1,23 @@
 """The preprocessing each model card's example code applies to a PIL tile: one table for the
 preprocessing checks (test_presets.py) and the end-to-end checks (test_presets_match_cards.py,
-test_presets_released_weights.py); and the random weights those checks give both sides."""
+test_presets_released_weights.py); the random weights those checks give both sides, and the
+``pathopipe extract`` they run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import torch
+import zarr
 from torchvision import transforms
 from torchvision.transforms import v2
+from typer.testing import CliRunner
 
-__all__ = ["BICUBIC", "IMAGENET", "card_transform", "with_live_layer_scales"]
+from pathopipe.cli.app import app
+
+__all__ = ["BICUBIC", "IMAGENET", "card_transform", "extract", "stored_features", "with_live_layer_scales"]
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 BICUBIC = transforms.InterpolationMode.BICUBIC
@@ -92,3 +101,18 @@ def with_live_layer_scales(model: torch.nn.Module) -> torch.nn.Module:
             if name.endswith(("gamma", "lambda1")):  # timm's LayerScale, transformers' Dinov2LayerScale
                 parameter.copy_(0.5 + torch.rand(parameter.shape, generator=generator))
     return model
+
+
+def extract(out: Path, model: str, *extra: str) -> Any:
+    """``pathopipe extract OUT --model MODEL`` on the CPU in fp32, one worker, features computed
+    afresh (``--force``); ``extra``: more arguments (e.g. ``--weights FILE``)."""
+    args = ["extract", str(out), "--model", model, "--device", "cpu", "--dtype", "float32", "--workers", "1",
+            "--no-progress", "--force", *extra]  # fmt: skip
+    return CliRunner().invoke(app, args)
+
+
+def stored_features(out: Path, key: str, slide: str = "s") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """A slide's stored tiles, its ``features/<key>`` and their attributes."""
+    group = zarr.open_group(out / "slides" / f"{slide}.zarr", mode="r")
+    node = group[f"features/{key}"]
+    return np.asarray(group["tiles"][:]), np.asarray(node["features"][:]), dict(node.attrs)

@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from pathopipe.cli.app import app
 from pathopipe.features import resolve_model
 
-from _cards import IMAGENET, card_transform, with_live_layer_scales  # isort: skip  (tests/features/_cards.py)
+from _cards import IMAGENET, card_transform, extract, stored_features, with_live_layer_scales  # isort: skip  (tests/features/_cards.py)
 
 DEPTH = 2  # transformer blocks on both sides (see the module's docstring)
 
@@ -145,9 +145,7 @@ def test_a_preset_computes_what_its_model_card_computes(stores, tmp_path, key, s
     tiles = np.asarray(store["tiles"][:])
     weights = tmp_path / f"{key}.safetensors"
     expected = _reference(key, weights, tiles)
-    ran = CliRunner().invoke(app, ["extract", str(out), "--model", str(_preset_file(key, tmp_path)),
-                                   "--weights", str(weights), "--device", "cpu", "--dtype", "float32",
-                                   "--workers", "1", "--no-progress", "--force"])  # fmt: skip
+    ran = extract(out, str(_preset_file(key, tmp_path)), "--weights", str(weights))
     assert ran.exit_code == 0, ran.output
     group = zarr.open_group(out / "slides" / "s.zarr", mode="r")
     features = np.asarray(group[f"features/{key}/features"][:])
@@ -189,8 +187,7 @@ def test_an_hf_hub_timm_model_runs_from_its_cached_config(stores, tmp_path, monk
         "bicubic",
     )
     out = stores[224]
-    ran = CliRunner().invoke(app, ["extract", str(out), "--model", "hf-hub:acme/tiny-vit", "--device", "cpu",
-                                   "--dtype", "float32", "--workers", "1", "--no-progress"])  # fmt: skip
+    ran = extract(out, "hf-hub:acme/tiny-vit")
     assert ran.exit_code == 0, ran.output
     group = zarr.open_group(out / "slides" / "s.zarr", mode="r")
     features = np.asarray(group["features/hf-acme-tiny-vit/features"][:])
@@ -222,18 +219,14 @@ def test_phikon_through_transformers_computes_what_its_card_computes(stores, tmp
         size={"height": 224, "width": 224}, image_mean=mean, image_std=std
     )
     out = stores[size]
-    ran = CliRunner().invoke(app, ["extract", str(out), "--model", "phikon", "--weights", str(weights),
-                                   "--device", "cpu", "--dtype", "float32", "--workers", "1", "--no-progress",
-                                   "--force"])  # fmt: skip
+    ran = extract(out, "phikon", "--weights", str(weights))
     assert ran.exit_code == 0, ran.output
-    group = zarr.open_group(out / "slides" / "s.zarr", mode="r")
-    features = np.asarray(group["features/phikon/features"][:])
-    tiles = np.asarray(group["tiles"][:])
+    tiles, features, attrs = stored_features(out, "phikon")
     with torch.inference_mode():
         inputs = processor(images=[Image.fromarray(t) for t in tiles], return_tensors="pt")
         expected = model(**inputs).last_hidden_state[:, 0].numpy()
     assert features.shape == expected.shape == (len(tiles), 768)
-    assert group["features/phikon"].attrs["versions"]["transformers"] == transformers.__version__
+    assert attrs["versions"]["transformers"] == transformers.__version__
     rtol = 1e-4 if size == 224 else 2e-2  # resized: PIL's resampling against torch's
     difference = np.abs(features - expected).max() / np.abs(expected).mean()
     assert difference < rtol
@@ -260,13 +253,9 @@ def test_a_vit_g_preset_at_full_depth_computes_what_its_card_computes(tmp_path):
     assert len(model.blocks) == 40
     weights = tmp_path / "h-optimus-0.safetensors"
     save_file(model.state_dict(), str(weights))
-    ran = CliRunner().invoke(app, ["extract", str(out), "--model", "h-optimus-0", "--weights", str(weights),
-                                   "--device", "cpu", "--dtype", "float32", "--workers", "1",
-                                   "--no-progress"])  # fmt: skip
+    ran = extract(out, "h-optimus-0", "--weights", str(weights))
     assert ran.exit_code == 0, ran.output
-    group = zarr.open_group(out / "slides" / "g.zarr", mode="r")
-    tiles = np.asarray(group["tiles"][:])
-    features = np.asarray(group["features/h-optimus-0/features"][:])
+    tiles, features, _ = stored_features(out, "h-optimus-0", slide="g")
     with torch.inference_mode():
         expected = pool(
             model, torch.stack([card_transform("h-optimus-0")(Image.fromarray(t)) for t in tiles])

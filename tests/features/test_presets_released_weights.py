@@ -18,34 +18,19 @@ import pytest
 import timm
 import torch
 import yaml
-import zarr
 from PIL import Image
 from safetensors.torch import save_file
 from timm.layers import SwiGLUPacked
 from timm.models import vision_transformer
-from typer.testing import CliRunner
 
-from pathopipe.cli.app import app
 from pathopipe.errors import ConfigError, WeightsError
 from pathopipe.features import resolve_model
 from pathopipe.features._layers import CTransPathStem
 
-from _cards import IMAGENET, card_transform, with_live_layer_scales  # isort: skip  (tests/features/_cards.py)
+from _cards import IMAGENET, card_transform, extract, stored_features, with_live_layer_scales  # isort: skip  (tests/features/_cards.py)
 
 DEPTH = 2
 H_OPTIMUS = {"mean": [0.707223, 0.578729, 0.703617], "std": [0.211883, 0.230117, 0.177517]}
-
-
-def _extract(out: Path, model: str, *extra: str) -> Any:
-    args = ["extract", str(out), "--model", model, "--device", "cpu", "--dtype", "float32", "--workers", "1",
-            "--no-progress", "--force", *extra]  # fmt: skip
-    return CliRunner().invoke(app, args)
-
-
-def _features(out: Path, key: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    group = zarr.open_group(out / "slides" / "s.zarr", mode="r")
-    node = group[f"features/{key}"]
-    return np.asarray(group["tiles"][:]), np.asarray(node["features"][:]), dict(node.attrs)
 
 
 def _preset_at_depth(key: str, folder: Path) -> Path:
@@ -99,9 +84,9 @@ def test_a_released_dinov2_checkpoint_is_converted_as_the_card_converts_it(store
     torch.save(_dinov2_layout(_seeded(7, **kwargs)), release)
     card = _seeded(99, **kwargs)  # other weights, replaced by the card's conversion of the release
     card.load_state_dict(convert(torch.load(release, weights_only=True), card), strict=True)
-    ran = _extract(stores[size], str(_preset_at_depth(key, tmp_path)), "--weights", str(release))
+    ran = extract(stores[size], str(_preset_at_depth(key, tmp_path)), "--weights", str(release))
     assert ran.exit_code == 0, ran.output
-    tiles, features, _ = _features(stores[size], key)
+    tiles, features, _ = stored_features(stores[size], key)
     with torch.inference_mode():
         expected = card(torch.stack([card_transform(key)(Image.fromarray(t)) for t in tiles])).numpy()
     assert _relative_difference(features, expected) < (1e-4 if size == 224 else 2e-2)
@@ -114,7 +99,7 @@ def test_released_weights_come_from_torch_hubs_checkpoints_and_are_never_downloa
     keeps in torch hub's checkpoint folder: pretrained (the default) reads them there."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     preset = str(_preset_at_depth("kaiko-vits16", tmp_path))
-    missing = _extract(stores[224], preset)
+    missing = extract(stores[224], preset)
     assert missing.exit_code != 0
     flat = " ".join(missing.output.split())
     for part in (
@@ -128,9 +113,9 @@ def test_released_weights_come_from_torch_hubs_checkpoints_and_are_never_downloa
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     torch.save(card.state_dict(), checkpoints / "vits16.pth")
-    ran = _extract(stores[224], preset)
+    ran = extract(stores[224], preset)
     assert ran.exit_code == 0, ran.output
-    tiles, features, attrs = _features(stores[224], "kaiko-vits16")
+    tiles, features, attrs = stored_features(stores[224], "kaiko-vits16")
     assert attrs["weights"]["kind"] == "pretrained" and attrs["weights"]["path"].endswith("vits16.pth")
     with torch.inference_mode():
         expected = card(
@@ -182,9 +167,9 @@ def test_h0_mini_is_built_from_its_cached_config_with_the_cards_arguments(stores
     spec = resolve_model("h0-mini")
     assert spec.architecture == "vit_base_patch14_reg4_dinov2" and spec.timm_kwargs["depth"] == DEPTH
     assert spec.timm_kwargs["mlp_layer"] == "swiglu_packed" and spec.interpolation == "bicubic"
-    ran = _extract(stores[224], "h0-mini")  # pretrained: the default
+    ran = extract(stores[224], "h0-mini")  # pretrained: the default
     assert ran.exit_code == 0, ran.output
-    tiles, features, attrs = _features(stores[224], "h0-mini")
+    tiles, features, attrs = stored_features(stores[224], "h0-mini")
     assert attrs["weights"]["kind"] == "pretrained"
     transform = create_transform(**resolve_data_config(pretrained_cfg))
     with torch.inference_mode():
@@ -217,9 +202,9 @@ def test_phikon_v2_computes_what_its_card_computes(stores, hub_cache, size):
     with_live_layer_scales(model)
     model.save_pretrained(snapshot)
     (snapshot / "preprocessor_config.json").write_text(json.dumps(_phikon_v2_processor()))
-    ran = _extract(stores[size], "phikon-v2")
+    ran = extract(stores[size], "phikon-v2")
     assert ran.exit_code == 0, ran.output
-    tiles, features, _ = _features(stores[size], "phikon-v2")
+    tiles, features, _ = stored_features(stores[size], "phikon-v2")
     processor = transformers.AutoImageProcessor.from_pretrained(snapshot)
     card = transformers.AutoModel.from_pretrained(snapshot).eval()
     with torch.inference_mode():
@@ -291,9 +276,9 @@ def test_ctranspath_reads_the_published_swin_layout(stores, tmp_path, size):
     )
     checkpoint = tmp_path / "CHIEF_CTransPath.pth"
     torch.save({"model": release}, checkpoint)  # the published file keeps its weights under "model"
-    ran = _extract(stores[size], "ctranspath", "--weights", str(checkpoint))
+    ran = extract(stores[size], "ctranspath", "--weights", str(checkpoint))
     assert ran.exit_code == 0, ran.output
-    tiles, features, _ = _features(stores[size], "ctranspath")
+    tiles, features, _ = stored_features(stores[size], "ctranspath")
     with torch.inference_mode():
         expected = model(
             torch.stack([card_transform("ctranspath")(Image.fromarray(t)) for t in tiles])
