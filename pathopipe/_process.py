@@ -15,6 +15,8 @@ io-counters        process  object-storage requests and bytes            a few i
 extractors         process  feature models of the running extraction     the models of one pass;
                                                                          others are released
 open-slides        thread   open slide readers                           4 per task thread
+open-stores        thread   tile coordinates and tile array of the       4 per task thread
+                            stores being written (one per slide plan)
 batch-buffers      thread   two uint8 batches for extraction             2 batches per task thread
 prefetch-pool      thread   the thread decoding the next batch           1 thread per task thread
 shard-buffer       thread   the tiles of one shard being written         1 shard per task thread
@@ -43,6 +45,7 @@ KINDS: dict[str, Literal["process", "thread"]] = {
     "io-counters": "process",
     "extractors": "process",
     "open-slides": "thread",
+    "open-stores": "thread",
     "batch-buffers": "thread",
     "prefetch-pool": "thread",
     "shard-buffer": "thread",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,17 @@ def _store_key(array: zarr.Array[Any], key: str) -> str:
     return f"{array.path}/{key}" if array.path else key
 
 
+def shard_encoder(array: zarr.Array[Any], start: int, stop: int) -> Callable[[np.ndarray], bytes] | None:
+    """The encoder of one row (tile) when rows ``start:stop`` are one whole shard the fast writer
+    can write (:func:`write_encoded_shard`), else None (then zarr must write them)."""
+    layout = tile_layout(array)
+    if layout is None or layout.chunk_rows != 1:
+        return None
+    per_shard = layout.shard_rows
+    whole = start % per_shard == 0 and (stop - start == per_shard or stop == array.shape[0])
+    return layout.encoder() if whole else None
+
+
 def write_tiles(array: zarr.Array[Any], start: int, tiles: np.ndarray) -> int | None:
     """Write ``tiles`` at rows ``start:start+len(tiles)``, which must be one whole shard; returns
     the shard's bytes (None when zarr wrote it).
@@ -48,16 +60,21 @@ def write_tiles(array: zarr.Array[Any], start: int, tiles: np.ndarray) -> int | 
     Uses the fast writer when the layout allows (locally written to a temporary file, then
     renamed; on object storage one PUT: a crash never leaves a half-written shard), else zarr's.
     """
-    layout = tile_layout(array)
-    stop = start + len(tiles)
-    per_shard = layout.shard_rows if layout is not None else 0
-    whole = per_shard and start % per_shard == 0 and (stop - start == per_shard or stop == array.shape[0])
-    encode = layout.encoder() if layout is not None and layout.chunk_rows == 1 and whole else None
+    encode = shard_encoder(array, start, start + len(tiles))
     if encode is None:
-        array[start:stop] = tiles
+        array[start : start + len(tiles)] = tiles
         return None
-    data = encode_shard([encode(tile) for tile in tiles], layout.chunks_per_shard)  # type: ignore[union-attr]
-    key = _store_key(array, layout.shard_key(start // per_shard))  # type: ignore[union-attr]
+    return write_encoded_shard(array, start, [encode(tile) for tile in tiles])
+
+
+def write_encoded_shard(array: zarr.Array[Any], start: int, parts: list[bytes]) -> int:
+    """Write the encoded rows ``parts`` (from :func:`shard_encoder`) as the shard starting at row
+    ``start``; returns its bytes."""
+    layout = tile_layout(array)
+    if layout is None:
+        raise ValueError(f"{array.store}/{array.path}: not a shard layout written here; use write_tiles")
+    data = encode_shard(parts, layout.chunks_per_shard)
+    key = _store_key(array, layout.shard_key(start // layout.shard_rows))
     if isinstance(array.store, FsspecStore):
         try:
             sync(array.store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
