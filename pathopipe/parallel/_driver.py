@@ -52,8 +52,8 @@ class SlideStage:
     ``finish(plan, results) -> dict`` with ``n_tiles``, ``bytes`` and ``warnings``;
     ``status(job) -> StoreStatus`` of the stage's output, and ``size(job) -> bytes`` of it.
     ``warm()``, when given, runs on every worker that can take the stage's tasks as the run
-    starts (a start-up cost): it readies what the first task would otherwise wait for, either
-    at once (tiling: memory for slide reads) or in the background (a model build).
+    starts, and returns at once: it starts what the first task would otherwise wait for (a
+    model build) in the background.
     """
 
     name: str

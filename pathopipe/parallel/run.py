@@ -155,9 +155,8 @@ def _record_end(
 
 
 def warm_stages(client: Client, stages: Sequence[SlideStage]) -> None:
-    """Run each stage's ``warm`` on the workers that can take its tasks: tiling's readies the
-    memory slides are read into (done when this returns), a model build goes on in the
-    background and overlaps the earlier stages' first tasks."""
+    """Start each stage's ``warm`` (a model build) on the workers that can take its tasks,
+    without waiting: it overlaps the earlier stages' first tasks."""
     workers = client.scheduler_info(n_workers=-1)["workers"]
     for stage in stages:
         if stage.warm is None:

@@ -21,7 +21,6 @@ from pathopipe.stages.tiling import (
     SlideJob,
     finish_slide,
     prepare_slide,
-    prime_worker,
     tile_store_bytes,
     tile_store_status,
     write_tile_shard,
@@ -44,7 +43,6 @@ def tiling_stage(config: RunConfig, chash: str) -> SlideStage:
         finish=finish_slide,
         status=tile_store_status,
         size=tile_store_bytes,
-        warm=partial(prime_worker, config),
     )
 
 

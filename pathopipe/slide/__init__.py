@@ -32,7 +32,6 @@ __all__ = [
     "is_url",
     "list_backends",
     "open_slide",
-    "prime_process",
     "read_downsampled",
     "require_mpp",
     "slide_backends",
@@ -44,15 +43,6 @@ logger = logging.getLogger(__name__)
 def list_backends() -> list[str]:
     """Names of the registered slide backends."""
     return slide_backends.names()
-
-
-def prime_process(backend: str = "auto", options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-    """Ready this (worker) process to read slides at full speed from its first tile: the tiff
-    backend's decoded-tile cache is mapped and faulted in now, a start-up cost, instead of page
-    by page in the first slide's tasks. Nothing to do for the other backends."""
-    if backend in ("auto", _tiff.TiffTileReader.backend):
-        given = (options or {}).get(_tiff.TiffTileReader.backend)
-        _tiff.prime(backend_options(_tiff.TiffTileReader.backend, given))  # type: ignore[arg-type]
 
 
 def open_slide(

@@ -39,7 +39,7 @@ from pathopipe.slide._tiff_jpeg import (
     have_simplejpeg,
 )
 from pathopipe.slide._tiff_levels import Geometry, Level, read_level
-from pathopipe.slide._tile_cache import TileCache, shared_cache
+from pathopipe.slide._tile_cache import shared_cache
 from pathopipe.slide.resolution import ome_resolution
 
 # TIFF compression codes decoded here; anything else falls back to another backend
@@ -58,16 +58,6 @@ class TiffOptions(RemoteOptions):
 
 def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
-
-
-def _cache(options: TiffOptions) -> TileCache:
-    return shared_cache(int(options.cache_mb * (1 << 20)))
-
-
-def prime(options: TiffOptions) -> None:
-    """Ready this process for the backend: the decoded-tile cache's memory is mapped and faulted
-    in now (:meth:`TileCache.reserve`), not page by page inside the first slide's tasks."""
-    _cache(options).reserve()
 
 
 # tifffile's flags of TIFF vendors this reader leaves to OpenSlide (OME-TIFF: read by no backend yet)
@@ -101,6 +91,7 @@ class TiffTileReader(SlideReader):
         import tiffslide
 
         options = options or TiffOptions()
+        cache_mb = options.cache_mb
         self.threads = options.threads or default_threads()
         storage_options, block_size = dict(options.storage_options), options.block_size
         remote = fileio.is_url(path)
@@ -140,7 +131,7 @@ class TiffTileReader(SlideReader):
                 self._file.close()
             raise
         super().__init__(path, info)
-        self.cache = _cache(options)
+        self.cache = shared_cache(int(cache_mb * (1 << 20)))
         # cache keys: this file as it is now (a rewritten file gets new keys), level, tile index
         stamp = None if remote else os.stat(path).st_mtime_ns
         self._key = (path, stamp)

@@ -25,7 +25,7 @@ from pathopipe.config import RunConfig
 from pathopipe.discovery import source_bytes
 from pathopipe.errors import IncompleteStoreError
 from pathopipe.regions import slide_regions
-from pathopipe.slide import cached_slide, open_slide, prime_process
+from pathopipe.slide import cached_slide, open_slide
 from pathopipe.slide_list import settings_identity
 from pathopipe.stages._survey import survey_slide
 from pathopipe.store import (
@@ -197,12 +197,6 @@ def count_tiles(source: str, config: RunConfig, settings: Mapping[str, Any] | No
     size = source_bytes(source, config.storage.options)
     return {"source": source, "n_tiles": len(survey.coords), "source_bytes": size,
             "seconds": time.perf_counter() - t0}  # fmt: skip
-
-
-def prime_worker(config: RunConfig) -> None:
-    """A tiling worker's start-up (the stage's ``warm``): the memory its slide reads decode into
-    is made ready now, so the first slide runs as fast as the next."""
-    prime_process(config.slide.backend, config.slide.reader_options(config.storage))
 
 
 def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:

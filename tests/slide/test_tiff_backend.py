@@ -157,59 +157,6 @@ def test_threads_share_one_small_cache_safely(aperio_slide):
             np.testing.assert_array_equal(region, _crop_white(expected, int(x), int(y), 300, 300))
 
 
-def test_a_reserved_cache_decodes_into_its_memory_and_reads_right(aperio_slide):
-    """``prime_process`` maps the cache's budget up front: decodes then land in that memory,
-    evicted tiles' memory is reused, live tiles never share memory, and regions are exact."""
-    from pathopipe.slide import prime_process
-
-    reset_process_state()
-    options = {"tiff": {"cache_mb": 3, "threads": 2}}  # 16 tiles of 256 px: evicts constantly
-    prime_process("auto", options)
-    expected = _whole_level(aperio_slide.path, 0)
-    rng = np.random.default_rng(7)
-    coords = rng.integers(0, 5000, (60, 2))
-    with open_slide(aperio_slide.path, backend="tiff", options=options) as slide:
-        arena = slide.cache._arena
-        assert arena is not None and arena.nbytes == 3 * (1 << 20) * 5 // 4  # + a step in flight
-        regions = slide.read_regions(coords, 0, (200, 200))
-        tiles = list(slide.cache._tiles.values())
-        assert len(tiles) == 16 and all(np.shares_memory(t, arena) for t in tiles)
-        for i, a in enumerate(tiles):  # no two cached tiles overlap
-            assert not any(np.shares_memory(a, b) for b in tiles[i + 1 :])
-        assert slide.decoded > len(tiles)  # evicted and decoded again into reused memory
-    for (x, y), region in zip(coords, regions, strict=True):
-        np.testing.assert_array_equal(region, _crop_white(expected, int(x), int(y), 200, 200))
-    reset_process_state()
-
-
-def test_reserved_memory_goes_to_tiles_of_any_shape_and_never_to_two_at_once():
-    """A cohort mixes tile sizes: an evicted tile's reserved memory takes any smaller tile, and
-    no memory is handed out while a cached tile still uses it."""
-    from pathopipe.slide._tile_cache import TileCache
-
-    cache = TileCache(4 * 100 * 100 * 3)
-    cache.reserve()
-    arena = cache._arena
-    live: dict[tuple[str, int], int] = {}
-    from_arena = 0
-    for key, shape in [*((("big", k), (100, 100, 3)) for k in range(9)),
-                       *((("small", k), (50, 60, 3)) for k in range(20))]:  # fmt: skip
-        tile = cache.recycled(shape)
-        if tile is None:
-            tile = np.empty(shape, np.uint8)
-        from_arena += np.shares_memory(tile, arena)
-        tile[...] = len(live) % 251
-        live[key] = len(live) % 251
-        cache.put(key, tile)
-    cached = dict(cache._tiles)
-    for key, tile in cached.items():
-        assert (tile == live[key]).all()
-    tiles = list(cached.values())
-    for i, a in enumerate(tiles):
-        assert not any(np.shares_memory(a, b) for b in tiles[i + 1 :])
-    assert from_arena >= 15
-
-
 def test_unsupported_layouts_fall_back_to_another_backend(tmp_path, generic_slide):
     pixels = _whole_level(generic_slide.path, 0)[:600, :800]
     path = tmp_path / "stripped.tif"
