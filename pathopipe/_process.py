@@ -19,7 +19,8 @@ open-stores        thread   tile coordinates and tile array of the       4 per t
                             stores being written (one per slide plan)
 batch-buffers      thread   two uint8 batches for extraction             2 batches per task thread
 prefetch-pool      thread   the thread decoding the next batch           1 thread per task thread
-shard-buffer       thread   the tiles of one shard being written         1 shard per task thread
+shard-buffer       thread   the tiles of a shard being read and encoded  64 tiles (a whole shard
+                                                                         where zarr writes it)
 =================  =======  ===========================================  ==========================
 
 Nothing here is pickled or sent: each process builds its own on first use. :func:`reset`
