@@ -18,6 +18,13 @@ __all__ = ["app", "main"]
 
 _COMMANDS = (_inspect, _runs, _results, _planning)  # importing them registers their commands
 
+# the command list shows each docstring's first paragraph; as one line, so that it wraps to the
+# terminal instead of breaking where the source did
+for _command in app.registered_commands:
+    _doc = _command.callback.__doc__ if _command.callback is not None else None
+    if _command.short_help is None and _doc:
+        _command.short_help = " ".join(_doc.strip().split("\n\n")[0].split())
+
 
 def main() -> None:
     """Run the command, then end the process without the interpreter's teardown.

@@ -1,5 +1,6 @@
 """The command line, end to end (each tile command starts its own LocalCluster)."""
 
+import itertools
 import json
 
 import zarr
@@ -139,3 +140,23 @@ def test_backends_lists_every_registry_with_what_each_needs():
                        ("model preset", "resnet50_trunc")]:  # fmt: skip
         assert any(kind in line and name in line for line in result.output.splitlines()), (kind, name)
     assert "[slurm] extra" in result.output and "auto: #1" in result.output
+
+
+def test_the_command_list_wraps_each_summary_to_the_terminal():
+    """Docstrings break lines where the source did; the command list must not show those breaks:
+    at 80 columns a summary's line ends only where its next word would not fit."""
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0
+    box = result.output.split("Commands")[1].splitlines()[1:]
+    summaries: list[list[str]] = []
+    for line in box:
+        if not line.startswith("│"):
+            break
+        inner = line.strip("│").rstrip()
+        if inner[1:2].strip():  # a command's name starts a summary
+            summaries.append([])
+        summaries[-1].append(inner)
+    assert len(summaries) >= 10
+    for rows in summaries:
+        for row, after in itertools.pairwise(rows):
+            assert len(row) + 1 + len(after.split()[0]) > 70, "\n".join(rows)
