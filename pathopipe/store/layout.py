@@ -114,8 +114,10 @@ def create_slide_store(
         codec, {"jpeg_quality": jpeg_quality, "jpeg_subsampling": jpeg_subsampling, "zstd_level": zstd_level}
     )
     fileio.remove(path, options)
-    group = zarr.open_group(fileio.zarr_store(path, options), mode="w", zarr_format=3)
-    group.update_attributes({**attrs, "schema_version": SCHEMA_VERSION, "complete": False})
+    group = zarr.open_group(
+        fileio.zarr_store(path, options), mode="w", zarr_format=3,
+        attributes={**attrs, "schema_version": SCHEMA_VERSION, "complete": False},
+    )  # fmt: skip
     if codecs is not None:
         shard = max(1, min(tiles_per_shard, max(n_tiles, 1)))
         group.create_array(
@@ -142,9 +144,9 @@ def write_image(group: zarr.Group, name: str, image: np.ndarray, *, attrs: dict[
         chunks=tuple(min(c, max(s, 1)) for c, s in zip(chunks, image.shape, strict=True)),
         compressors=ZstdCodec(level=3),
         dimension_names=dims,
+        attributes=attrs,
     )
     array[...] = image
-    array.update_attributes(attrs)
 
 
 # the codecs pathopipe writes (and zarr's standard ones); a store naming any other codec, e.g.
