@@ -112,7 +112,9 @@ def test_s3_slides_to_s3_output_match_a_local_run(tmp_path, s3, dask_client):
     table = read_metrics("s3://results/run1/metrics.parquet", server.storage_options)
     work = table[(table.stage == "tiles") & (table.role == "work")]
     assert (work.storage_requests > 0).all() and (work.storage_bytes_written > 0).all()
-    assert (work.storage_bytes_read > 0).all()
+    # every slide's shards read its bytes; one shard may read none, its source tiles all decoded
+    # by the worker's previous shard (the store's coordinates are opened once per plan)
+    assert (work.groupby("slide_id").storage_bytes_read.sum() > 0).all()
 
     # the report is written beside the run, with the object-storage traffic per slide
     from pathopipe.report import write_report
