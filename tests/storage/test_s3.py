@@ -180,12 +180,16 @@ def test_a_killed_s3_run_is_finished_by_a_rerun(tmp_path, s3):
                "--out", "s3://results/killed", "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(command, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    fs, _ = fileio.filesystem("s3://results/", server.storage_options)
     deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
+    while time.time() < deadline and proc.poll() is None:  # kill it once a tile shard is written
         records = read_manifest_records("s3://results/killed", server.storage_options)
-        if any(r.status == "done" for r in records):
+        fs.invalidate_cache()
+        if any(r.status in ("running", "done") for r in records) and any(
+            "/tiles/c/" in path for path in fs.find("results/killed/slides")
+        ):
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
