@@ -35,7 +35,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
-__all__ = ["KINDS", "decode_pool", "process_dict", "reset", "shared", "thread_dict"]
+__all__ = ["KINDS", "decode_pool", "lru_entry", "process_dict", "reset", "shared", "thread_dict"]
 
 T = TypeVar("T")
 
@@ -88,6 +88,20 @@ def thread_dict(kind: str) -> dict[Any, Any]:
         _thread.generation, _thread.kinds = _generation, {}
     kinds: dict[str, dict[Any, Any]] = _thread.kinds
     return kinds.setdefault(kind, {})
+
+
+def lru_entry(
+    cache: dict[Any, T], key: Any, make: Callable[[], T], size: int, drop: Callable[[T], Any] | None = None
+) -> T:
+    """``cache[key]`` (made by ``make`` when missing), now the most recently used; beyond ``size``
+    entries the least recently used go (each given to ``drop``, e.g. to close it)."""
+    value = cache.pop(key) if key in cache else make()
+    while len(cache) >= size:
+        old = cache.pop(next(iter(cache)))
+        if drop is not None:
+            drop(old)
+    cache[key] = value
+    return value
 
 
 def reset() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pathopipe._process import thread_dict
+from pathopipe._process import lru_entry, thread_dict
 from pathopipe.errors import ConfigError, SlideMetadataError, SlideOpenError
 from pathopipe.fileio import is_url
 from pathopipe.slide import _openslide as _openslide
@@ -167,13 +167,11 @@ def cached_slide(
         stamp = (stat.st_mtime_ns, stat.st_size)
     frozen = repr(sorted((k, sorted(v.items())) for k, v in (options or {}).items()))
     key = (path, backend, assume_mpp, frozen, stamp)
-    reader = cache.pop(key, None)
-    if reader is None:
-        reader = open_slide(path, backend=backend, assume_mpp=assume_mpp, options=options)
-        while len(cache) >= CACHE_SIZE:
-            cache.pop(next(iter(cache))).close()
-    cache[key] = reader  # now the most recently used
-    return reader
+
+    def opened() -> SlideReader:
+        return open_slide(path, backend=backend, assume_mpp=assume_mpp, options=options)
+
+    return lru_entry(cache, key, opened, CACHE_SIZE, drop=lambda reader: reader.close())
 
 
 def read_downsampled(

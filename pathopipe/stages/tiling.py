@@ -19,7 +19,7 @@ import numpy as np
 
 import pathopipe
 from pathopipe import fileio
-from pathopipe._process import thread_dict
+from pathopipe._process import lru_entry, thread_dict
 from pathopipe._warnings import collected_warnings
 from pathopipe.config import RunConfig
 from pathopipe.discovery import source_bytes
@@ -47,10 +47,7 @@ from pathopipe.store.layout import (
     shard_ranges,
 )
 from pathopipe.store.shards import shard_encoder, write_encoded_shard, write_tiles
-from pathopipe.tiling import (
-    TileSpec,
-    read_tiles,
-)
+from pathopipe.tiling import TileSpec, read_tiles
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +273,7 @@ def prepare_slide(job: SlideJob, config: RunConfig, chash: str) -> TilePlan:
     )
 
 
-READ_BATCH = 64  # tiles read, then encoded, at a time: ~10 MB at 224 px, kept in the CPU's caches
+READ_BATCH = 64  # tiles read, then encoded, at a time in a task: ~10 MB of pixels at 224 px
 
 
 def shard_buffer(n: int, tile_size: int) -> np.ndarray:
@@ -292,16 +289,13 @@ def shard_buffer(n: int, tile_size: int) -> np.ndarray:
 def _shard_inputs(plan: TilePlan) -> tuple[np.ndarray, Any]:
     """The slide's tile coordinates and its tile array, opened once per task thread and plan
     (opening them costs ~3 ms of zarr's metadata work, each task)."""
-    cache: dict[tuple[str, str], tuple[np.ndarray, Any]] = thread_dict("open-stores")
-    job, key = plan.job, (plan.job.store, plan.token)
-    found = cache.pop(key, None)
-    if found is None:
+    job = plan.job
+
+    def opened() -> tuple[np.ndarray, Any]:
         coords = np.asarray(open_store_array(job.store, COORDS, job.storage_options)[:])
-        found = (coords, open_tiles_for_write(job.store, job.storage_options))
-        while len(cache) >= 4:
-            cache.pop(next(iter(cache)))
-    cache[key] = found  # now the most recently used
-    return found
+        return coords, open_tiles_for_write(job.store, job.storage_options)
+
+    return lru_entry(thread_dict("open-stores"), (job.store, plan.token), opened, 4)
 
 
 def write_tile_shard(plan: TilePlan, start: int, stop: int) -> ShardResult:
