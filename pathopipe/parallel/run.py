@@ -23,10 +23,10 @@ from pathopipe.output.layout import RunLayout
 from pathopipe.output.metrics import phase_rows
 from pathopipe.output.runinfo import host_facts
 from pathopipe.parallel._driver import ProgressEvent, SlideRun, SlideStage
-from pathopipe.parallel._worker_setup import WARM_MODULES_KEY
+from pathopipe.parallel._worker_setup import WARM_MODULES_KEY, warm_worker
 from pathopipe.parallel.cluster import dashboard_link, start_cluster
 from pathopipe.regions import find_annotations
-from pathopipe.stages import WARM_MODULES, warm_up
+from pathopipe.stages import WARM_MODULES
 from pathopipe.stages.tiling import SlideJob
 
 
@@ -215,7 +215,7 @@ def run_stage_on_out(
         else:
             kind, dashboard = "external", True
         info["cluster"] = {"kind": kind, **cluster_info(client, dashboard=dashboard)}
-        client.run(warm_up)  # module imports: a start-up cost, not the first slides' (see stages)
+        client.run(warm_worker)  # module imports: a start-up cost, not the first slides' (see stages)
         stages = stage(client) if callable(stage) else stage
         info["stages"] = [s.name for s in stages] if isinstance(stages, list) else [stages.name]
         warm_stages(client, stages if isinstance(stages, list) else [stages])

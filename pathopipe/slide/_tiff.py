@@ -317,7 +317,7 @@ class TiffTileReader(SlideReader):
         geometry = lv.geometry(factor)
         region_tiles = {i: self._tiles_of(geometry, *origins[i], *size) for i in regions}
         tile_bytes = geometry.tile_width * geometry.tile_height * 3
-        budget = max(1, self.cache.max_bytes // 4 // tile_bytes)  # tiles per step (threads share the cache)
+        budget = max(1, self.cache.limit // 4 // tile_bytes)  # tiles per step (threads share the cache)
         start = 0
         while start < len(regions):
             uses: dict[int, int] = {}  # source tile -> regions of this step needing it

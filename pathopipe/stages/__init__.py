@@ -15,6 +15,8 @@ WARM_MODULES = (
     "zarr.storage",
 )
 
+LAZY_CODECS = ("jpeg8_decode", "jpeg8_encode")  # imagecodecs functions the tile stages call
+
 
 def warm_up() -> list[str]:
     """Import the modules the stages use in this (worker) process, and look up the plug-ins of
@@ -33,4 +35,9 @@ def warm_up() -> list[str]:
 
     for registry in (slide_backends, tissue_detectors, tile_codecs):
         registry.load_plugins()
+    if "imagecodecs" in found:  # it loads each codec's extension on first use (~4 ms for JPEG)
+        import imagecodecs
+
+        for codec in LAZY_CODECS:
+            getattr(imagecodecs, codec, None)
     return found

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from pathopipe.config import ClusterConfig
 from pathopipe.parallel import local_client
@@ -58,3 +59,40 @@ def test_dashboard_auto_is_decided_by_the_run_size() -> None:
     assert auto.for_slides(5).dashboard is True
     assert ClusterConfig(dashboard=True).for_slides(1).dashboard is True  # a choice is kept
     assert ClusterConfig(dashboard=False).for_slides(9).dashboard is False
+
+
+def _freeze_count() -> int:
+    import gc
+
+    return gc.get_freeze_count()
+
+
+def test_workers_started_here_keep_start_up_objects_out_of_the_first_tasks_collections() -> None:
+    """Workers pathopipe starts freeze what their start-up imports created (the first tasks'
+    garbage collections would walk it all); workers started elsewhere are left as they are."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from pathopipe.parallel._worker_setup import warm_worker
+
+    with local_client(ClusterConfig(n_workers=1, dashboard=False)) as client:
+        deadline = time.monotonic() + 10  # the preload freezes on a thread, once its imports are done
+        while (
+            not (at_start := next(iter(client.run(_freeze_count).values()))) and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        client.run(warm_worker)
+        (warmed,) = client.run(_freeze_count).values()
+    assert at_start > 0  # the preload froze the worker's start-up imports
+    assert warmed > at_start  # and a run's warm-up froze the stages' modules it imported
+    # no preload, whatever a cluster open in this session (a fixture's) has set
+    with (
+        dask.config.set({"distributed.worker.preload": []}),
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.run(warm_worker)
+        (elsewhere,) = client.run(_freeze_count).values()
+    assert elsewhere == 0
