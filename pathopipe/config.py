@@ -76,7 +76,7 @@ class SlideConfig(_Model):
         description="refuse slides declaring more level-0 pixels than this (decompression bombs)",
     )
     cache_mb: float = Field(
-        128, ge=1, le=65536, description="tiff backend: decoded source tiles kept per worker process (MiB)"
+        256, ge=1, le=65536, description="tiff backend: most decoded source tiles kept per worker (MiB)"
     )
     decode_threads: int = Field(
         0, ge=0, le=64, description="tiff backend: threads decoding a batch of source tiles (0: min(4, CPUs))"
@@ -168,11 +168,13 @@ class StoreConfig(_Model):
     jpeg_quality: int = Field(90, ge=1, le=100)
     jpeg_subsampling: Literal["444", "420"] = Field("444", description="chroma subsampling of JPEG tiles")
     zstd_level: int = Field(3, ge=1, le=22)
+    # a task costs ~5 ms beside its tiles (dispatch, the shard file): 128 tiles (~60 ms) keep it small
+    MIN_TILES_PER_SHARD: ClassVar[int] = 128
     tiles_per_shard: int = Field(
         1024, ge=1, le=65536, description="most tiles per shard file; one task writes one shard"
     )
     min_shards_per_slide: int = Field(
-        16, ge=1, le=4096, description="smaller shards (down to 32 tiles) so one slide spreads over workers"
+        8, ge=1, le=4096, description="smaller shards (down to 128 tiles) so one slide spreads over workers"
     )
 
     @field_validator("codec")
@@ -185,7 +187,7 @@ class StoreConfig(_Model):
     def shard_size(self, n_tiles: int) -> int:
         """Tiles per shard for a slide of ``n_tiles`` tiles."""
         wanted = -(-n_tiles // self.min_shards_per_slide)
-        size = min(self.tiles_per_shard, max(wanted, min(32, self.tiles_per_shard)))
+        size = min(self.tiles_per_shard, max(wanted, min(self.MIN_TILES_PER_SHARD, self.tiles_per_shard)))
         return max(1, min(size, n_tiles))
 
 

@@ -44,7 +44,7 @@ from pathopipe.slide.resolution import ome_resolution
 
 # TIFF compression codes decoded here; anything else falls back to another backend
 VENDORS = (None, "generic", "aperio", "ome")  # vendor names whose levels match OpenSlide's (ome: ours)
-DEFAULT_CACHE_MB = 128
+DEFAULT_CACHE_MB = 256
 
 
 class TiffOptions(RemoteOptions):

@@ -31,7 +31,8 @@ def clean_run(tmp_path_factory, dask_client) -> Path:
     cfg = load_config(
         None,
         ["tiling.target_mpp=0.5", "tiling.tile_size=64", "tiling.min_tissue_fraction=0.3",
-         "store.min_shards_per_slide=4", "features.models=[noop]", "features.device=cpu"],
+         "store.min_shards_per_slide=4", "store.tiles_per_shard=32", "features.models=[noop]",
+         "features.device=cpu"],
     )  # fmt: skip
     result = run_workflow([folder], out, cfg, client=dask_client)
     assert [r.status for r in result.records] == ["done", "done"]

@@ -242,7 +242,7 @@ def test_a_worker_killed_during_a_shard_write_loses_nothing(tmp_path):
         return os.getpid()
 
     cfg = load_config(None, ["tiling.target_mpp=0.5", "tiling.tile_size=64", "tiling.min_tissue_fraction=0.3",
-                             "store.min_shards_per_slide=4"])  # fmt: skip
+                             "store.min_shards_per_slide=4", "store.tiles_per_shard=32"])  # fmt: skip
     with local_client(ClusterConfig(n_workers=1, dashboard=False)) as client:
         first_pid = next(iter(client.run(kill_during_shard_write, str(marker)).values()))
         result = run_workflow([slides], tmp_path / "out", cfg, client=client)
