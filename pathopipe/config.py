@@ -168,13 +168,13 @@ class StoreConfig(_Model):
     jpeg_quality: int = Field(90, ge=1, le=100)
     jpeg_subsampling: Literal["444", "420"] = Field("444", description="chroma subsampling of JPEG tiles")
     zstd_level: int = Field(3, ge=1, le=22)
-    # a task costs ~5 ms beside its tiles (dispatch, the shard file): 128 tiles (~60 ms) keep it small
-    MIN_TILES_PER_SHARD: ClassVar[int] = 128
+    # tasks cost ~5 ms each, yet each is a row of the report's calibration (benchmarks.md, Session 13)
+    MIN_TILES_PER_SHARD: ClassVar[int] = 32
     tiles_per_shard: int = Field(
         1024, ge=1, le=65536, description="most tiles per shard file; one task writes one shard"
     )
     min_shards_per_slide: int = Field(
-        8, ge=1, le=4096, description="smaller shards (down to 128 tiles) so one slide spreads over workers"
+        8, ge=1, le=4096, description="smaller shards (down to 32 tiles) so one slide spreads over workers"
     )
 
     @field_validator("codec")

@@ -91,10 +91,10 @@ def test_configuration_docs_are_current():
 
 
 def test_shard_size_spreads_small_slides_and_caps_large_ones():
-    store = RunConfig().store  # at most 1024 tiles per shard, at least 8 shards down to 128 tiles
+    store = RunConfig().store  # at most 1024 tiles per shard, at least 8 shards down to 32 tiles
     assert store.shard_size(50_000) == 1024  # 49 files for a 50k-tile slide
-    assert store.shard_size(1_000) == 128  # 8 tasks
-    assert store.shard_size(100) == 100  # one task: under 128 tiles a task is mostly overhead
+    assert store.shard_size(1_000) == 125  # 8 tasks
+    assert store.shard_size(100) == 32
     assert store.shard_size(3_878) == 485  # 8 tasks
     assert store.shard_size(20) == 20  # never larger than the slide
     assert store.shard_size(0) == 1
