@@ -168,8 +168,6 @@ class StoreConfig(_Model):
     jpeg_quality: int = Field(90, ge=1, le=100)
     jpeg_subsampling: Literal["444", "420"] = Field("444", description="chroma subsampling of JPEG tiles")
     zstd_level: int = Field(3, ge=1, le=22)
-    # tasks cost ~5 ms each, yet each is a row of the report's calibration (benchmarks.md, Session 13)
-    MIN_TILES_PER_SHARD: ClassVar[int] = 32
     tiles_per_shard: int = Field(
         1024, ge=1, le=65536, description="most tiles per shard file; one task writes one shard"
     )
@@ -187,7 +185,7 @@ class StoreConfig(_Model):
     def shard_size(self, n_tiles: int) -> int:
         """Tiles per shard for a slide of ``n_tiles`` tiles."""
         wanted = -(-n_tiles // self.min_shards_per_slide)
-        size = min(self.tiles_per_shard, max(wanted, min(self.MIN_TILES_PER_SHARD, self.tiles_per_shard)))
+        size = min(self.tiles_per_shard, max(wanted, min(32, self.tiles_per_shard)))
         return max(1, min(size, n_tiles))
 
 
