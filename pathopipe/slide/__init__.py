@@ -174,14 +174,28 @@ def cached_slide(
     return lru_entry(cache, key, opened, CACHE_SIZE, drop=lambda reader: reader.close())
 
 
+def _dct_shrink(reader: SlideReader, level: int, ratio: float) -> int:
+    """2 where ``level``'s tiles decode pre-scaled by 2 (``downscale_method`` "jpeg-dct") and
+    ``ratio`` (level px per output px) is at least 2 (levels' downsamples are often a little off
+    the whole number: up to 2 % under it; the resize after then enlarges by as much); else 1.
+    Larger factors are not used: at 1/8 the real Aperio sample's tissue mask moved by 1.3 % of
+    its pixels against area averaging, at 1/2 the benchmark slide's by 0.02 %."""
+    if ratio * 1.02 >= 2 and reader.downscale_method(level, 2) == "jpeg-dct":
+        return 2
+    return 1
+
+
 def read_downsampled(
     reader: SlideReader, downsample: float, *, max_strip_pixels: int = 1 << 24
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """The whole slide at ``downsample`` (level-0 px per output px), read in strips.
 
     Uses the coarsest level not coarser than ``downsample`` and resizes with area
-    averaging, strip by strip, so memory stays bounded for any slide size. Returns the
-    image and its exact (x, y) downsample relative to level 0.
+    averaging, strip by strip, so memory stays bounded for any slide size. Where that level's
+    JPEG tiles decode pre-scaled by 2 (where the shrink left is at least 2) they are read so
+    (~40 % less decoding) and the last partial block of level pixels at the right and
+    bottom edges is left out (under one output pixel). Returns the image and its (x, y)
+    downsample relative to level 0.
     """
     info = reader.info
     width, height = info.dimensions
@@ -191,14 +205,22 @@ def read_downsampled(
     level = max(candidates, key=lambda i: info.level_downsamples[i]) if candidates else 0
     lw, lh = info.level_dimensions[level]
     level_ds = info.level_downsamples[level]
-    fy = lh / out_h  # level rows per output row
-    rows_per_strip = max(1, int(max_strip_pixels // max(1, lw) / max(fy, 1.0)))
+    factor = _dct_shrink(reader, level, min(lw / out_w, lh / out_h))
+    sw, sh = lw // factor, lh // factor  # the level as read (decoded pre-scaled by factor)
+    fy = sh / out_h  # read rows per output row
+    rows_per_strip = max(1, int(max_strip_pixels // max(1, sw) / max(fy, 1.0)))
     out = np.empty((out_h, out_w, 3), dtype=np.uint8)
     for r0 in range(0, out_h, rows_per_strip):
         r1 = min(out_h, r0 + rows_per_strip)
         y0 = math.floor(r0 * fy)
-        y1 = min(lh, max(y0 + 1, math.ceil(r1 * fy)))
-        strip = reader.read_region((0, round(y0 * level_ds)), level, (lw, y1 - y0))
-        interpolation = cv2.INTER_AREA if lw >= out_w else cv2.INTER_LINEAR
+        y1 = min(sh, max(y0 + 1, math.ceil(r1 * fy)))
+        location = (0, round(y0 * factor * level_ds))
+        if factor == 1:
+            strip = reader.read_region(location, level, (sw, y1 - y0))
+        else:
+            strip = reader.read_regions_downscaled(
+                [location], level, (sw * factor, (y1 - y0) * factor), factor
+            )[0]
+        interpolation = cv2.INTER_AREA if sw >= out_w else cv2.INTER_LINEAR
         out[r0:r1] = cv2.resize(strip, (out_w, r1 - r0), interpolation=interpolation)
     return out, (width / out_w, height / out_h)

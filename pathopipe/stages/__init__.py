@@ -11,6 +11,7 @@ WARM_MODULES = (
     "tiffslide",
     "tifffile",
     "imagecodecs",
+    "simplejpeg",  # pre-scaled JPEG decoding (thumbnails, resampled tiles)
     "openslide",
     "zarr.storage",
 )

@@ -41,6 +41,8 @@ def _drop_small(mask: np.ndarray, min_area_px: float) -> np.ndarray:
     _count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= min_area_px
     keep[0] = False  # background label
+    if keep[1:].all():  # nothing to drop: skip the per-pixel lookup
+        return mask
     return keep[labels]
 
 
@@ -56,6 +58,8 @@ def _fill_small_holes(mask: np.ndarray, max_area_px: float) -> np.ndarray:
     )
     fill = (stats[:, cv2.CC_STAT_AREA] < max_area_px) & ~touches_border
     fill[0] = False  # label 0 is the tissue itself
+    if not fill.any():  # no hole to fill: skip the per-pixel lookup
+        return mask
     return mask | fill[labels]
 
 

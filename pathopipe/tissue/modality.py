@@ -36,6 +36,15 @@ def _brightness(image: np.ndarray) -> np.ndarray:
     return brightest
 
 
+def _median_u8(values: np.ndarray) -> float:
+    """``np.median`` of uint8 values from their histogram (~5x faster than a partition)."""
+    counts = np.cumsum(np.bincount(values.ravel(), minlength=256))
+    n = int(counts[-1])
+    lower = int(np.searchsorted(counts, (n - 1) // 2, side="right"))  # sorted value at (n-1)//2
+    upper = int(np.searchsorted(counts, n // 2, side="right"))  # and at n//2
+    return (lower + upper) / 2
+
+
 def _metadata_hint(properties: Mapping[str, str]) -> str | None:
     """An excitation filter named in the vendor metadata (Hamamatsu shading data, ...)."""
     for key, value in properties.items():
@@ -51,7 +60,7 @@ def _metadata_hint(properties: Mapping[str, str]) -> str | None:
 
 def looks_fluorescent(image: np.ndarray, properties: Mapping[str, str]) -> tuple[bool, str]:
     """Whether the slide looks like fluorescence (a dark background), and the findings in words."""
-    median = float(np.median(_brightness(image)))
+    median = _median_u8(_brightness(image))
     dark = median < DARK_BACKGROUND
     findings = [f"{'a dark' if dark else 'a bright'} background (median brightness {median:.0f} of 255)"]
     hint = _metadata_hint(properties)

@@ -11,6 +11,8 @@ from pathopipe._process import reset as reset_process_state
 from pathopipe.errors import TilingError
 from pathopipe.slide import open_slide
 from pathopipe.tiling import choose_resample, plan_tile_spec, read_tiles
+from pathopipe.tissue import detect_tissue
+from pathopipe.tissue._otsu import OtsuTissueConfig
 
 # the documented tolerance of resample "jpeg-dct" against "area" (docs/architecture.md):
 # libjpeg's scaled inverse DCT is a different low-pass filter than block averaging of decoded
@@ -195,3 +197,32 @@ def test_threads_mixing_scaled_and_full_reads_share_a_small_cache_safely(aperio_
         results = list(pool.map(work, jobs))
     for got, want in zip(results, expected, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("fixture", ["aperio_slide", "generic_slide"])
+def test_the_tissue_thumbnail_reads_pre_scaled_tiles_within_tolerance(fixture, request):
+    """read_downsampled decodes the level's tiles at 1/2 where the shrink left allows (a third
+    of the work); the image stays within resample's tolerance of area averaging (openslide)."""
+    from pathopipe.slide import read_downsampled
+
+    path = request.getfixturevalue(fixture).path
+    with open_slide(path, backend="tiff") as slide, open_slide(path, backend="openslide") as reference:
+        level = max(i for i, d in enumerate(slide.info.level_downsamples) if d <= 32)
+        got, ds = read_downsampled(slide, 32)
+        expected, ds_expected = read_downsampled(reference, 32)
+        assert slide.cache.get(slide._cache_key(level, 0, 2)) is not None  # tiles decoded at 1/2
+        assert slide.cache.get(slide._cache_key(level, 0)) is None  # and not whole
+    assert got.shape == expected.shape and ds == ds_expected
+    diff = np.abs(got.astype(np.int16) - expected.astype(np.int16))
+    # a level's downsample a little off 16 leaves the pre-scaled image up to 2 % short of the
+    # output, stretched back: the far side moves by up to a pixel (the synthetic edges are sharp)
+    assert diff.mean() <= 2.5, diff.mean()
+    mpp = 32 * 0.25
+    mask = detect_tissue(got, mpp=mpp, config=OtsuTissueConfig())
+    reference_mask = detect_tissue(expected, mpp=mpp, config=OtsuTissueConfig())
+    # the masks differ only along the tissue's edge (within a pixel of it)
+    kernel = np.ones((3, 3), np.uint8)
+    ref = reference_mask.astype(np.uint8)
+    edge = cv2.dilate(ref, kernel).astype(bool) & ~cv2.erode(ref, kernel).astype(bool)
+    assert mask.any() and not (mask != reference_mask)[~edge].any()
+    assert (mask != reference_mask).mean() <= 0.01

@@ -48,6 +48,19 @@ def _manifest(out: Path) -> dict[str, str]:
         return next(csv.DictReader(fh))
 
 
+def test_the_background_median_is_numpys():
+    from pathopipe.tissue.modality import looks_fluorescent
+
+    rng = np.random.default_rng(3)
+    for shape in [(1, 1, 3), (1, 2, 3), (3, 5, 3), (40, 61, 3), (200, 300, 3)]:
+        for low, high in [(0, 256), (49, 52)]:  # spread out, and bunched at the threshold
+            image = rng.integers(low, high, shape, dtype=np.uint8)
+            median = float(np.median(image.max(axis=2)))
+            dark, findings = looks_fluorescent(image, {})
+            assert dark == (median < 50)
+            assert f"median brightness {median:.0f} of 255" in findings
+
+
 def test_the_hash_of_brightfield_runs_is_unchanged_by_the_setting():
     assert "modality" not in RunConfig().output_relevant()["slide"]
     assert (
