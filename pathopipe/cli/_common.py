@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from pathopipe.errors import ClusterLostError, PathopipeError
 from pathopipe.output.manifest import SlideRecord
@@ -57,7 +58,8 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 
 def summary_table(records: list[SlideRecord]) -> Table:
     table = Table("slide", "status", "tiles", "stored MB", "seconds")
-    table.add_column("note", max_width=48, no_wrap=True, overflow="ellipsis")
+    # in a narrow terminal the note gives way (it is the only column rich may narrow), cut to one line
+    table.add_column("note", max_width=48)
     for column in table.columns[:-1]:
         column.no_wrap = True
     for r in records:
@@ -68,7 +70,7 @@ def summary_table(records: list[SlideRecord]) -> Table:
             "" if r.n_tiles is None else f"{r.n_tiles:,}",
             "" if r.bytes is None else f"{r.bytes / 1e6:,.1f}",
             "" if r.seconds is None else f"{r.seconds:.1f}",
-            escape(r.error or r.warnings),
+            Text(r.error or r.warnings, no_wrap=True, overflow="ellipsis"),
         )
     return table
 

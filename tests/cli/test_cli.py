@@ -160,3 +160,28 @@ def test_the_command_list_wraps_each_summary_to_the_terminal():
     for rows in summaries:
         for row, after in itertools.pairwise(rows):
             assert len(row) + 1 + len(after.split()[0]) > 70, "\n".join(rows)
+
+
+def test_the_slide_table_keeps_every_column_at_80_columns():
+    """A long failure note is cut to fit; the status, tiles, MB and seconds stay whole."""
+    from rich.console import Console
+
+    from pathopipe.cli._common import summary_table
+    from pathopipe.output import SlideRecord
+
+    records = [
+        SlideRecord("a-long-slide-name-0001", "x.svs", status="failed", seconds=0.12,
+                    error="tiles prepare: TilingError: slide 'x.svs' is scanned at 16.78 µm/px, " * 3),
+        SlideRecord("b", "b.svs", status="done", n_tiles=12_345, bytes=98_700_000, seconds=61.0),
+    ]  # fmt: skip
+    console = Console(width=80, record=True, color_system=None)
+    console.print(summary_table(records))
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    header = lines[1]
+    for name in ("slide", "status", "tiles", "stored MB", "seconds", "note"):
+        assert f" {name} " in header, (name, header)
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == 2  # one line per slide
+    assert "failed" in rows[0] and "0.1" in rows[0] and rows[0].rstrip("│ ").endswith("…")
+    assert "12,345" in rows[1] and "98.7" in rows[1] and "61.0" in rows[1]
