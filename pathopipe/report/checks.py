@@ -60,18 +60,26 @@ def find_warnings(summary: dict[str, Any]) -> list[dict[str, str]]:
     small = summary.get("small_slides")
     cohort = (summary.get("sizing") or {}).get("basis", {}).get("kind") == "in the cohort plan"
     if small and small["small"] and not cohort:  # a cohort plan sizes for its own slides
+        against = (
+            f"median {small['median_tiles']:,.0f} tiles per slide against about {small['clinical_tiles']:,} "
+            f"for {small['clinical_tissue_cm2']:g} cm² of tissue (assumed)"
+        )
+        if small["median_tiles"] == 0:  # blank slides: a capacity of such slides says nothing
+            what = (
+                f"Most slides measured gave no tiles ({against}): the figures are fixed costs "
+                "alone, and the slides a day are of blank slides."
+            )
+        else:
+            what = (
+                f"The slides measured are far smaller than a clinical slide: {against}. Fixed costs "
+                "weigh more on small slides and the load is extrapolated."
+            )
         found.append(
             _warning(
                 "small_slides",
                 "sizing",
-                "The slides measured are far smaller than a clinical slide: median "
-                f"{small['median_tiles']:,.0f} "
-                f"tiles per slide against about {small['clinical_tiles']:,} for "
-                f"{small['clinical_tissue_cm2']:g} "
-                "cm² of tissue (assumed). Fixed costs weigh more on small slides and the load is "
-                "extrapolated: "
-                "size on the real cohort with `pathopipe plan WORKFLOW --slides COHORT --json > plan.json`, "
-                "then `pathopipe report OUT --cohort plan.json`.",
+                f"{what} Size on the real cohort with `pathopipe plan WORKFLOW --slides COHORT --json > "
+                "plan.json`, then `pathopipe report OUT --cohort plan.json`.",
             )
         )
     sizing = summary.get("sizing") or {}

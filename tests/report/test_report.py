@@ -280,6 +280,12 @@ def test_warnings_appear_when_they_apply_and_not_otherwise(finished_run, tiles_r
     (card,) = [w for w in find_warnings(unlike) if w["code"] == "unlike_the_card"]
     assert "tiles of 256 px; its model card recommends 224 px" in card["text"]
     assert "tiles at 1 µm/px; its model card recommends 0.5 µm/px" in card["text"]
+    # blank slides only (no tiles): the warning says the figures are fixed costs alone
+    blank = copy.deepcopy(summary)
+    blank["small_slides"]["median_tiles"] = 0
+    (small_warning,) = [w for w in find_warnings(blank) if w["code"] == "small_slides"]
+    assert "gave no tiles (median 0 tiles per slide" in small_warning["text"]
+    assert "fixed costs alone" in small_warning["text"] and "--cohort" in small_warning["text"]
     # a clinical slide as small as these: no small-slide warning; no prices: no example prices
     written = write_report(
         finished_run, slides_per_day=500, assumptions=SizingAssumptions(clinical_tissue_cm2=0.001)
